@@ -1,0 +1,270 @@
+"""NIfTI-1/2 reading and writing with the geometry nibabel resolves.
+
+Arrays keep nibabel's axis order ``(I, J, K)``; affines map voxel indices to RAS+ mm.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import warnings
+import zlib
+from collections.abc import Iterable
+from os import PathLike
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
+from napari_medseg.io.errors import (
+    NotAScanError,
+    ScanReadError,
+    TruncatedFileError,
+    UnsupportedVolumeError,
+)
+from napari_medseg.volume import ScanMetadata, Volume
+
+logger = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+#: A CT stored without modality: integer voxels spanning air (-1000) to soft tissue.
+_CT_LIKE_MIN_HU = -900
+_CT_LIKE_MAX_HU = 100
+
+
+def is_nifti_path(path: str | PathLike) -> bool:
+    """Whether the file name ends in ``.nii`` or ``.nii.gz`` (case-insensitive)."""
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volume:
+    """Read a NIfTI file into a :class:`~napari_medseg.volume.Volume`.
+
+    Parameters
+    ----------
+    path : path
+        ``.nii`` or ``.nii.gz`` file.
+    volume_index : int, optional
+        For a 4D file with more than one volume, which one to read (0-based). A 4D
+        file with a single volume needs none.
+
+    Returns
+    -------
+    Volume
+        ``array`` shape ``(I, J, K)``. Integer data without scaling keeps its
+        dtype; data with ``scl_slope``/``scl_inter`` comes back as float32 with the
+        scaling applied. ``affine`` is nibabel's resolved affine (sform if its code
+        is set, else qform, else the voxel-size-only fallback with a warning).
+
+    Raises
+    ------
+    NotAScanError, TruncatedFileError, UnsupportedVolumeError
+        With the file name and what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(path, "no such file.", "Check the path.")
+    try:
+        image = nib.load(path)
+    except nib.filebasedimages.ImageFileError as error:
+        raise NotAScanError(
+            path, f"not a NIfTI file ({error}).", "Open a .nii/.nii.gz scan or a DICOM folder."
+        ) from error
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
+        raise TruncatedFileError(
+            path, f"the file is damaged or truncated ({error}).", "Copy or export it again."
+        ) from error
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise NotAScanError(
+            path, f"nibabel reads it as {type(image).__name__}, not NIfTI.", "Convert it to NIfTI."
+        )
+    header = image.header
+    data_proxy = image.dataobj
+    shape = tuple(int(n) for n in image.shape)
+    shape = _squeeze_trailing(shape)
+    warnings_found: list[str] = []
+    if len(shape) < 2 or len(shape) > 4:
+        raise UnsupportedVolumeError(
+            path,
+            f"has {len(shape)} dimensions {shape}; only 2D, 3D and 4D NIfTI can be read.",
+            "Split it into 3D volumes first (e.g. with fslsplit).",
+        )
+    if len(shape) == 4:
+        if volume_index is None:
+            raise UnsupportedVolumeError(
+                path,
+                f"is 4D with {shape[3]} volumes of {shape[:3]}.",
+                f"Choose one with --volume N (0..{shape[3] - 1}) or volume_index=N.",
+            )
+        if not 0 <= volume_index < shape[3]:
+            raise UnsupportedVolumeError(
+                path,
+                f"has {shape[3]} volumes; volume {volume_index} does not exist.",
+                f"Choose 0..{shape[3] - 1}.",
+            )
+    try:
+        if len(shape) == 4 and len(image.shape) == 4:
+            raw = data_proxy[..., volume_index]  # reads one volume only
+        elif len(shape) == 4:
+            raw = np.asanyarray(data_proxy).reshape(shape)[..., volume_index]
+        else:
+            raw = np.asanyarray(data_proxy).reshape(shape)
+    except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OSError) as error:
+        raise TruncatedFileError(
+            path,
+            f"the voxel data is shorter than the header says ({error}).",
+            "The file is truncated or damaged: copy or export it again.",
+        ) from error
+    array = np.asarray(raw)
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    if array.dtype.kind == "f" and array.dtype != image.get_data_dtype():
+        # scl_slope/scl_inter made nibabel promote to float64; float32 holds HU exactly enough
+        array = array.astype(np.float32)
+
+    qform_affine, qform_code = header.get_qform(coded=True)
+    sform_affine, sform_code = header.get_sform(coded=True)
+    if not qform_code and not sform_code:
+        warnings_found.append(
+            "The file has neither a qform nor an sform: its orientation is unknown; "
+            "nibabel's default (voxel sizes only, x flipped) is used."
+        )
+    descrip = header.get("descrip")
+    description = descrip.item().decode("latin-1", "replace").strip("\x00 ") if descrip else ""
+    modality, units = _guess_modality(array)
+    window = _calibrated_window(header)
+    extra: dict = {}
+    if qform_code and sform_code and not np.allclose(qform_affine, sform_affine, atol=1e-5):
+        extra["qform_affine"] = np.asarray(qform_affine, dtype=float).tolist()
+    if modality:
+        extra["modality_guessed"] = True
+    metadata = ScanMetadata(
+        source=str(path),
+        format="nifti",
+        modality=modality,
+        units=units,
+        series_description=description,
+        window=window,
+        qform_code=int(qform_code),
+        sform_code=int(sform_code),
+        warnings=warnings_found,
+        extra=extra,
+    )
+    return Volume(array=array, affine=np.asarray(image.affine, dtype=float), metadata=metadata)
+
+
+def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Drop singleton dimensions after the third (a 4D file with one volume is 3D)."""
+    shape = list(shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape.pop()
+    return tuple(shape)
+
+
+def _guess_modality(array: np.ndarray) -> tuple[str, str]:
+    """NIfTI carries no modality; integer data spanning air to tissue in HU is CT-like."""
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        return "", ""
+    low, high = float(array.min()), float(array.max())
+    if low <= _CT_LIKE_MIN_HU and high >= _CT_LIKE_MAX_HU and low >= -3100:
+        return "CT", "HU"
+    return "", ""
+
+
+def _calibrated_window(header) -> tuple[float, float] | None:
+    cal_min, cal_max = float(header["cal_min"]), float(header["cal_max"])
+    if cal_max > cal_min:
+        return ((cal_min + cal_max) / 2.0, cal_max - cal_min)
+    return None
+
+
+def label_dtype(labels: np.ndarray) -> np.dtype:
+    """Smallest unsigned dtype that holds every label value (uint8, uint16 or uint32)."""
+    if labels.size == 0:
+        return np.dtype(np.uint8)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise ValueError(f"label maps hold non-negative integers, found {low}")
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if high <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"label value {high} does not fit in uint32")
+
+
+def write_nifti(
+    path: str | PathLike,
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    kind: str = "image",
+    qform_code: int = 1,
+    sform_code: int = 1,
+    qform_affine: np.ndarray | None = None,
+    description: str = "",
+    protect: Iterable[str | PathLike] = (),
+) -> Path:
+    """Write a 3D array as NIfTI-1 on the given voxel grid, atomically.
+
+    Parameters
+    ----------
+    path : path
+        Output file ending in ``.nii`` or ``.nii.gz``.
+    array : numpy.ndarray
+        Shape ``(I, J, K)`` in the stored (source) voxel order.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS+ mm matrix, written as the sform (and the qform unless
+        ``qform_affine`` is given).
+    kind : {"image", "labels"}
+        ``"labels"`` stores the smallest unsigned integer type that holds the
+        labels (uint8, then uint16); ``"image"`` keeps the array's dtype.
+    qform_code, sform_code : int
+        NIfTI codes to store (1 = scanner anatomical, 2 = aligned...). Keep the
+        source's codes to round-trip a file exactly.
+    qform_affine : numpy.ndarray, optional
+        A qform that differs from the sform in the source file.
+    description : str
+        Written to the header's ``descrip`` field (at most 79 characters).
+    protect : iterable of path
+        Source scans that must never be overwritten.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    path = Path(path)
+    if not is_nifti_path(path):
+        raise ValueError(f"{path}: a NIfTI file name ends in .nii or .nii.gz")
+    refuse_source_overwrite(path, protect)
+    if array.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D array, got shape {array.shape}")
+    if kind == "labels":
+        data = np.asarray(array).astype(label_dtype(np.asarray(array)), copy=False)
+    elif kind == "image":
+        data = np.asarray(array)
+        if data.dtype == np.float64:
+            data = data.astype(np.float32)
+        elif data.dtype == np.bool_:
+            data = data.astype(np.uint8)
+    else:
+        raise ValueError(f"kind must be 'image' or 'labels', got {kind!r}")
+    affine = np.asarray(affine, dtype=float)
+    image = nib.Nifti1Image(data, affine)
+    header = image.header
+    header.set_xyzt_units("mm", "sec")
+    header.set_sform(affine, code=int(sform_code))
+    with warnings.catch_warnings():
+        # a gantry-tilted (sheared) affine cannot be a qform; nibabel strips the shear
+        warnings.simplefilter("ignore")
+        header.set_qform(affine if qform_affine is None else qform_affine, code=int(qform_code))
+    if kind == "labels":
+        header["cal_min"], header["cal_max"] = 0, float(data.max()) if data.size else 0
+        header.set_intent("label")
+    if description:
+        header["descrip"] = description[:79].encode("latin-1", "replace")
+    with atomic_output(path) as temp_path:
+        nib.save(image, temp_path)
+    logger.info("wrote %s %s %s", kind, data.shape, path)
+    return path

@@ -1,0 +1,80 @@
+"""One entry point for every supported input: :func:`read_scan`."""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+from napari_medseg.io.errors import NotAScanError, ScanReadError
+from napari_medseg.io.nifti import is_nifti_path, read_nifti
+from napari_medseg.volume import Volume
+
+_NIFTI1_MAGIC_OFFSET = 344
+_DICOM_PREAMBLE = 128
+
+
+def read_scan(
+    path: str | PathLike, *, series_key: str | None = None, volume_index: int | None = None
+) -> Volume:
+    """Read a NIfTI file, a DICOM file, a DICOM folder or a DICOMDIR.
+
+    Parameters
+    ----------
+    path : path
+        ``.nii``/``.nii.gz`` file; a DICOM file; a folder searched recursively
+        for DICOM; or a ``DICOMDIR``.
+    series_key : str, optional
+        Which DICOM series to read when the folder holds several (a
+        ``SeriesInfo.key`` from :func:`napari_medseg.io.dicom.index_dicom` or a
+        SeriesInstanceUID).
+    volume_index : int, optional
+        Which volume of a 4D NIfTI to read.
+
+    Returns
+    -------
+    Volume
+        Voxels in stored order ``(I, J, K)`` with the voxel -> RAS+ mm affine.
+
+    Raises
+    ------
+    ScanReadError
+        Or one of its subclasses, naming the file and what to do.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ScanReadError(path, "no such file or folder.", "Check the path.")
+    if path.is_file() and (is_nifti_path(path) or _has_nifti_magic(path)):
+        return read_nifti(path, volume_index=volume_index)
+    from napari_medseg.io.dicom import read_dicom
+
+    if path.is_file() and path.name.upper() != "DICOMDIR" and not _has_dicom_preamble(path):
+        # headerless (raw dataset) DICOM exists; let pydicom judge, but name the file
+        try:
+            return read_dicom(path, series_key=series_key)
+        except ScanReadError:
+            raise
+        except Exception as error:
+            raise NotAScanError(
+                path,
+                f"neither NIfTI (.nii/.nii.gz) nor DICOM ({error}).",
+                "Open a NIfTI file, a DICOM file or a folder of DICOM files.",
+            ) from error
+    return read_dicom(path, series_key=series_key)
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def _has_nifti_magic(path: Path) -> bool:
+    head = _read_head(path, 352)
+    return len(head) >= 348 and head[_NIFTI1_MAGIC_OFFSET : _NIFTI1_MAGIC_OFFSET + 3] in (
+        b"n+1",
+        b"ni1",
+    )
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    head = _read_head(path, _DICOM_PREAMBLE + 4)
+    return head[_DICOM_PREAMBLE:] == b"DICM"
