@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv and install napari-medseg into it.
+#   scripts/setup_env.sh [EXTRAS]     e.g. "napari" or "napari,test"
+# PyTorch is installed first, so that pip never swaps it for another build:
+#   - a torch already in .venv is kept (a user's CUDA build stays);
+#   - a local CPU wheel offered by pip's find-links (as on the CI machines) is used;
+#   - with an NVIDIA GPU, PyPI's default (CUDA) build;
+#   - otherwise the CPU build from PyTorch's CPU index, falling back to PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${1:-napari}"
+TORCH_VERSION="${MEDSEG_TORCH_VERSION:-2.13.0}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "napari-medseg needs Python >= 3.10"'
+    "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if python -c "import torch" 2>/dev/null; then
+    echo "[setup] keeping torch $(python -c 'import torch; print(torch.__version__)')"
+elif pip install -q --no-index --no-deps "torch==${TORCH_VERSION}" 2>/dev/null; then
+    echo "[setup] torch ${TORCH_VERSION} from a local wheel"
+    pip install -q "torch==${TORCH_VERSION}"   # its pure-Python dependencies
+elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "[setup] NVIDIA GPU found: torch with CUDA from PyPI"
+    pip install -q "torch>=2.1"
+else
+    echo "[setup] no GPU: CPU build of torch"
+    pip install -q --timeout 30 "torch>=2.1" --index-url https://download.pytorch.org/whl/cpu \
+        --extra-index-url https://pypi.org/simple || pip install -q "torch>=2.1"
+fi
+
+pip install -q -e ".[${EXTRAS}]"
+echo "[setup] napari-medseg installed in $(pwd)/.venv with extras [${EXTRAS}]"

@@ -1,0 +1,124 @@
+"""The ``medseg`` command as a user runs it: a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from geometry_cases import make_affine
+
+from napari_medseg.io.dicom_export import write_dicom_series
+
+SHAPE = (12, 10, 6)
+
+
+def medseg(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "napari_medseg.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def ct_series(tmp_path):
+    affine = make_affine("LPS", spacing=(0.7, 0.7, 2.0), origin=(40.0, 30.0, -60.0))
+    stored = np.random.default_rng(0).integers(0, 2500, SHAPE).astype(np.int16)
+    hu = stored.astype(np.int32) - 1024  # integer input = stored values; HU via the intercept
+    folder = tmp_path / "ct"
+    write_dicom_series(
+        stored,
+        affine,
+        folder,
+        modality="CT",
+        rescale_intercept=-1024.0,
+        series_description="Chest 2mm",
+    )
+    return folder, hu, affine
+
+
+def test_info_lists_the_series(ct_series):
+    folder, _, _ = ct_series
+    result = medseg("info", folder, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    (series,) = report["series"]
+    assert series["n_slices"] == SHAPE[2]
+    assert (series["rows"], series["columns"]) == (SHAPE[1], SHAPE[0])
+    assert series["modality"] == "CT"
+    assert series["orientation"] == "LPS"
+    assert series["description"] == "Chest 2mm"
+    text = medseg("info", folder)
+    assert "Chest 2mm" in text.stdout and f"{SHAPE[2]} slices" in text.stdout
+
+
+def test_convert_matches_simpleitk(ct_series, tmp_path):
+    folder, hu, affine = ct_series
+    out = tmp_path / "ct.nii.gz"
+    result = medseg("convert", folder, out)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    image = nib.load(out)
+    np.testing.assert_array_equal(np.asanyarray(image.dataobj), hu)
+    np.testing.assert_allclose(image.affine, affine, atol=1e-4)
+    reference = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder)))
+    np.testing.assert_array_equal(
+        np.asanyarray(image.dataobj).transpose(2, 1, 0), sitk.GetArrayFromImage(reference)
+    )
+    lps_origin = np.diag([-1, -1, 1]) @ image.affine[:3, 3]
+    np.testing.assert_allclose(lps_origin, reference.GetOrigin(), atol=1e-4)
+    info = json.loads(medseg("info", out, "--json").stdout)
+    assert info["shape"] == list(SHAPE) and info["orientation"] == "LPS"
+
+
+def test_convert_refuses_to_replace_an_existing_file(ct_series, tmp_path):
+    folder, _, _ = ct_series
+    out = tmp_path / "result.nii.gz"
+    out.write_bytes(b"the user's earlier result")
+    result = medseg("convert", folder, out)
+    assert result.returncode == 2
+    assert "already exists" in result.stderr and str(out) in result.stderr
+    assert out.read_bytes() == b"the user's earlier result"
+
+
+def test_convert_never_writes_over_the_source(tmp_path):
+    source = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.int16), np.eye(4)), source)
+    before = source.read_bytes()
+    result = medseg("convert", source, source, "--overwrite")
+    assert result.returncode == 2
+    assert "never overwritten" in result.stderr
+    assert source.read_bytes() == before
+
+
+def test_bad_input_names_the_file(tmp_path):
+    bogus = tmp_path / "report.txt"
+    bogus.write_text("not a scan at all")
+    result = medseg("info", bogus)
+    assert result.returncode == 2
+    assert str(bogus) in result.stderr
+    assert "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = medseg("convert", empty, tmp_path / "x.nii.gz")
+    assert result.returncode == 2 and str(empty) in result.stderr
+
+
+def test_two_series_need_a_choice(ct_series, tmp_path):
+    folder, hu, affine = ct_series
+    write_dicom_series(
+        hu[:, :, :3].astype(float), affine, folder / "second", modality="CT", series_description="Second"
+    )
+    result = medseg("convert", folder, tmp_path / "x.nii.gz")
+    assert result.returncode == 2 and "--series" in result.stderr
+    listing = json.loads(medseg("info", folder, "--json").stdout)["series"]
+    second = next(s for s in listing if s["description"] == "Second")
+    out = tmp_path / "second.nii.gz"
+    assert medseg("convert", folder, out, "--series", second["key"]).returncode == 0
+    assert nib.load(out).shape == (SHAPE[0], SHAPE[1], 3)
