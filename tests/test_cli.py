@@ -113,7 +113,11 @@ def test_bad_input_names_the_file(tmp_path):
 def test_two_series_need_a_choice(ct_series, tmp_path):
     folder, hu, affine = ct_series
     write_dicom_series(
-        hu[:, :, :3].astype(float), affine, folder / "second", modality="CT", series_description="Second"
+        hu[:, :, :3].astype(float),
+        affine,
+        folder / "second",
+        modality="CT",
+        series_description="Second",
     )
     result = medseg("convert", folder, tmp_path / "x.nii.gz")
     assert result.returncode == 2 and "--series" in result.stderr

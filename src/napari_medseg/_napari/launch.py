@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PLUGIN = "napari-medseg"
-DOCKED_WIDGETS = ("DICOM series browser",)
+DOCKED_WIDGETS = ("DICOM series browser", "View orientation")
 
 
 def make_viewer(path: str | Path | None = None, viewer=None):

@@ -13,8 +13,8 @@ class MedsegError(Exception):
     """Base class of the errors this package raises on purpose."""
 
 
-class ScanReadError(MedsegError):
-    """A scan could not be read.
+class FileError(MedsegError):
+    """A problem with one file or folder: the message names it, the problem and the fix.
 
     Parameters
     ----------
@@ -34,6 +34,18 @@ class ScanReadError(MedsegError):
         if fix:
             message += f" {fix}"
         super().__init__(message)
+
+
+class ScanReadError(FileError):
+    """A scan could not be read."""
+
+
+class ScanWriteError(FileError):
+    """A file could not be written (bad name, wrong dimensionality, labels out of range).
+
+    Not a ``ValueError`` on purpose: npe2/napari treat a ``ValueError`` raised by a
+    writer as "no writer found" and drop its message.
+    """
 
 
 class NotAScanError(ScanReadError):

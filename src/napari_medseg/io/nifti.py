@@ -20,6 +20,7 @@ from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.io.errors import (
     NotAScanError,
     ScanReadError,
+    ScanWriteError,
     TruncatedFileError,
     UnsupportedVolumeError,
 )
@@ -233,15 +234,26 @@ def write_nifti(
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    ScanWriteError
+        For a name without a NIfTI suffix, a non-3D array or unstorable labels.
+    OverwriteSourceError
+        When ``path`` is one of ``protect``.
     """
     path = Path(path)
     if not is_nifti_path(path):
-        raise ValueError(f"{path}: a NIfTI file name ends in .nii or .nii.gz")
+        raise ScanWriteError(path, "a NIfTI file name ends in .nii or .nii.gz.", "Rename it.")
     refuse_source_overwrite(path, protect)
     if array.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D array, got shape {array.shape}")
+        raise ScanWriteError(path, f"only 3D arrays are written as scans, got {array.shape}.")
     if kind == "labels":
-        data = np.asarray(array).astype(label_dtype(np.asarray(array)), copy=False)
+        try:
+            dtype = label_dtype(np.asarray(array))
+        except ValueError as error:
+            raise ScanWriteError(path, f"cannot store these labels: {error}.") from error
+        data = np.asarray(array).astype(dtype, copy=False)
     elif kind == "image":
         data = np.asarray(array)
         if data.dtype == np.float64:

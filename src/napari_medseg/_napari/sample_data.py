@@ -1,0 +1,46 @@
+"""npe2 sample data: the chest CT with its lung-tumour contour.
+
+Where the files are found is :mod:`napari_medseg.samples`' job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napari_medseg.samples import sample_path
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def _tumour_layer() -> LayerData:
+    from napari_medseg._napari.layers import volume_to_layer_data
+    from napari_medseg.io import read_scan
+
+    volume = read_scan(sample_path("chest_ct_tumour"))
+    return volume_to_layer_data(volume, layer_type="labels", name="tumour", opacity=0.6)
+
+
+def _load(sample_key: str, name: str) -> list[LayerData]:
+    from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
+    from napari_medseg._napari.notifications import notify_error, notify_warnings
+    from napari_medseg.io import read_scan
+    from napari_medseg.io.errors import MedsegError
+
+    try:
+        image = volume_to_layer_data(read_scan(sample_path(sample_key)), name=name)
+        labels = _tumour_layer()
+    except MedsegError as error:
+        notify_error(error)
+        raise
+    notify_warnings(layer_warnings(image), context=name)
+    return [image, labels]
+
+
+def chest_ct_nifti() -> list[LayerData]:
+    """Chest CT (int16 HU, NIfTI) and its tumour labels (1 = tumour) as two layers."""
+    return _load("chest_ct", "chest CT")
+
+
+def chest_ct_dicom() -> list[LayerData]:
+    """The same chest CT read from its DICOM series (JPEG 2000), with the tumour labels."""
+    return _load("chest_ct_dicom", "chest CT (DICOM)")

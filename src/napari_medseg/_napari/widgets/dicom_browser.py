@@ -1,0 +1,373 @@
+"""DICOM series browser: pick a folder, see its series, load the ones you want.
+
+Indexing and reading run in napari thread workers, so the viewer never blocks;
+layers are added and notifications shown from the main thread (the workers'
+``returned``/``yielded``/``errored`` callbacks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QBrush, QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+logger = logging.getLogger(__name__)
+
+#: Table columns, in order.
+COLUMNS = (
+    "#",
+    "Description",
+    "Modality",
+    "Slices",
+    "Matrix",
+    "Spacing (mm)",
+    "Orientation",
+    "Warnings",
+)
+
+
+def _fmt_float(value: Any) -> str:
+    try:
+        return f"{float(value):.3g}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+def series_row(series: Any) -> list[str]:
+    """Table cells for one ``SeriesInfo`` (see :data:`COLUMNS`)."""
+    spacing = getattr(series, "pixel_spacing", None)
+    if spacing is not None and len(spacing) >= 2:
+        in_plane = f"{_fmt_float(spacing[0])} x {_fmt_float(spacing[1])}"
+    else:
+        in_plane = "?"
+    slice_spacing = getattr(series, "slice_spacing", None)
+    spacing_text = in_plane + (f" x {_fmt_float(slice_spacing)}" if slice_spacing else "")
+    warnings = [str(w) for w in getattr(series, "warnings", ()) or ()]
+    if not getattr(series, "has_geometry", True):
+        warnings.insert(0, "no patient geometry")
+    if getattr(series, "is_localizer", False):
+        warnings.insert(0, "localizer")
+    number = getattr(series, "number", None)
+    return [
+        "" if number is None else str(number),
+        str(getattr(series, "description", "") or ""),
+        str(getattr(series, "modality", "") or ""),
+        str(getattr(series, "n_slices", "")),
+        f"{getattr(series, 'rows', '?')} x {getattr(series, 'columns', '?')}",
+        spacing_text,
+        str(getattr(series, "orientation", "") or ""),
+        "; ".join(warnings),
+    ]
+
+
+def series_tooltip(series: Any) -> str:
+    """Details shown when hovering a row (no patient identifiers)."""
+    parts = [
+        ("Series", getattr(series, "description", "")),
+        ("Study", getattr(series, "study_description", "")),
+        ("Series date", getattr(series, "series_date", "")),
+        ("SOP class", getattr(series, "sop_class", "")),
+        ("Image type", "\\".join(getattr(series, "image_type", ()) or ())),
+        ("Transfer syntax", ", ".join(getattr(series, "transfer_syntaxes", ()) or ())),
+        ("Split off by", getattr(series, "split_by", "")),
+        ("Files", str(len(getattr(series, "files", ()) or ()))),
+    ]
+    lines = [f"{k}: {v}" for k, v in parts if v]
+    lines += [f"! {w}" for w in getattr(series, "warnings", ()) or ()]
+    return "\n".join(lines)
+
+
+class DicomBrowser(QWidget):
+    """Dock widget listing the DICOM series of a folder and loading the chosen ones.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer the layers are added to (napari passes it by this name).
+
+    Signals
+    -------
+    indexed(list)
+        Emitted in the main thread with the ``SeriesInfo`` list once a folder is indexed.
+    loaded(list)
+        Emitted with the layers added once a load finishes.
+    failed(str)
+        Emitted with the error message when indexing or loading fails.
+    """
+
+    indexed = Signal(list)
+    loaded = Signal(list)
+    failed = Signal(str)
+    _index_progress = Signal(int, int)
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.series: list[Any] = []
+        self._worker: Any = None
+        self._folder = ""
+
+        self.folder_edit = QLineEdit(self)
+        self.folder_edit.setPlaceholderText("Folder with DICOM files (searched recursively)")
+        self.folder_edit.returnPressed.connect(self.scan)
+        self.browse_button = QPushButton("Browse...", self)
+        self.browse_button.clicked.connect(self._browse)
+        self.scan_button = QPushButton("Scan", self)
+        self.scan_button.setToolTip("List the DICOM series in the folder")
+        self.scan_button.clicked.connect(self.scan)
+
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.cellDoubleClicked.connect(lambda *_: self.load_selected())
+
+        self.load_button = QPushButton("Load selected", self)
+        self.load_button.clicked.connect(self.load_selected)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop loading after the series being read")
+        self.cancel_button.clicked.connect(self.cancel)
+        self._cancel = threading.Event()
+        self.status = QLabel("Choose a folder and press Scan.", self)
+        self.status.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.folder_edit, 1)
+        top.addWidget(self.browse_button)
+        top.addWidget(self.scan_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.load_button)
+        bottom.addWidget(self.cancel_button)
+        layout.addLayout(bottom)
+        self._index_progress.connect(self._on_index_progress)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def busy(self) -> bool:
+        """Whether a worker is indexing or loading."""
+        return self._worker is not None
+
+    def _set_busy(self, worker: Any, message: str) -> None:
+        self._worker = worker
+        self.status.setText(message)
+        self._update_buttons()
+
+    def _finished(self, worker: Any, added: list | None = None) -> None:
+        """A worker ended; only the current one may change the widget's state."""
+        if worker is not self._worker:
+            return
+        if added is not None:
+            self._on_loaded(added)
+        else:
+            self._done()
+
+    def _done(self) -> None:
+        self._worker = None
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        idle = self._worker is None
+        self.scan_button.setEnabled(idle)
+        self.browse_button.setEnabled(idle)
+        self.load_button.setEnabled(idle and bool(self.selected_rows()))
+        self.cancel_button.setVisible(not idle)
+
+    def selected_rows(self) -> list[int]:
+        """Selected table rows, top to bottom."""
+        return sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+
+    # --------------------------------------------------------------- indexing
+    def _browse(self) -> None:
+        start = self.folder_edit.text() or os.path.expanduser("~")
+        folder = QFileDialog.getExistingDirectory(self, "DICOM folder", start)
+        if folder:
+            self.folder_edit.setText(folder)
+            self.scan()
+
+    def set_folder(self, folder: str | os.PathLike) -> None:
+        """Put ``folder`` in the line edit and index it (in a worker)."""
+        self.folder_edit.setText(os.fspath(folder))
+        self.scan()
+
+    def scan(self) -> None:
+        """Index the folder in the line edit in a napari worker."""
+        from napari.qt.threading import create_worker
+
+        from napari_medseg.io.dicom import index_dicom
+
+        if self._worker is not None:
+            return
+        folder = self.folder_edit.text().strip()
+        if not folder:
+            self.status.setText("Choose a folder first.")
+            return
+        self._folder = folder
+        self.table.setRowCount(0)
+        self.series = []
+        # the callback runs in the worker thread; a Qt signal hops to the main thread
+        emit = self._index_progress.emit
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 50) == 0:
+                emit(done, total)
+
+        worker = create_worker(
+            index_dicom,
+            folder,
+            progress=progress,
+            _start_thread=False,
+            _connect={"returned": self._on_indexed, "errored": self._on_error},
+        )
+        worker.finished.connect(lambda w=worker: self._finished(w))
+        self._set_busy(worker, f"Scanning {folder} ...")
+        worker.start()
+
+    def _on_index_progress(self, done: int, total: int) -> None:
+        if self._worker is not None and total:
+            self.status.setText(f"Scanning {self._folder}: {done}/{total} files ...")
+
+    def _on_indexed(self, series: Sequence[Any]) -> None:
+        self.series = list(series)
+        self.table.setRowCount(len(self.series))
+        grey = QBrush(QColor(150, 150, 150))
+        first_image = None
+        for row, info in enumerate(self.series):
+            localizer = bool(getattr(info, "is_localizer", False))
+            tooltip = series_tooltip(info)
+            for col, text in enumerate(series_row(info)):
+                item = QTableWidgetItem(text)
+                item.setToolTip(tooltip)
+                if col in (0, 3):
+                    item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                if localizer:
+                    item.setForeground(grey)
+                self.table.setItem(row, col, item)
+            if not localizer and first_image is None:
+                first_image = row
+        if first_image is not None:
+            self.table.selectRow(first_image)
+        n_loc = sum(bool(getattr(s, "is_localizer", False)) for s in self.series)
+        text = f"{len(self.series)} series in {self._folder}"
+        if n_loc:
+            text += f" ({n_loc} localizer{'s' if n_loc > 1 else ''}, greyed)"
+        self.status.setText(text + "." if self.series else f"No DICOM series in {self._folder}.")
+        self._done()  # idle before telling listeners (the worker's `finished` comes later)
+        self.indexed.emit(self.series)
+
+    def _on_error(self, error: BaseException) -> None:
+        from napari_medseg._napari.notifications import notify_error
+
+        notify_error(error)
+        self.status.setText(str(error))
+        self._done()
+        self.failed.emit(str(error))
+
+    # ---------------------------------------------------------------- loading
+    def load_selected(self) -> None:
+        """Read the selected series in a worker and add each as an image layer."""
+        rows = self.selected_rows()
+        if self._worker is not None or not rows:
+            return
+        self.load_series([self.series[r] for r in rows])
+
+    def load_series(self, series: Sequence[Any]) -> None:
+        """Read ``series`` (``SeriesInfo`` objects) in a worker; add layers as they come."""
+        from napari.qt.threading import create_worker
+
+        series = list(series)
+        added: list[Any] = []
+        self._cancel = threading.Event()
+        worker = create_worker(
+            _read_series_iter,
+            series,
+            self._cancel,
+            _start_thread=False,
+            _progress={"total": len(series)},
+            _connect={
+                "yielded": lambda item: self._on_series_read(item, added),
+                "errored": self._on_error,
+            },
+        )
+        worker.finished.connect(lambda w=worker: self._finished(w, added))
+        self._set_busy(worker, f"Loading {len(series)} series ...")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Stop a running load (layers already added stay)."""
+        self._cancel.set()
+        if self._worker is not None:
+            self.status.setText("Cancelling ...")
+
+    def _on_series_read(self, item: tuple[Any, Any, BaseException | None], added: list) -> None:
+        from napari.layers import Layer
+
+        from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
+        from napari_medseg._napari.notifications import notify_error, notify_warnings
+
+        series, volume, error = item
+        if error is not None:
+            notify_error(error)
+            return
+        data = volume_to_layer_data(volume)
+        layer = self.viewer.add_layer(Layer.create(*data))
+        notify_warnings(layer_warnings(data), context=layer.name)
+        added.append(layer)
+        self.status.setText(f"Loaded {layer.name}.")
+
+    def _on_loaded(self, added: list) -> None:
+        text = f"Loaded {len(added)} layer{'s' if len(added) != 1 else ''}"
+        self.status.setText(text + (" (cancelled)." if self._cancel.is_set() else "."))
+        self._done()
+        self.loaded.emit(list(added))
+
+
+def _read_series_iter(series: Sequence[Any], cancel: threading.Event):
+    """Worker body: read each series; yield ``(series, volume, None)`` or the error.
+
+    Gaps do not stop a read: missing slices are filled and reported as warnings.
+    Setting ``cancel`` stops between (and inside) series.
+    """
+    from napari_medseg.io.dicom import ReadCancelled, read_dicom_series
+    from napari_medseg.io.errors import MedsegError
+
+    for info in series:
+        if cancel.is_set():
+            return
+        try:
+            yield info, read_dicom_series(info, cancel=cancel, allow_gaps=True), None
+        except ReadCancelled:
+            return
+        except MedsegError as error:
+            yield info, None, error

@@ -1,0 +1,83 @@
+"""The sample chest CT through the manifest's sample-data contributions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_medseg._napari.layers import MEDSEG_KEY
+from napari_medseg._napari.views import set_view
+from napari_medseg.samples import sample_path
+
+
+def _tumour_slice(labels) -> float:
+    """World S coordinate (mm) of the tumour's middle slice."""
+    index = np.argwhere(np.asarray(labels.data) > 0).mean(axis=0)
+    return float(labels.data_to_world(index)[0])
+
+
+def test_sample_nifti_with_tumour_and_axial_screenshot(make_napari_viewer, artifacts):
+    viewer = make_napari_viewer(show=True)
+    layers = viewer.open_sample("napari-medseg", "chest_ct")
+    image, tumour = layers
+    assert image._type_string == "image" and tumour._type_string == "labels"
+    assert image.metadata[MEDSEG_KEY]["modality"] == "CT"
+    assert image.colormap.name == "gray"
+    assert tumour.data.shape == image.data.shape
+    np.testing.assert_allclose(tumour.translate, image.translate, atol=1e-4)
+    assert np.count_nonzero(tumour.data) > 0
+    set_view(viewer, "axial")
+    viewer.dims.point = (_tumour_slice(tumour), *viewer.dims.point[1:])
+    viewer.window.resize(1100, 800)
+    shot = viewer.screenshot(str(artifacts / "sample_axial.png"), canvas_only=False, flash=False)
+    assert shot.shape[0] > 100
+
+
+def test_sample_dicom_overlays_the_nifti(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, tumour = viewer.open_sample("napari-medseg", "chest_ct_dicom")
+    assert image.metadata[MEDSEG_KEY]["format"] == "dicom"
+    (nifti,) = viewer.open(sample_path("chest_ct"), plugin="napari-medseg")
+    np.testing.assert_allclose(image.extent.world, nifti.extent.world, atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(image.data), np.asarray(nifti.data))
+
+
+def test_browser_screenshot_with_sample_dicom(make_napari_viewer, qtbot, tmp_path, artifacts):
+    """README picture: the browser on a study folder holding the sample CT and a scout."""
+    import shutil
+
+    from geometry_cases import make_affine
+
+    sample = sample_path("chest_ct_dicom")
+    from napari_medseg.io import dicom_export as export
+
+    study = tmp_path / "study"
+    shutil.copytree(sample, study / "chest_ct")
+    rng = np.random.default_rng(3)
+    export.write_dicom_series(
+        rng.integers(-1000, 400, (128, 128, 1)).astype(np.int16),
+        make_affine("LIA", spacing=(2.5, 2.5, 1.0), origin=(160.0, 0.0, 100.0)),
+        study / "scout",
+        series_description="Topogram 0.6 T20f",
+        series_number=1,
+        extra={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+    )
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1400, 850)
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-medseg", "DICOM series browser")
+    widget.setMinimumWidth(560)
+    with qtbot.waitSignal(widget.indexed, timeout=20000):
+        widget.set_folder(study)
+    assert widget.table.rowCount() == 2
+    with qtbot.waitSignal(widget.loaded, timeout=30000) as blocker:
+        widget.load_selected()  # the CT row is preselected (the scout is a localizer)
+    (ct,) = blocker.args[0]
+    assert ct.metadata[MEDSEG_KEY]["modality"] == "CT"
+    qtbot.waitUntil(lambda: not widget.busy, timeout=5000)
+    set_view(viewer, "axial")
+    viewer.dims.point = (float(ct.data_to_world((33, 0, 0))[0]), *viewer.dims.point[1:])
+    viewer.screenshot(str(artifacts / "dicom_browser_window.png"), canvas_only=False, flash=False)
+    # the widget alone, wide enough to show every column
+    dock.setFloating(True)
+    dock.resize(1120, 240)
+    qtbot.waitUntil(lambda: widget.width() >= 1000, timeout=5000)
+    widget.grab().save(str(artifacts / "dicom_browser.png"))
