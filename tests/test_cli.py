@@ -126,3 +126,29 @@ def test_two_series_need_a_choice(ct_series, tmp_path):
     out = tmp_path / "second.nii.gz"
     assert medseg("convert", folder, out, "--series", second["key"]).returncode == 0
     assert nib.load(out).shape == (SHAPE[0], SHAPE[1], 3)
+
+
+def test_gap_is_refused_unless_allowed(ct_series, tmp_path):
+    folder, hu, affine = ct_series
+    files = sorted(folder.iterdir())
+    missing = next(f for f in files if f.read_bytes() and _slice_index(f, affine) == 3)
+    missing.unlink()
+    out = tmp_path / "gap.nii.gz"
+    refused = medseg("convert", folder, out)
+    assert refused.returncode == 2 and "gap" in refused.stderr.lower()
+    assert not out.exists()
+    allowed = medseg("convert", folder, out, "--allow-gaps")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "warning" in allowed.stderr.lower()
+    data = np.asanyarray(nib.load(out).dataobj)
+    assert data.shape == SHAPE  # the missing slice keeps its place: nothing is stretched
+    np.testing.assert_array_equal(data[:, :, 4], hu[:, :, 4])
+    assert np.all(data[:, :, 3] == data.min())
+
+
+def _slice_index(path, affine) -> int:
+    import pydicom
+
+    position = np.asarray(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient)
+    ras = np.diag([-1.0, -1.0, 1.0]) @ position
+    return int(round(np.linalg.solve(affine[:3, :3], ras - affine[:3, 3])[2]))

@@ -21,6 +21,10 @@ from napari_medseg.io.errors import MedsegError
 logger = logging.getLogger(__name__)
 
 EXIT_BAD_INPUT = 2
+ALLOW_GAPS_HELP = (
+    "read a DICOM series with missing slices: they are filled with the lowest value at their "
+    "true positions (never stretched) and reported"
+)
 
 
 def _format_spacing(values: Sequence[float]) -> str:
@@ -120,7 +124,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     path = Path(args.path)
     if (path.is_file() and is_nifti_path(path)) or args.series:
-        summary = _volume_summary(read_scan(path, series_key=args.series, volume_index=args.volume))
+        volume = read_scan(
+            path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
+        )
+        summary = _volume_summary(volume)
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
@@ -146,7 +153,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise MedsegError(f"{out}: the output must end in .nii.gz or .nii.")
     if out.exists() and not args.overwrite:
         raise MedsegError(f"{out}: already exists; pass --overwrite to replace it.")
-    volume = read_scan(args.path, series_key=args.series, volume_index=args.volume)
+    volume = read_scan(
+        args.path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
+    )
     meta = volume.metadata
     protect = [meta.source, *meta.files]
     write_nifti(
@@ -210,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--series", help="series key or SeriesInstanceUID: summarise that volume")
     info.add_argument("--volume", type=int, help="volume of a 4D NIfTI (0-based)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
     info.set_defaults(func=cmd_info)
 
     convert = commands.add_parser("convert", help="convert a DICOM series to NIfTI")
@@ -218,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--series", help="series key or SeriesInstanceUID (see `medseg info`)")
     convert.add_argument("--volume", type=int, help="volume of a 4D NIfTI (0-based)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    convert.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
     convert.set_defaults(func=cmd_convert)
 
     view = commands.add_parser("view", help="open napari with a scan and the plugin's widgets")

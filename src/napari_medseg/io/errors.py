@@ -90,3 +90,7 @@ class OverwriteSourceError(MedsegError):
             f"{self.target}: refusing to write here, this is the source scan "
             f"({self.source}) and it is never overwritten. Choose another file name."
         )
+
+
+class ReadCancelled(MedsegError):
+    """The user cancelled a read (a ``threading.Event`` was set); nothing was returned."""

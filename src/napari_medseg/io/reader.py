@@ -14,7 +14,11 @@ _DICOM_PREAMBLE = 128
 
 
 def read_scan(
-    path: str | PathLike, *, series_key: str | None = None, volume_index: int | None = None
+    path: str | PathLike,
+    *,
+    series_key: str | None = None,
+    volume_index: int | None = None,
+    allow_gaps: bool = False,
 ) -> Volume:
     """Read a NIfTI file, a DICOM file, a DICOM folder or a DICOMDIR.
 
@@ -29,6 +33,9 @@ def read_scan(
         SeriesInstanceUID).
     volume_index : int, optional
         Which volume of a 4D NIfTI to read.
+    allow_gaps : bool
+        Read a DICOM series with missing slices, filling them at their true
+        positions with a warning, instead of raising.
 
     Returns
     -------
@@ -50,7 +57,7 @@ def read_scan(
     if path.is_file() and path.name.upper() != "DICOMDIR" and not _has_dicom_preamble(path):
         # headerless (raw dataset) DICOM exists; let pydicom judge, but name the file
         try:
-            return read_dicom(path, series_key=series_key)
+            return read_dicom(path, series_key=series_key, allow_gaps=allow_gaps)
         except ScanReadError:
             raise
         except Exception as error:
@@ -59,7 +66,7 @@ def read_scan(
                 f"neither NIfTI (.nii/.nii.gz) nor DICOM ({error}).",
                 "Open a NIfTI file, a DICOM file or a folder of DICOM files.",
             ) from error
-    return read_dicom(path, series_key=series_key)
+    return read_dicom(path, series_key=series_key, allow_gaps=allow_gaps)
 
 
 def _read_head(path: Path, size: int) -> bytes:
