@@ -12,9 +12,22 @@ EXTRAS="${1:-napari}"
 TORCH_VERSION="${MEDSEG_TORCH_VERSION:-2.13.0}"
 PYTHON="${PYTHON:-python3}"
 
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "napari-medseg needs Python >= 3.10"'
-    "$PYTHON" -m venv .venv
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+    echo "[setup] $PYTHON not found: install Python >= 3.10 (e.g. apt-get install python3 python3-venv)" >&2
+    exit 1
+fi
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {
+    echo "[setup] napari-medseg needs Python >= 3.10; $PYTHON is $("$PYTHON" -V 2>&1)" >&2
+    exit 1
+}
+# A usable .venv has an activate script and a working pip; anything else (e.g. left by a
+# first run on a machine without python3-venv) is rebuilt.
+if [ ! -f .venv/bin/activate ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        echo "[setup] Python's venv module is missing: apt-get install python3-venv" >&2
+        exit 1
+    fi
+    "$PYTHON" -m venv --clear .venv
 fi
 # shellcheck disable=SC1091
 . .venv/bin/activate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,12 +18,13 @@ from napari_medseg.io.dicom_export import write_dicom_series
 SHAPE = (12, 10, 6)
 
 
-def medseg(*args, cwd=None):
+def medseg(*args, cwd=None, env=None):
     return subprocess.run(
         [sys.executable, "-m", "napari_medseg.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=env,
     )
 
 
@@ -152,3 +154,66 @@ def _slice_index(path, affine) -> int:
     position = np.asarray(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient)
     ras = np.diag([-1.0, -1.0, 1.0]) @ position
     return int(round(np.linalg.solve(affine[:3, :3], ras - affine[:3, 3])[2]))
+
+
+def test_convert_keeps_a_qform_that_differs_from_the_sform(tmp_path):
+    sform = make_affine("LPS")
+    qform = np.diag([2.0, 2.0, 2.0, 1.0])
+    image = nib.Nifti1Image(np.zeros(SHAPE, np.int16), sform)
+    image.header.set_sform(sform, code=2)
+    image.header.set_qform(qform, code=1)
+    nib.save(image, tmp_path / "in.nii.gz")
+    assert medseg("convert", tmp_path / "in.nii.gz", tmp_path / "out.nii.gz").returncode == 0
+    header = nib.load(tmp_path / "out.nii.gz").header
+    np.testing.assert_allclose(header.get_qform(), qform, atol=1e-5)
+    np.testing.assert_allclose(header.get_sform(), sform, atol=1e-5)
+    assert (int(header["qform_code"]), int(header["sform_code"])) == (1, 2)
+
+
+def test_write_failure_is_one_line_naming_the_file(ct_series, tmp_path):
+    folder, _, _ = ct_series
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = medseg("convert", folder, blocker / "out.nii.gz")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and str(blocker / "out.nii.gz") in result.stderr
+
+
+def test_tilted_series_converts_exactly_or_resampled_for_itk(tmp_path):
+    affine = make_affine("LPS", spacing=(0.7, 0.7, 2.0), origin=(40.0, 30.0, -60.0))
+    tilt = np.radians(12.0)
+    affine[:3, 2] = 2.0 * np.array([0.0, np.sin(tilt), np.cos(tilt)])
+    write_dicom_series(
+        np.full(SHAPE, 1000, np.int16), affine, tmp_path / "tilt", extra={"GantryDetectorTilt": 12}
+    )
+    exact = medseg("convert", tmp_path / "tilt", tmp_path / "exact.nii.gz")
+    assert exact.returncode == 0 and "--resample-tilt" in exact.stderr
+    np.testing.assert_allclose(nib.load(tmp_path / "exact.nii.gz").affine, affine, atol=1e-4)
+    out = tmp_path / "straight.nii.gz"
+    resampled = medseg("convert", tmp_path / "tilt", out, "--resample-tilt")
+    assert resampled.returncode == 0, resampled.stderr
+    image = sitk.ReadImage(str(out))  # ITK reads it now, with slices along the normal
+    np.testing.assert_allclose(np.array(image.GetDirection()).reshape(3, 3), np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(image.GetSpacing()[2], 2.0 * np.cos(tilt), atol=1e-4)
+
+
+def test_demo_without_a_usable_display_runs_headless(tmp_path):
+    """A DISPLAY that points at no X server must not crash the demo: it runs headless."""
+    import os
+
+    env = {**os.environ, "DISPLAY": ":987"}
+    out = tmp_path / "demo"
+    result = medseg("demo", "--out", out, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "running the headless demo" in result.stdout
+    assert "same voxels: True" in result.stdout
+    converted = out / "chest_ct_from_dicom.nii.gz"
+    sample = nib.load(Path(__file__).resolve().parents[1] / "sample_scans" / "chest_ct.nii.gz")
+    np.testing.assert_array_equal(np.asanyarray(nib.load(converted).dataobj), sample.dataobj)
+    np.testing.assert_allclose(nib.load(converted).affine, sample.affine, atol=1e-4)
+    volume_line = next(line for line in result.stdout.splitlines() if "Tumour contour" in line)
+    labels = nib.load(sample.get_filename().replace("chest_ct", "chest_ct_tumour"))
+    expected_ml = np.count_nonzero(labels.dataobj) * abs(np.linalg.det(labels.affine[:3, :3])) / 1e3
+    assert f"{expected_ml:.2f} mL" in volume_line
+    again = medseg("demo", "--headless", "--out", out)  # the earlier output is left alone
+    assert again.returncode == 0 and "left as it is" in again.stdout

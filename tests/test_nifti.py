@@ -13,13 +13,13 @@ from geometry_cases import ORIENTATIONS, orientation_affine
 from napari_medseg.io import (
     NotAScanError,
     OverwriteSourceError,
+    ScanWriteError,
     TruncatedFileError,
     UnsupportedVolumeError,
     read_scan,
 )
 from napari_medseg.io.atomic import atomic_output
 from napari_medseg.io.nifti import label_dtype, read_nifti, write_nifti
-from napari_medseg.volume import RAS_TO_LPS
 
 SHAPE = (6, 7, 5)
 
@@ -165,7 +165,79 @@ def test_failed_write_leaves_target_and_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]
 
 
-def test_lps_affine_is_the_dicom_convention():
-    affine = orientation_affine("axial_RAS")
-    volume = read_nifti.__globals__["Volume"](np.zeros(SHAPE), affine)
-    np.testing.assert_allclose(volume.lps_affine, RAS_TO_LPS @ affine)
+def test_sheared_grid_gets_no_qform_so_itk_cannot_misplace_it(tmp_path):
+    affine = orientation_affine("axial_LPS")
+    affine[:3, 2] = [0.0, -0.9, 2.3]  # 21 deg gantry tilt
+    out = write_nifti(tmp_path / "tilt.nii.gz", np.zeros(SHAPE, np.int16), affine)
+    header = nib.load(out).header
+    assert int(header["qform_code"]) == 0 and int(header["sform_code"]) == 1
+    with pytest.raises(RuntimeError, match="orthonormal"):
+        sitk.ReadImage(str(out))  # refused loudly rather than read with the shear dropped
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        out = write_nifti(tmp_path / "new.nii.gz", np.zeros(SHAPE, np.uint8), np.eye(4))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        out.chmod(0o640)
+        write_nifti(out, np.ones(SHAPE, np.uint8), np.eye(4), kind="labels")
+        assert stat.S_IMODE(out.stat().st_mode) == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(mask)
+
+
+def test_a_second_name_of_the_source_is_refused(tmp_path):
+    import os
+
+    source = _save(tmp_path / "scan.nii.gz", np.ones(SHAPE, np.int16), np.eye(4))
+    alias_dir = tmp_path / "alias"
+    alias_dir.mkdir()
+    alias = alias_dir / "other-name.nii.gz"
+    os.link(source, alias)  # same file on disk, different path
+    with pytest.raises(OverwriteSourceError):
+        write_nifti(alias, np.zeros(SHAPE), np.eye(4), protect=[source])
+
+
+def test_files_inside_a_protected_folder_are_refused(tmp_path):
+    series = tmp_path / "series"
+    series.mkdir()
+    existing = series / "IM0001.nii"
+    existing.write_bytes(b"a slice")
+    with pytest.raises(OverwriteSourceError):
+        write_nifti(existing, np.zeros(SHAPE), np.eye(4), protect=[series])
+    assert existing.read_bytes() == b"a slice"
+    new = write_nifti(series / "labels.nii.gz", np.zeros(SHAPE), np.eye(4), protect=[series])
+    assert new.exists()  # a new file next to the series is fine
+
+
+def test_unwritable_target_is_a_typed_error(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(ScanWriteError, match=r"afile/out\.nii\.gz.*cannot"):
+        write_nifti(blocker / "out.nii.gz", np.zeros(SHAPE), np.eye(4))
+    folder = tmp_path / "folder.nii.gz"
+    folder.mkdir()
+    with pytest.raises(ScanWriteError, match="folder"):
+        write_nifti(folder, np.zeros(SHAPE), np.eye(4))
+
+
+def test_colour_nifti_is_refused_clearly(tmp_path):
+    rgb = np.zeros(SHAPE, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    path = tmp_path / "photo.nii.gz"
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), path)
+    with pytest.raises(UnsupportedVolumeError, match=r"photo\.nii\.gz.*colour"):
+        read_scan(path)
+
+
+def test_nifti_pair_reads_from_either_half(tmp_path):
+    data = np.random.default_rng(2).integers(0, 100, SHAPE).astype(np.int16)
+    affine = orientation_affine("PSR")
+    nib.save(nib.Nifti1Pair(data, affine), tmp_path / "pair.img")
+    for name in ("pair.hdr", "pair.img"):
+        volume = read_scan(tmp_path / name)
+        np.testing.assert_array_equal(volume.array, data)
+        np.testing.assert_allclose(volume.affine, affine, atol=1e-5)

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,11 +120,10 @@ def _print_series_table(path: Path, rows: list[dict]) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``medseg info PATH``: what is in a file or folder."""
-    from napari_medseg.io.nifti import is_nifti_path
-    from napari_medseg.io.reader import read_scan
+    from napari_medseg.io.reader import is_volume_file, read_scan
 
     path = Path(args.path)
-    if (path.is_file() and is_nifti_path(path)) or args.series:
+    if is_volume_file(path) or args.series:
         volume = read_scan(
             path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
         )
@@ -145,6 +145,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """``medseg convert PATH OUT.nii.gz``: DICOM (or NIfTI) to NIfTI, geometry kept."""
+    import numpy as np
+
+    from napari_medseg.geometry import (
+        OBLIQUE_TOLERANCE_DEG,
+        remove_shear,
+        shear_deg,
+        voxel_spacing,
+    )
     from napari_medseg.io.nifti import is_nifti_path, write_nifti
     from napari_medseg.io.reader import read_scan
 
@@ -157,31 +165,64 @@ def cmd_convert(args: argparse.Namespace) -> int:
         args.path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
     )
     meta = volume.metadata
-    protect = [meta.source, *meta.files]
+    array, affine = volume.array, volume.affine
+    qform_affine = meta.extra.get("qform_affine")
+    sheared = shear_deg(affine) > OBLIQUE_TOLERANCE_DEG
+    if sheared and args.resample_tilt:
+        array, affine = remove_shear(array, affine, order=1)
+        print(
+            f"warning: resampled the gantry-tilted grid ({shear_deg(volume.affine):.2f} deg) "
+            "onto the orthogonal grid of its slices (linear interpolation)",
+            file=sys.stderr,
+        )
+    elif sheared:
+        print(
+            "warning: the sheared (gantry-tilt) grid is kept exactly in the sform with "
+            "qform_code 0; ITK-based tools (ITK-SNAP, Slicer) refuse such a file: "
+            "use --resample-tilt for them",
+            file=sys.stderr,
+        )
     write_nifti(
         out,
-        volume.array,
-        volume.affine,
+        array,
+        affine,
         kind="image",
         qform_code=meta.qform_code,
         sform_code=meta.sform_code,
+        qform_affine=None if qform_affine is None else np.asarray(qform_affine),
         description=meta.series_description,
-        protect=protect,
+        protect=[meta.source, *meta.files],
     )
     for warning in meta.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(
-        f"wrote {out}: {' x '.join(map(str, volume.shape))} voxels, "
-        f"spacing {_format_spacing(volume.spacing)} mm, orientation {volume.orientation}"
+        f"wrote {out}: {' x '.join(map(str, array.shape))} voxels, "
+        f"spacing {_format_spacing(voxel_spacing(affine))} mm, orientation {volume.orientation}"
     )
     return 0
 
 
-def has_display() -> bool:
-    """Whether a GUI can open: an X/Wayland display on Linux, always on macOS/Windows."""
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def gui_unavailable_reason(timeout_s: float = 60.0) -> str:
+    """Why napari cannot open here ("" when it can).
+
+    On Linux a display variable is not enough (it may point at a closed X server), so
+    a Qt application is started in a child process as a probe.
+    """
+    if sys.platform not in ("darwin", "win32") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return "no display found (DISPLAY is not set)"
+    probe = "from qtpy.QtWidgets import QApplication; QApplication([])"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        return f"the display did not answer within {timeout_s:.0f} s"
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["Qt could not start"])[-1]
+        return f"napari cannot open a window here ({last_line})"
+    return ""
 
 
 def cmd_view(args: argparse.Namespace) -> int:
@@ -196,9 +237,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``medseg demo``: the main job on the bundled sample, in napari or headless."""
     from napari_medseg.demo import open_in_napari, run_headless_demo
 
-    if args.headless or not has_display():
-        if not args.headless:
-            print("No display found: running the headless demo.", flush=True)
+    reason = "" if args.headless else gui_unavailable_reason()
+    if args.headless or reason:
+        if reason:
+            print(f"{reason}: running the headless demo.", flush=True)
         run_headless_demo(Path(args.out))
         return 0
     open_in_napari(None)
@@ -229,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--volume", type=int, help="volume of a 4D NIfTI (0-based)")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
     convert.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
+    convert.add_argument(
+        "--resample-tilt",
+        action="store_true",
+        help="resample a gantry-tilted CT onto an orthogonal grid (for ITK-based tools); "
+        "by default the exact sheared grid is kept",
+    )
     convert.set_defaults(func=cmd_convert)
 
     view = commands.add_parser("view", help="open napari with a scan and the plugin's widgets")
@@ -257,6 +305,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MedsegError as error:
         print(f"medseg: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:  # the last net: a file system problem the I/O layer let through
+        where = error.filename or "a file"
+        print(f"medseg: error: {where}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -237,3 +237,64 @@ def display_geometry(affine: np.ndarray, shape: tuple[int, ...]) -> DisplayGeome
         translate=translate,
         deobliqued=bool(deobliqued),
     )
+
+
+def remove_shear(
+    array: np.ndarray, affine: np.ndarray, *, order: int = 1, fill: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a gantry-tilted (sheared) volume onto the orthogonal grid of its slices.
+
+    Each slice keeps its plane; it is shifted in-plane so that the slices stack along
+    their normal, which is what dcm2niix calls tilt correction. Needed only for tools
+    that cannot read a sheared affine (ITK and everything built on it).
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Shape ``(I, J, K)``; I and J span the slice plane, K the slices.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS+ mm matrix whose third column is the (tilted) slice step.
+    order : int
+        Spline order of the in-plane interpolation: 1 (linear) for images, 0
+        (nearest) for label maps.
+    fill : float, optional
+        Value for voxels shifted in from outside the field of view (default: the
+        array's minimum, i.e. air for CT).
+
+    Returns
+    -------
+    array : numpy.ndarray
+        Resampled voxels, shape ``(I, J, K)``, same dtype.
+    affine : numpy.ndarray
+        4x4 matrix with the same first two columns and origin and a third column
+        along the slice normal (no shear).
+    """
+    from scipy import ndimage
+
+    affine = np.asarray(affine, dtype=float)
+    col_i, col_j, step = affine[:3, 0], affine[:3, 1], affine[:3, 2]
+    normal = np.cross(col_i, col_j)
+    normal /= np.linalg.norm(normal)
+    if np.dot(normal, step) < 0:
+        normal = -normal
+    straight_step = np.dot(step, normal) * normal
+    drift = step - straight_step  # in-plane offset added by every slice, mm
+    # the slice plane's axes are orthogonal, so the drift splits into voxel units
+    drift_ij = np.array(
+        [np.dot(drift, col_i) / np.dot(col_i, col_i), np.dot(drift, col_j) / np.dot(col_j, col_j)]
+    )
+    fill_value = float(array.min()) if fill is None and array.size else float(fill or 0.0)
+    out = np.empty_like(array)
+    for k in range(array.shape[2]):
+        ndimage.shift(
+            array[:, :, k],
+            k * drift_ij,
+            output=out[:, :, k],
+            order=order,
+            mode="constant",
+            cval=fill_value,
+            prefilter=False,
+        )
+    straight = affine.copy()
+    straight[:3, 2] = straight_step
+    return out, straight

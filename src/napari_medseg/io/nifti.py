@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from napari_medseg.geometry import OBLIQUE_TOLERANCE_DEG, shear_deg
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.io.errors import (
     NotAScanError,
@@ -29,6 +30,9 @@ from napari_medseg.volume import ScanMetadata, Volume
 logger = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+#: NIfTI pairs: header in ``.hdr``, voxels in ``.img`` (read, never written).
+NIFTI_PAIR_SUFFIXES = (".hdr", ".hdr.gz")
+_NIFTI_CLASSES = (nib.Nifti1Image, nib.Nifti2Image, nib.Nifti1Pair, nib.Nifti2Pair)
 
 #: A CT stored without modality: integer voxels spanning air (-1000) to soft tissue.
 _CT_LIKE_MIN_HU = -900
@@ -38,6 +42,15 @@ _CT_LIKE_MAX_HU = 100
 def is_nifti_path(path: str | PathLike) -> bool:
     """Whether the file name ends in ``.nii`` or ``.nii.gz`` (case-insensitive)."""
     return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def _unreadable(path: Path, error: OSError) -> ScanReadError:
+    """Typed error for an OS-level read failure (permissions, a vanished file...)."""
+    if isinstance(error, PermissionError):
+        return ScanReadError(path, "permission denied.", "Check the file's read permissions.")
+    return TruncatedFileError(
+        path, f"the file is damaged or truncated ({error}).", "Copy or export it again."
+    )
 
 
 def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volume:
@@ -73,13 +86,20 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         raise NotAScanError(
             path, f"not a NIfTI file ({error}).", "Open a .nii/.nii.gz scan or a DICOM folder."
         ) from error
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as error:
-        raise TruncatedFileError(
-            path, f"the file is damaged or truncated ({error}).", "Copy or export it again."
-        ) from error
-    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise _unreadable(path, OSError(str(error))) from error
+    except OSError as error:
+        raise _unreadable(path, error) from error
+    if not isinstance(image, _NIFTI_CLASSES):
         raise NotAScanError(
             path, f"nibabel reads it as {type(image).__name__}, not NIfTI.", "Convert it to NIfTI."
+        )
+    data_dtype = np.dtype(image.get_data_dtype())
+    if data_dtype.fields is not None or data_dtype.kind in "cbUSV":
+        raise UnsupportedVolumeError(
+            path,
+            f"holds {data_dtype} voxels (colour, complex or other non-scalar data).",
+            "Only scalar (grey-value) volumes and label maps can be opened.",
         )
     header = image.header
     data_proxy = image.dataobj
@@ -112,6 +132,8 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
             raw = np.asanyarray(data_proxy).reshape(shape)[..., volume_index]
         else:
             raw = np.asanyarray(data_proxy).reshape(shape)
+    except PermissionError as error:
+        raise _unreadable(path, error) from error
     except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OSError) as error:
         raise TruncatedFileError(
             path,
@@ -267,16 +289,34 @@ def write_nifti(
     header = image.header
     header.set_xyzt_units("mm", "sec")
     header.set_sform(affine, code=int(sform_code))
+    if qform_affine is None and shear_deg(affine) > OBLIQUE_TOLERANCE_DEG:
+        # A sheared grid (gantry tilt) cannot be a qform: nibabel would strip the shear
+        # and ITK-based tools, which fall back to the qform, would misplace slices by
+        # centimetres. With qform_code 0 they refuse the file instead; sform readers
+        # (nibabel, FSL, this package) get the exact geometry.
+        logger.warning(
+            "%s: sheared (gantry-tilt) grid kept exactly in the sform; qform_code set to 0. "
+            "Use `medseg convert --resample-tilt` for ITK-based tools.",
+            path,
+        )
+        qform_code = 0
     with warnings.catch_warnings():
-        # a gantry-tilted (sheared) affine cannot be a qform; nibabel strips the shear
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # nibabel's note about stripping a shear
         header.set_qform(affine if qform_affine is None else qform_affine, code=int(qform_code))
     if kind == "labels":
         header["cal_min"], header["cal_max"] = 0, float(data.max()) if data.size else 0
         header.set_intent("label")
     if description:
         header["descrip"] = description[:79].encode("latin-1", "replace")
-    with atomic_output(path) as temp_path:
-        nib.save(image, temp_path)
+    try:
+        with atomic_output(path) as temp_path:
+            nib.save(image, temp_path)
+    except OSError as error:
+        raise ScanWriteError(
+            path,
+            f"cannot write the file ({error.strerror or error}).",
+            "Check that the folder exists, is writable and has free space, and that the "
+            "name is not a folder.",
+        ) from error
     logger.info("wrote %s %s %s", kind, data.shape, path)
     return path

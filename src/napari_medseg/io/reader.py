@@ -6,7 +6,7 @@ from os import PathLike
 from pathlib import Path
 
 from napari_medseg.io.errors import NotAScanError, ScanReadError
-from napari_medseg.io.nifti import is_nifti_path, read_nifti
+from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, is_nifti_path, read_nifti
 from napari_medseg.volume import Volume
 
 _NIFTI1_MAGIC_OFFSET = 344
@@ -50,7 +50,7 @@ def read_scan(
     path = Path(path)
     if not path.exists():
         raise ScanReadError(path, "no such file or folder.", "Check the path.")
-    if path.is_file() and (is_nifti_path(path) or _has_nifti_magic(path)):
+    if is_volume_file(path):
         return read_nifti(path, volume_index=volume_index)
     from napari_medseg.io.dicom import read_dicom
 
@@ -67,6 +67,22 @@ def read_scan(
                 "Open a NIfTI file, a DICOM file or a folder of DICOM files.",
             ) from error
     return read_dicom(path, series_key=series_key, allow_gaps=allow_gaps)
+
+
+def is_volume_file(path: str | PathLike) -> bool:
+    """Whether ``path`` is a NIfTI file (by name or by its magic), or half of a NIfTI pair.
+
+    Everything else (folders, DICOM files, DICOMDIR) is for the DICOM reader.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    name = path.name.lower()
+    if is_nifti_path(name) or name.endswith(NIFTI_PAIR_SUFFIXES):
+        return True
+    if name.endswith(".img") and path.with_suffix(".hdr").exists():
+        return True
+    return _has_nifti_magic(path)
 
 
 def _read_head(path: Path, size: int) -> bytes:
