@@ -205,6 +205,44 @@ def remove_slices(series: WrittenSeries, ks: list[int]) -> None:
         os.unlink(series.files[k])
 
 
+def set_positions(files: list[Path], positions) -> None:
+    """Rewrite ImagePositionPatient (LPS+ mm) of each file, e.g. to make spacing irregular."""
+    for path, position in zip(files, positions, strict=True):
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [f"{float(v):.6f}" for v in position]
+        ds.save_as(path, enforce_file_format=True)
+
+
+def round_positions(files: list[Path], decimals: int = 3) -> None:
+    """Round ImagePositionPatient to ``decimals`` places, as many scanners write it."""
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [f"{float(v):.{decimals}f}" for v in ds.ImagePositionPatient]
+        ds.save_as(path, enforce_file_format=True)
+
+
+def set_attributes(files: list[Path], **values) -> None:
+    """Set (or, with None, delete) attributes by keyword in every file."""
+    for path in files:
+        ds = pydicom.dcmread(path)
+        for keyword, value in values.items():
+            if value is None:
+                if keyword in ds:
+                    delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def lowercase_tree(folder: str | os.PathLike, keep: tuple[str, ...] = ("DICOMDIR",)) -> None:
+    """Rename every file and folder below ``folder`` to lower case (media copied on Linux)."""
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in [*files, *dirs]:
+            if name in keep or name.lower() == name:
+                continue
+            os.rename(os.path.join(root, name), os.path.join(root, name.lower()))
+
+
 def write_tilted(folder, tilt_deg: float = 15.0, stored=None, **kwargs) -> WrittenSeries:
     """CT with gantry tilt: sheared affine and the GantryDetectorTilt tag."""
     stored = phantom() if stored is None else stored

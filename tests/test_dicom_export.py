@@ -118,6 +118,26 @@ def test_refuses_non_empty_folder_and_leaves_no_temp_files(tmp_path):
     assert names == ["IM00001.dcm", "IM00002.dcm", "a", "b", "c"]
 
 
+@pytest.mark.parametrize("protect_folder", [True, False])
+def test_overwrite_refuses_protected_sources(tmp_path, protect_folder):
+    from napari_medseg.io.errors import OverwriteSourceError
+
+    files = write_dicom_series(phantom((4, 4, 2)), np.eye(4), tmp_path)
+    before = [f.read_bytes() for f in files]
+    protect = [tmp_path] if protect_folder else [files[1]]
+    with pytest.raises(OverwriteSourceError) as info:
+        write_dicom_series(
+            phantom((4, 4, 2)) + 1, np.eye(4), tmp_path, overwrite=True, protect=protect
+        )
+    assert str(tmp_path) in str(info.value)
+    assert [f.read_bytes() for f in files] == before  # nothing replaced, not even file 0
+    # other sources do not get in the way
+    write_dicom_series(
+        phantom((4, 4, 2)) + 1, np.eye(4), tmp_path, overwrite=True, protect=[tmp_path / "x"]
+    )
+    assert [f.read_bytes() for f in files] != before
+
+
 def test_deterministic_uids_and_custom_numbers(tmp_path):
     uid = pydicom.uid.generate_uid()
     a = write_dicom_series(

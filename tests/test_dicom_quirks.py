@@ -139,6 +139,45 @@ def test_repeated_positions_split_by_echo_number(tmp_path):
         read_dicom(tmp_path)
 
 
+def test_split_parts_ordered_by_number_not_text(tmp_path):
+    affine = make_affine("LPS")
+    uid, study = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    parts = {}
+    for number in (10, 2):
+        parts[number] = write_series(
+            tmp_path,
+            phantom((8, 6, 4), seed=number),
+            affine,
+            series_uid=uid,
+            study_uid=study,
+            extra={"AcquisitionNumber": number},
+            file_names=[f"a{number}_{k}.dcm" for k in range(4)],
+            overwrite=True,
+        )
+    series = index_dicom(tmp_path)
+    assert [s.split_by for s in series] == ["AcquisitionNumber=2", "AcquisitionNumber=10"]
+    assert series[0].key == uid
+    np.testing.assert_array_equal(read_dicom(tmp_path, uid).array, parts[2].hu)
+
+
+def test_errors_without_frames_name_a_path_and_a_fix(tmp_path):
+    from napari_medseg.io.dicom import pick_series
+    from napari_medseg.io.dicom.stack import check_geometry
+
+    with pytest.raises(EmptyFolderError) as info:
+        pick_series([], None, tmp_path)
+    assert info.value.path == str(tmp_path) and info.value.fix
+    write_series(tmp_path, phantom((8, 6, 2)))
+    (series,) = index_dicom(tmp_path)
+    series.frames = []
+    with pytest.raises(InconsistentSeriesError) as info:
+        read_dicom_series(series)
+    assert info.value.path == series.files[0] and info.value.fix
+    with pytest.raises(InconsistentSeriesError) as info:
+        check_geometry([], str(tmp_path))
+    assert info.value.path == str(tmp_path) and info.value.fix
+
+
 # ----------------------------------------------------------------- gaps and spacing
 def test_gap_raises_naming_the_position(tmp_path):
     written = write_series(tmp_path, phantom((8, 6, 8)))
@@ -173,7 +212,8 @@ def test_irregular_spacing_warns(tmp_path):
     ds.ImagePositionPatient = ipp
     ds.save_as(written.files[3], enforce_file_format=True)
     volume = read_dicom(tmp_path)
-    assert any("irregular slice spacing" in w for w in volume.metadata.warnings)
+    (warning,) = [w for w in volume.metadata.warnings if "irregular slice spacing" in w]
+    assert "up to 0.400 mm" in warning  # the true placement error of slice 3
     np.testing.assert_array_equal(volume.array, written.hu)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from napari_medseg.io.atomic import atomic_output
+from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 
 __all__ = ["SOP_CLASS_BY_MODALITY", "write_dicom_series"]
 
@@ -162,6 +162,7 @@ def write_dicom_series(
     file_names: Sequence[str] | None = None,
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    protect: Iterable[str | os.PathLike] = (),
 ) -> list[Path]:
     """Write a 3D array as a DICOM image series, one single-frame file per slice.
 
@@ -220,6 +221,10 @@ def write_dicom_series(
     overwrite : bool
         Allow writing into a folder that already holds files (files with the same
         names are replaced). By default a non-empty folder is refused.
+    protect : iterable of str or PathLike
+        Source files (or folders: every existing file below them) that must never
+        be replaced, e.g. the series the array was read from. Checked for every
+        file before anything is written, also with ``overwrite=True``.
 
     Returns
     -------
@@ -230,6 +235,8 @@ def write_dicom_series(
     ------
     FileExistsError
         ``folder`` is not empty and ``overwrite`` is False.
+    napari_medseg.io.errors.OverwriteSourceError
+        A file to write is one of ``protect`` (nothing is written).
     ValueError
         Bad shape, affine, modality, value range or unsupported transfer syntax.
 
@@ -267,6 +274,9 @@ def write_dicom_series(
             raise ValueError(f"file name {name!r} must be a plain name without folders")
 
     folder = Path(folder)
+    protect = [p for p in protect if p]
+    for name in file_names:
+        refuse_source_overwrite(folder / name, protect)
     folder.mkdir(parents=True, exist_ok=True)
     if not overwrite and any(folder.iterdir()):
         raise FileExistsError(

@@ -11,8 +11,10 @@ read_dicom(path, series_key=None, *, allow_gaps=False, progress=None, cancel=Non
 
 Modules: :mod:`.header` (one file's header -> frame records), :mod:`.multiframe`
 (enhanced per-frame functional groups), :mod:`.index` (grouping and splitting
-into series), :mod:`.stack` (slice order, affine, gaps, duplicates, tilt),
-:mod:`.pixels` (decoding), :mod:`.assemble` (the volume).
+into series), :mod:`.stack` (slice order, affine, duplicates, tilt, placement),
+:mod:`.spacing` (expected slice step and gaps), :mod:`.pixels` (decoding),
+:mod:`.assemble` (the volume), :mod:`.metadata` (its ScanMetadata),
+:mod:`.dicomdir` (media directories).
 """
 
 from __future__ import annotations
@@ -71,7 +73,11 @@ def pick_series(
         No series at all.
     """
     if not series:
-        raise EmptyFolderError(path, "holds no DICOM image series.", "")
+        raise EmptyFolderError(
+            path or "(no path)",
+            "holds no DICOM image series.",
+            "Choose the folder (or DICOMDIR) that holds the image files.",
+        )
     if series_key is not None:
         key = series_key.strip()
         for s in series:
@@ -157,9 +163,9 @@ def read_dicom(
 
 
 def _is_dicomdir_path(path: Path) -> bool:
-    from napari_medseg.io.dicom.index import _is_dicomdir
+    from napari_medseg.io.dicom.dicomdir import is_dicomdir
 
-    return path.name.upper() == "DICOMDIR" or _is_dicomdir(path)
+    return is_dicomdir(path)
 
 
 def _series_of_file(path: Path) -> SeriesInfo:

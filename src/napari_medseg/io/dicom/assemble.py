@@ -2,7 +2,9 @@
 
 Memory: the output is allocated once as a ``(K, rows, columns)`` C-order block,
 filled frame by frame (uncompressed frames are read from the file straight into
-it), and returned as its transposed view ``(I, J, K) = (columns, rows, slices)``.
+it; compressed frames are decoded one at a time from the file, never the whole
+file at once), and returned as its transposed view ``(I, J, K) = (columns, rows,
+slices)``.
 The modality LUT is applied in place when the result fits the stored item size;
 otherwise the peak is the stored block plus the result (<= 2x the result).
 """
@@ -14,14 +16,14 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
 
 import numpy as np
-from pydicom.uid import UID
 
+from napari_medseg.io.dicom.metadata import series_metadata
 from napari_medseg.io.dicom.pixels import (
     check_decoder,
     decode_frames,
+    file_gone_error,
     frame_dtype,
     read_native_into,
     stored_range,
@@ -29,7 +31,7 @@ from napari_medseg.io.dicom.pixels import (
 from napari_medseg.io.dicom.records import FrameRef, SeriesInfo
 from napari_medseg.io.dicom.stack import StackPlan, direction_cosines, plan_stack
 from napari_medseg.io.errors import InconsistentSeriesError, ReadCancelled
-from napari_medseg.volume import RAS_TO_LPS, ScanMetadata, Volume
+from napari_medseg.volume import RAS_TO_LPS, Volume
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +84,11 @@ def _decode_one(ref: FrameRef) -> np.ndarray:
     """Stored values of a single frame (for duplicate checks)."""
     if ref.pixel_offset is not None:
         out = np.empty((ref.rows, ref.columns), dtype=frame_dtype(ref))
-        with open(ref.path, "rb") as handle:
-            read_native_into(ref, out, handle)
+        try:
+            with open(ref.path, "rb") as handle:
+                read_native_into(ref, out, handle)
+        except OSError as error:
+            raise file_gone_error(ref.path, error) from error
         return out
     return next(decode_frames(ref.path, [ref]))[1]
 
@@ -209,13 +214,16 @@ class _Assembler:
         native = [(k, r) for k, r in items if r.pixel_offset is not None]
         other = [(k, r) for k, r in items if r.pixel_offset is None]
         if native:
-            with open(path, "rb") as handle:
-                for k, ref in native:
-                    if stop.is_set():
-                        return 0
-                    target = self._target(k, ref)
-                    read_native_into(ref, target, handle)
-                    self._finish(k, ref, target)
+            try:
+                with open(path, "rb") as handle:
+                    for k, ref in native:
+                        if stop.is_set():
+                            return 0
+                        target = self._target(k, ref)
+                        read_native_into(ref, target, handle)
+                        self._finish(k, ref, target)
+            except OSError as error:
+                raise file_gone_error(path, error) from error
         if other:
             slot_of = {id(r): k for k, r in other}
             for ref, values in decode_frames(path, [r for _, r in other]):
@@ -235,7 +243,7 @@ class _Assembler:
             items.sort(key=lambda item: item[1].frame)
             if items[0][1].pixel_offset is not None:
                 size = _FRAMES_PER_TASK
-            else:  # compressed: each task parses the file again, so few large tasks
+            else:  # compressed: each task parses the header again, so few large tasks
                 size = max(_FRAMES_PER_TASK, -(-len(items) // workers))
             out.extend((path, items[i : i + size]) for i in range(0, len(items), size))
         return out
@@ -305,10 +313,15 @@ def read_dicom_series(
     cancel : threading.Event, optional
         When set, the read stops and raises :class:`ReadCancelled`.
     allow_gaps : bool
-        Missing slices (a step > 1.5x the median step) raise by default. With
-        True they are filled with the volume's minimum value, listed in
-        ``metadata.extra["missing_slices"]`` and reported in the warnings; the
-        grid keeps the true slice step, so nothing is stretched.
+        Missing slices (a step of at least 1.5 expected steps; the expected
+        step is the smallest cluster of steps, cross-checked with
+        SpacingBetweenSlices / SliceThickness) raise by default, and so does
+        irregular spacing that puts a slice more than half a voxel from its
+        true position on the uniform grid. With True missing slices are filled
+        with the volume's minimum value, listed in
+        ``metadata.extra["missing_slices"]`` and reported in the warnings (the
+        grid keeps the true slice step, so nothing is stretched), and the worst
+        misplacement is reported in the warnings.
 
     Returns
     -------
@@ -320,20 +333,31 @@ def read_dicom_series(
         first, at least as wide as the stored pixels) that holds the values.
         ``affine`` maps voxel indices to RAS+ mm; for gantry tilt it keeps the
         shear. Identical duplicates are dropped with a warning.
+        PixelPaddingValue is recorded, never applied: see
+        :func:`~napari_medseg.io.dicom.metadata.pixel_padding` for
+        ``metadata.extra["pixel_padding_value"]`` and ``["pixel_padding_range"]``.
 
     Raises
     ------
     InconsistentSeriesError
-        Missing/mixed geometry, slices off a line, a gap (without
-        ``allow_gaps``), or two different images at one position.
+        Missing/mixed geometry, slices off a line, a gap or a slice misplaced by
+        more than half a voxel (without ``allow_gaps``), or two different
+        images at one position.
     TruncatedFileError, UnsupportedTransferSyntaxError, UnsupportedVolumeError
         Naming the file and what to do.
+    ScanReadError
+        A file was moved, deleted or made unreadable since it was indexed.
     ReadCancelled
         ``cancel`` was set.
     """
     frames = series.frames
+    where = series.files[0] if series.files else (series.source or series.key)
     if not frames:
-        raise InconsistentSeriesError(series.key, "the series has no image frames.", "")
+        raise InconsistentSeriesError(
+            where,
+            f"series {series.key} has no image frames.",
+            "Index the folder again with index_dicom() and choose a series it lists.",
+        )
     if cancel is not None and cancel.is_set():
         raise ReadCancelled("DICOM read cancelled")
     plan = plan_stack(frames, allow_gaps=allow_gaps)
@@ -393,70 +417,9 @@ def read_dicom_series(
             f"{len(plan.missing)} missing slice(s) (output slices {plan.missing}) were filled "
             f"with the volume's minimum value {fill}; the grid keeps the true slice step"
         )
-    metadata = _metadata(series, assembler, plan, warnings)
+    metadata = series_metadata(
+        series, assembler.slots, sorted(assembler.luts), assembler.stored, plan, warnings
+    )
     for text in warnings:
         logger.info("%s: %s", series.key, text)
     return Volume(block.transpose(2, 1, 0), affine, metadata)
-
-
-def _metadata(
-    series: SeriesInfo, assembler: _Assembler, plan: StackPlan, warnings: list[str]
-) -> ScanMetadata:
-    used = [r for r in assembler.slots if r is not None]
-    first = used[0]
-    info = first.info
-    modality = info.get("modality", "") or series.modality
-    rescale_type = (info.get("rescale_type") or "").upper()
-    units = "HU" if modality == "CT" and rescale_type in ("", "HU") else ""
-    files: list[str] = []
-    seen: set[str] = set()
-    for ref in used:
-        if ref.path not in seen:
-            seen.add(ref.path)
-            files.append(ref.path)
-    window = next((r.window for r in used if r.window is not None), None)
-    luts = sorted(assembler.luts)
-    extra: dict[str, Any] = {
-        "series_key": series.key,
-        "series_number": info.get("series_number"),
-        "patient_id": info.get("patient_id", ""),
-        "patient_name": info.get("patient_name", ""),
-        "study_date": info.get("study_date", ""),
-        "series_date": info.get("series_date", ""),
-        "acquisition_datetime": info.get("acquisition_datetime", ""),
-        "study_description": info.get("study_description", ""),
-        "body_part": info.get("body_part", ""),
-        "manufacturer": info.get("manufacturer", ""),
-        "sop_class": info.get("sop_class", ""),
-        "transfer_syntaxes": sorted({UID(r.transfer_syntax).name for r in used}),
-        "is_multiframe": any(r.n_frames_in_file > 1 for r in used),
-        "instance_numbers": [r.instance_number if r else None for r in assembler.slots],
-        "frame_numbers": [r.frame if r else None for r in assembler.slots],
-        "slice_spacing_mm": plan.slice_spacing,
-        "gantry_tilt_deg": plan.tilt_deg,
-        "missing_slices": list(plan.missing),
-        "photometric": first.photometric,
-        "rescale": luts[0] if len(luts) == 1 else "per slice",
-        "stored_dtype": str(assembler.stored),
-    }
-    for key in ("echo_time", "repetition_time"):
-        if info.get(key) is not None:
-            extra[key] = info[key]
-    file_infos = {id(ref.info): ref.info for ref in used}.values()
-    header_warnings = [w for file_info in file_infos for w in file_info.get("header_warnings", [])]
-    return ScanMetadata(
-        source=series.source or (os.path.dirname(files[0]) if len(files) > 1 else files[0]),
-        format="dicom",
-        modality=modality,
-        units=units,
-        series_uid=series.uid,
-        study_uid=info.get("study_uid", ""),
-        frame_of_reference_uid=info.get("frame_of_reference_uid", ""),
-        series_description=info.get("series_description", ""),
-        window=window,
-        qform_code=1,
-        sform_code=1,
-        files=files,
-        warnings=header_warnings + warnings,
-        extra=extra,
-    )

@@ -66,6 +66,8 @@ HEADER_TAGS = [
     "BitsAllocated",
     "BitsStored",
     "PixelRepresentation",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
     "WindowCenter",
     "WindowWidth",
     "RescaleIntercept",
@@ -266,14 +268,17 @@ def _series_info(ds: Any, sop_class: str) -> dict[str, Any]:
         "gantry_tilt": to_float(ds.get("GantryDetectorTilt")),
         "echo_time": to_float(ds.get("EchoTime")),
         "repetition_time": to_float(ds.get("RepetitionTime")),
+        "pixel_padding_value": to_int(ds.get("PixelPaddingValue")),
+        "pixel_padding_range_limit": to_int(ds.get("PixelPaddingRangeLimit")),
     }
 
 
-def _pixel_element(fp: Any, implicit: bool, little: bool) -> tuple[int, int] | None:
+def _pixel_element(fp: Any, implicit: bool, little: bool) -> tuple[int, int, str] | None:
     """Parse the element header at the file position where pydicom stopped.
 
-    Returns ``(value offset, value length)`` for a Pixel Data element, or None
-    when the file ends there or another element follows.
+    Returns ``(value offset, value length, VR)`` for a Pixel Data element (VR
+    ``""`` for implicit VR), or None when the file ends there or another element
+    follows.
     """
     start = fp.tell()
     head = fp.read(12)
@@ -285,15 +290,16 @@ def _pixel_element(fp: Any, implicit: bool, little: bool) -> tuple[int, int] | N
         return None
     if implicit:
         (length,) = struct.unpack(order + "L", head[4:8])
-        return start + 8, length
+        return start + 8, length, ""
     vr = head[4:6]
+    vr_text = vr.decode("ascii", "replace")
     if vr in (b"OB", b"OW", b"UN", b"OD", b"OF", b"OL", b"OV", b"UT"):
         if len(head) < 12:
             return None
         (length,) = struct.unpack(order + "L", head[8:12])
-        return start + 12, length
+        return start + 12, length, vr_text
     (length,) = struct.unpack(order + "H", head[6:8])
-    return start + 8, length
+    return start + 8, length, vr_text
 
 
 def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | SkippedFile:
@@ -421,7 +427,7 @@ def _frames_from_header(
     sop_class: str,
     ts: UID,
     little: bool,
-    element: tuple[int, int] | None,
+    element: tuple[int, int, str] | None,
     file_size: int,
 ) -> list[FrameRef]:
     rows = to_int(ds.get("Rows")) or 0
@@ -467,7 +473,7 @@ def _frames_from_header(
 
     native = not ts.is_compressed and ts != DeflatedExplicitVRLittleEndian
     if element is not None and native:
-        value_offset, value_length = element
+        value_offset, value_length, base.pixel_vr = element
         expected = base.frame_bytes * n_frames
         if bits_allocated == 1:
             expected = (rows * columns * n_frames + 7) // 8

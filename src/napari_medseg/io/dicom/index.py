@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.geometry import orientation_code
+from napari_medseg.io.dicom.dicomdir import dicomdir_files, is_dicomdir
 from napari_medseg.io.dicom.header import read_header, sop_class_name
 from napari_medseg.io.dicom.records import FrameRef, SeriesInfo, SeriesList, SkippedFile
 from napari_medseg.io.dicom.stack import (
@@ -54,26 +56,42 @@ def _walk(folder: Path) -> list[str]:
     return out
 
 
-def _dicomdir_files(path: Path) -> list[str]:
-    """Files referenced by a DICOMDIR (paths resolved against its folder)."""
-    from pydicom import dcmread
-    from pydicom.fileset import FileSet
+def _index_dicomdir(path: Path, progress: ProgressCallback | None) -> SeriesList:
+    """Index the files a DICOMDIR references; walk its folder when none is there.
 
+    Referenced files that are missing are listed in ``SeriesList.skipped``.
+    """
+    found, missing = dicomdir_files(path)
+    if found:
+        if missing:
+            logger.warning(
+                "%s: the DICOMDIR references %d file(s), %d of them are missing (e.g. %s)",
+                path,
+                len(found) + len(missing),
+                len(missing),
+                missing[0],
+            )
+        return index_files(found + missing, root=path, progress=progress)
+    logger.warning(
+        "%s: none of the %d file(s) the DICOMDIR references exist; searching its folder",
+        path,
+        len(missing),
+    )
     try:
-        fileset = FileSet(dcmread(path))
-    except Exception as error:
-        raise ScanReadError(
+        return index_files(_walk(path.parent), root=path, progress=progress)
+    except EmptyFolderError as error:
+        found_text = (
+            f"DICOMDIR references {len(missing)} file(s), none found (not even with other "
+            "letter case)"
+            if missing
+            else "DICOMDIR references no image file"
+        )
+        raise EmptyFolderError(
             path,
-            f"is a DICOMDIR that cannot be read ({type(error).__name__}: {error}).",
-            "Open the folder that holds it instead; its files are found without it.",
+            f"{found_text}, and its folder {error.problem}",
+            "The DICOMDIR's image files were moved, renamed or not copied; open the "
+            "folder that holds the images instead.",
         ) from error
-    files = []
-    for instance in fileset:
-        try:
-            files.append(os.fspath(instance.path))
-        except Exception:  # pragma: no cover - broken records
-            continue
-    return sorted(set(files))
 
 
 def _orientation_clusters(frames: list[FrameRef]) -> list[int]:
@@ -93,6 +111,27 @@ def _orientation_clusters(frames: list[FrameRef]) -> list[int]:
             reps.append(iop)
             ids.append(len(reps) - 1)
     return ids
+
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def order_key(value: Any) -> tuple:
+    """Sort key that orders numbers, and numbers inside text, by value.
+
+    ``AcquisitionNumber=2`` comes before ``AcquisitionNumber=10`` and echo time
+    2.25 before 2.5; tuples (DimensionIndexValues) compare item by item.
+    """
+    if isinstance(value, bool | int | float):
+        return (0, float(value), ())
+    if isinstance(value, tuple):
+        return (1, 0.0, tuple(order_key(v) for v in value))
+    pieces = _NUMBER.split(str(value))
+    return (
+        2,
+        0.0,
+        tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(pieces)),
+    )
 
 
 def _has_geometry(ref: FrameRef) -> bool:
@@ -125,7 +164,7 @@ def _split_duplicates(frames: list[FrameRef]) -> list[tuple[str, list[FrameRef]]
         for value, ref in zip(values, frames, strict=True):
             parts.setdefault(value, []).append(ref)
         if all(_n_positions(part) == len(part) for part in parts.values()):
-            return [(f"{key}={value}", parts[value]) for value in sorted(parts, key=str)]
+            return [(f"{key}={value}", parts[value]) for value in sorted(parts, key=order_key)]
     return [("", frames)]
 
 
@@ -224,8 +263,9 @@ def _series_from_frames(key: str, label: str, frames: list[FrameRef], source: st
         return series
     series.slice_spacing = plan.slice_spacing
     series.warnings.extend(w for w in plan.warnings if not w.startswith("single slice"))
-    if plan.gaps:
-        series.warnings.append("reading needs allow_gaps=True because of the gap(s) above")
+    if plan.gaps or plan.misplaced:
+        what = "gap(s)" if plan.gaps else "irregular spacing"
+        series.warnings.append(f"reading needs allow_gaps=True because of the {what} above")
     series.orientation = orientation_code(RAS_TO_LPS @ plan.affine_lps)
     return series
 
@@ -273,8 +313,8 @@ def index_dicom(path: str | os.PathLike, *, progress: ProgressCallback | None = 
         raise ScanReadError(root, "no such file or folder.", "Check the path.")
     if root.is_dir():
         return index_files(_walk(root), root=root, progress=progress)
-    if root.name.upper() == "DICOMDIR" or _is_dicomdir(root):
-        return index_files(_dicomdir_files(root), root=root, progress=progress)
+    if is_dicomdir(root):
+        return _index_dicomdir(root, progress)
     return index_files([os.fspath(root)], root=root, explicit=True, progress=progress)
 
 
@@ -347,7 +387,7 @@ def index_files(
                 p[1][0].is_localizer,
                 not all(_has_geometry(f) for f in p[1]),
                 -len(p[1]),
-                p[0],
+                order_key(p[0]),
             )
         )
         for n, (label, part) in enumerate(parts):
@@ -358,15 +398,6 @@ def index_files(
         groups.append(((head.study_date, head.study_uid, number, uid), series))
     groups.sort(key=lambda g: g[0])
     return SeriesList([s for _, parts in groups for s in parts], skipped)
-
-
-def _is_dicomdir(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        return False
-    return b"1.2.840.10008.1.3.10" in head
 
 
 def describe_series(series: Iterable[SeriesInfo]) -> str:

@@ -9,11 +9,11 @@ openjpeg, libjpeg, RLE).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from napari_medseg.io.dicom.records import FrameRef
 from napari_medseg.io.errors import (
@@ -142,18 +142,52 @@ def read_native_into(ref: FrameRef, dest: np.ndarray, handle: Any) -> None:
             f"is truncated: {ref.truncated}.",
             "Copy the file again from its source, or remove it and read with allow_gaps=True.",
         )
-    handle.seek(ref.pixel_offset)
-    got = handle.readinto(memoryview(dest).cast("B"))
-    if got != dest.nbytes:
-        raise TruncatedFileError(
-            ref.path,
-            f"is truncated: frame {ref.frame + 1} needs {dest.nbytes} bytes of pixel data "
-            f"but the file holds {got}.",
-            "Copy the file again from its source, or remove it and read with allow_gaps=True.",
-        )
+    if is_word_swapped(ref):
+        _read_word_swapped(ref, dest, handle)
+    else:
+        handle.seek(ref.pixel_offset)
+        _check_read(ref, handle.readinto(memoryview(dest).cast("B")), dest.nbytes)
     if ref.byteorder != _NATIVE_ORDER and dest.dtype.itemsize > 1:
         dest.byteswap(inplace=True)
     _correct_unused_bits(ref, dest)
+
+
+def is_word_swapped(ref: FrameRef) -> bool:
+    """Whether the frame's 8-bit pixels sit in big-endian 16-bit words (VR OW).
+
+    In Explicit VR Big Endian, an OW Pixel Data element holds 16-bit words, so
+    each pair of 8-bit pixels is stored swapped (PS3.5 8.1.1, pydicom's
+    ``OBXXXX1A_expb.dcm``); with VR OB the bytes are in pixel order.
+    """
+    return ref.bits_allocated == 8 and ref.byteorder == ">" and ref.pixel_vr == "OW"
+
+
+def _check_read(ref: FrameRef, got: int, needed: int) -> None:
+    if got < needed:
+        raise TruncatedFileError(
+            ref.path,
+            f"is truncated: frame {ref.frame + 1} needs {needed} bytes of pixel data "
+            f"but the file holds {got}.",
+            "Copy the file again from its source, or remove it and read with allow_gaps=True.",
+        )
+
+
+def _read_word_swapped(ref: FrameRef, dest: np.ndarray, handle: Any) -> None:
+    """Read 8-bit pixels stored in big-endian 16-bit words, swapping each pair back."""
+    size = dest.nbytes
+    lead = (ref.frame * ref.frame_bytes) % 2  # frame starts in the middle of a word
+    if lead == 0 and size % 2 == 0:
+        handle.seek(ref.pixel_offset)
+        _check_read(ref, handle.readinto(memoryview(dest).cast("B")), size)
+        dest.reshape(-1).view(np.uint16).byteswap(inplace=True)
+        return
+    span = (lead + size + 1) // 2 * 2  # whole words covering the frame
+    words = bytearray(span)
+    handle.seek(ref.pixel_offset - lead)
+    got = handle.readinto(words)
+    _check_read(ref, got - lead, size)
+    pairs = np.frombuffer(words, dtype=np.uint8).reshape(-1, 2)[:, ::-1].reshape(-1)
+    dest.reshape(-1).view(np.uint8)[...] = pairs[lead : lead + size]
 
 
 def _looks_cut(path: str) -> bool:
@@ -166,8 +200,89 @@ def _looks_cut(path: str) -> bool:
         return True
 
 
+def file_gone_error(path: str, error: OSError) -> ScanReadError:
+    """The error for a file that was indexed but cannot be opened or read any more.
+
+    Parameters
+    ----------
+    path : str
+        The file (or a frame label naming it).
+    error : OSError
+        What the operating system said.
+    """
+    reason = error.strerror or str(error) or type(error).__name__
+    if isinstance(error, PermissionError):
+        fix = (
+            "Its permissions changed since the folder was scanned; restore read access, or "
+            "scan the folder again and read the series again."
+        )
+    else:
+        fix = (
+            "The file was moved or deleted since the folder was scanned; scan the folder "
+            "again (index_dicom) and read the series again."
+        )
+    return ScanReadError(path, f"cannot be read any more ({reason}).", fix)
+
+
+def _decode_error(ref: FrameRef, path: str, error: Exception) -> ScanReadError:
+    """Turn a decoder's exception into a typed error naming the file."""
+    if isinstance(error, OSError):
+        return file_gone_error(ref.label, error)
+    if UID(ref.transfer_syntax).is_encapsulated and _looks_cut(path):
+        return TruncatedFileError(
+            ref.label,
+            f"compressed pixel data is incomplete ({type(error).__name__}: {error}).",
+            "Copy the file again from its source, or remove it.",
+        )
+    return ScanReadError(
+        ref.label,
+        f"pixel data cannot be decoded ({type(error).__name__}: {error}).",
+        "The file may be corrupt; re-export it, or remove it from the folder.",
+    )
+
+
+def _frames_from_dataset(path: str, refs: list[FrameRef]) -> Generator[np.ndarray, None, None]:
+    """Decode through a fully parsed data set (deflated files: the stream is zipped)."""
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    try:
+        ds = pydicom.dcmread(path)
+    except OSError as error:
+        raise file_gone_error(path, error) from error
+    except Exception as error:
+        raise TruncatedFileError(
+            path,
+            f"cannot be read again ({type(error).__name__}: {error}).",
+            "Copy the file again from its source.",
+        ) from error
+    multi = refs[0].n_frames_in_file > 1
+    for ref in refs:
+        yield pixel_array(ds, index=ref.frame if multi else None)
+
+
+def _frames_from_file(path: str, refs: list[FrameRef]) -> Generator[np.ndarray, None, None]:
+    """Decode frame by frame from the file: only one frame's data is in memory at a time."""
+    from pydicom.pixels import iter_pixels
+
+    yield from iter_pixels(path, indices=[ref.frame for ref in refs])
+
+
 def decode_frames(path: str, refs: list[FrameRef]) -> Iterator[tuple[FrameRef, np.ndarray]]:
     """Decode frames of one file through pydicom (compressed or deflated syntaxes).
+
+    Frames are decoded one at a time straight from the file
+    (:func:`pydicom.pixels.iter_pixels`), so memory holds one compressed and one
+    decoded frame, not the whole file; only deflated files, whose stream must be
+    inflated as a whole, are parsed completely.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    refs : list of FrameRef
+        Frames of that file, in the order to decode them (ascending ``frame``
+        is fastest).
 
     Yields
     ------
@@ -177,39 +292,40 @@ def decode_frames(path: str, refs: list[FrameRef]) -> Iterator[tuple[FrameRef, n
     Raises
     ------
     UnsupportedTransferSyntaxError, TruncatedFileError, ScanReadError
-        Naming the file.
+        Naming the file; a file that vanished or became unreadable since it was
+        indexed gives a :class:`ScanReadError` that says to scan again.
     """
-    import pydicom
-    from pydicom.pixels import pixel_array
-
     for ref in refs:
         check_decoder(ref)
+    if not refs:
+        return
+    if refs[0].transfer_syntax == DeflatedExplicitVRLittleEndian:
+        frames = _frames_from_dataset(path, refs)
+    else:
+        frames = _frames_from_file(path, refs)
     try:
-        ds = pydicom.dcmread(path)
-    except Exception as error:
-        raise TruncatedFileError(
-            path,
-            f"cannot be read again ({type(error).__name__}: {error}).",
-            "Copy the file again from its source.",
-        ) from error
-    multi = refs[0].n_frames_in_file > 1
+        yield from _checked(path, refs, frames)
+    finally:
+        frames.close()  # closes the file when the caller stops early
+
+
+def _checked(
+    path: str, refs: list[FrameRef], frames: Generator[np.ndarray, None, None]
+) -> Iterator[tuple[FrameRef, np.ndarray]]:
+    """Pair decoded frames with their records, turning failures into typed errors."""
     for ref in refs:
         try:
-            arr = pixel_array(ds, index=ref.frame if multi else None)
-        except (UnsupportedTransferSyntaxError, MemoryError):
+            arr = next(frames)
+        except (ScanReadError, MemoryError):
             raise
-        except Exception as error:
-            if UID(ref.transfer_syntax).is_encapsulated and _looks_cut(path):
-                raise TruncatedFileError(
-                    ref.label,
-                    f"compressed pixel data is incomplete ({type(error).__name__}: {error}).",
-                    "Copy the file again from its source, or remove it.",
-                ) from error
+        except StopIteration:
             raise ScanReadError(
                 ref.label,
-                f"pixel data cannot be decoded ({type(error).__name__}: {error}).",
-                "The file may be corrupt; re-export it, or remove it from the folder.",
-            ) from error
+                "holds fewer frames than its header says.",
+                "The file is corrupt; re-export it.",
+            ) from None
+        except Exception as error:
+            raise _decode_error(ref, path, error) from error
         if arr.shape != (ref.rows, ref.columns):
             raise ScanReadError(
                 ref.label,

@@ -51,6 +51,10 @@ class FrameRef:
         (uncompressed, not deflated) encodings; None means: decode with pydicom.
     byteorder : str
         ``"<"`` or ``">"`` for native encodings.
+    pixel_vr : str
+        VR of the Pixel Data element in explicit-VR native files (``"OB"`` or
+        ``"OW"``; ``""`` when implicit or encapsulated). 8-bit pixels in an OW
+        element of a big-endian file are stored as byte-swapped 16-bit words.
     truncated : str
         Empty, or why the frame's pixel data cannot be complete.
     stack_id : str or None
@@ -88,6 +92,7 @@ class FrameRef:
     transfer_syntax: str = ""
     pixel_offset: int | None = None
     byteorder: str = "<"
+    pixel_vr: str = ""
     truncated: str = ""
     stack_id: str | None = None
     split_values: dict[str, Any] = field(default_factory=dict)
@@ -135,7 +140,8 @@ class SeriesInfo:
     pixel_spacing : tuple of float or None
         ``(row spacing, column spacing)`` in mm.
     slice_spacing : float or None
-        Median step between slice positions along the slice normal, in mm.
+        Expected step between adjacent slices along the slice normal (the
+        volume grid's step, gaps excluded), in mm.
     orientation : str
         RAS+ axis code of the assembled volume (e.g. ``"LPS"``), ``""`` when the
         series has no patient geometry.

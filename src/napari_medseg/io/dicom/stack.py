@@ -7,23 +7,24 @@ in ImageOrientationPatient, never by InstanceNumber.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from napari_medseg.io.dicom.records import FrameRef
+from napari_medseg.io.dicom.spacing import StepEstimate, estimate_step
 from napari_medseg.io.errors import InconsistentSeriesError
 
 #: Two frames closer than this along the normal (mm) sit at the same position.
 DUPLICATE_TOL_MM = 0.01
-#: A step larger than this many median steps is a gap (missing slices).
-GAP_FACTOR = 1.5
 #: Max difference between direction cosines of frames of one stack.
 ORIENTATION_TOL = 1e-3
 #: Max relative difference between pixel spacings of frames of one stack.
 SPACING_RTOL = 1e-3
-#: Tilt angles (degrees) below this are float noise, not gantry tilt.
-TILT_TOL_DEG = 0.01
+#: In-plane drift of ImagePositionPatient over the whole stack below this fraction
+#: of a pixel is rounding noise, not gantry tilt.
+TILT_PIXEL_FRACTION = 0.1
 
 
 @dataclass
@@ -41,13 +42,17 @@ class StackPlan:
         (i = column, j = row, k = slot). Column 2 is the actual step between
         slice positions, so gantry tilt stays as a shear.
     slice_spacing : float or None
-        Median step along the slice normal (mm); None for a single slice.
+        Step of the output grid along the slice normal (mm): the expected step
+        between adjacent slices (gaps excluded); None for a single slice.
     tilt_deg : float
         Angle between the slice step and the slice normal (0 without tilt).
     warnings : list of str
         Problems that did not stop the plan (gaps only with ``allow_gaps``).
     gaps : list of str
         One line per gap (also in ``warnings``).
+    misplaced : str
+        Non-empty when irregular spacing puts a slice more than half a voxel
+        from its true position (only with ``allow_gaps``; also in ``warnings``).
     missing : list of int
         Output slices with no frame (filled by the reader).
     duplicate_slots : list of int
@@ -60,6 +65,7 @@ class StackPlan:
     tilt_deg: float = 0.0
     warnings: list[str] = field(default_factory=list)
     gaps: list[str] = field(default_factory=list)
+    misplaced: str = ""
     missing: list[int] = field(default_factory=list)
     duplicate_slots: list[int] = field(default_factory=list)
 
@@ -68,8 +74,15 @@ def _fail(frame: FrameRef, problem: str, fix: str) -> InconsistentSeriesError:
     return InconsistentSeriesError(frame.label, problem, fix)
 
 
-def check_geometry(frames: list[FrameRef]) -> None:
+def check_geometry(frames: list[FrameRef], source: str = "") -> None:
     """Raise unless every frame has orientation, position and pixel spacing that agree.
+
+    Parameters
+    ----------
+    frames : list of FrameRef
+        Frames of one stack.
+    source : str
+        File or folder named in the error when ``frames`` is empty.
 
     Raises
     ------
@@ -77,7 +90,11 @@ def check_geometry(frames: list[FrameRef]) -> None:
         Naming the first offending file.
     """
     if not frames:
-        raise InconsistentSeriesError("", "the series has no image frames.", "")
+        raise InconsistentSeriesError(
+            source or "(no file)",
+            "the series has no image frames.",
+            "Index the folder again with index_dicom() and choose a series it lists.",
+        )
     for ref in frames:
         missing = [
             name
@@ -100,7 +117,11 @@ def check_geometry(frames: list[FrameRef]) -> None:
     iop0 = np.asarray(first.iop, dtype=float)
     spacing0 = np.asarray(first.pixel_spacing, dtype=float)
     if np.any(spacing0 <= 0):
-        raise _fail(first, f"has a non-positive PixelSpacing {tuple(spacing0)}.", "")
+        raise _fail(
+            first,
+            f"has a non-positive PixelSpacing {tuple(spacing0)}.",
+            "The file is corrupt; re-export the series.",
+        )
     row, col = iop0[:3], iop0[3:]
     if (
         abs(np.linalg.norm(row) - 1) > 1e-2
@@ -146,6 +167,54 @@ def direction_cosines(iop: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, n
     return row, col, normal / np.linalg.norm(normal)
 
 
+def _header_step(frames: list[FrameRef], attribute: str) -> float | None:
+    """Most common absolute value of a per-frame header step (mm), or None."""
+    values = [getattr(ref, attribute) for ref in frames]
+    values = [round(abs(v), 4) for v in values if v is not None and v != 0]
+    if not values:
+        return None
+    return Counter(values).most_common(1)[0][0]
+
+
+def _step_vector(
+    rep_pos: np.ndarray, rep_depth: np.ndarray, normal: np.ndarray, n_out: int, pixel: float
+) -> tuple[np.ndarray, float]:
+    """The affine's slice axis and the tilt it implies (degrees).
+
+    The step runs from the first to the last slice position; when the in-plane
+    drift over the whole stack stays below :data:`TILT_PIXEL_FRACTION` of a
+    pixel it is rounding noise in ImagePositionPatient (common on oblique MR),
+    not gantry tilt, and the step is projected onto the normal (no shear).
+    """
+    drift = rep_pos[-1] - rep_pos[0]
+    in_plane = drift - float(drift @ normal) * normal
+    if float(np.linalg.norm(in_plane)) <= TILT_PIXEL_FRACTION * pixel:
+        return normal * (rep_depth[-1] - rep_depth[0]) / (n_out - 1), 0.0
+    step = drift / (n_out - 1)
+    cos_tilt = abs(float(step @ normal)) / float(np.linalg.norm(step))
+    return step, float(np.degrees(np.arccos(min(1.0, cos_tilt))))
+
+
+def _gap_texts(
+    frames: list[FrameRef],
+    reps: list[int],
+    rep_depth: np.ndarray,
+    steps: np.ndarray,
+    estimate: StepEstimate,
+) -> list[str]:
+    source = "" if estimate.source == "measured" else f", from {estimate.source}"
+    texts = []
+    for k in np.flatnonzero(estimate.counts > 1):
+        a, b = frames[reps[k]], frames[reps[k + 1]]
+        texts.append(
+            f"gap in slice positions: {steps[k]:.3f} mm between {rep_depth[k]:.3f} and "
+            f"{rep_depth[k + 1]:.3f} mm along the slice normal (expected step "
+            f"{estimate.step:.3f} mm{source}; about {int(estimate.counts[k]) - 1} slice(s) "
+            f"missing between {a.label} and {b.label})"
+        )
+    return texts
+
+
 def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan:
     """Sort frames along the slice normal and derive the volume's LPS affine.
 
@@ -154,8 +223,11 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
     frames : list of FrameRef
         Frames of one stack (one orientation, one image size).
     allow_gaps : bool
-        When False a gap (a step larger than 1.5 x the median step) raises;
-        when True the missing slices get empty slots and a warning.
+        When False, a gap (a step of at least 1.5 expected steps, see
+        :func:`~napari_medseg.io.dicom.spacing.estimate_step`) raises, and so
+        does irregular spacing that puts a slice more than half a voxel from its
+        true position on the uniform grid. When True, missing slices get empty
+        slots and both are reported in the warnings.
 
     Returns
     -------
@@ -165,7 +237,8 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
     ------
     InconsistentSeriesError
         Missing or mixed geometry; slice positions off a straight line; a gap
-        when ``allow_gaps`` is False.
+        or a slice misplaced by more than half a voxel when ``allow_gaps`` is
+        False. The message names the file.
     """
     check_geometry(frames)
     first = frames[0]
@@ -196,15 +269,18 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
     reps = [g[0] for g in groups]
     rep_pos = positions[reps]
     rep_depth = depth[reps]
-    n_unique = len(reps)
     lin = np.zeros((4, 4))
     lin[3, 3] = 1.0
     lin[:3, 0] = row * col_spacing
     lin[:3, 1] = col * row_spacing
     lin[:3, 3] = rep_pos[0]
 
-    if n_unique == 1:
-        step_mm = first.spacing_between_slices or first.slice_thickness or 1.0
+    if len(reps) == 1:
+        step_mm = (
+            _header_step(frames, "spacing_between_slices")
+            or _header_step(frames, "slice_thickness")
+            or 1.0
+        )
         lin[:3, 2] = normal * step_mm
         warnings.append(
             f"single slice: its thickness along the normal is taken as {step_mm:g} mm "
@@ -219,28 +295,15 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
         )
 
     steps = np.diff(rep_depth)
-    median = float(np.median(steps))
-    counts = np.maximum(1, np.rint(steps / median)).astype(int)
-    gap_mask = steps > GAP_FACTOR * median
-    gaps: list[str] = []
-    for k in np.flatnonzero(gap_mask):
-        a, b = frames[reps[k]], frames[reps[k + 1]]
-        missing = int(counts[k]) - 1
-        off = abs(float(steps[k]) - counts[k] * median)
-        text = (
-            f"gap in slice positions: {steps[k]:.3f} mm between {rep_depth[k]:.3f} and "
-            f"{rep_depth[k + 1]:.3f} mm along the slice normal (median step "
-            f"{median:.3f} mm; about {missing} slice(s) missing between {a.label} and "
-            f"{b.label})"
-        )
-        if off > 0.1 * median:
-            text += (
-                f"; the gap is not a whole number of steps, so slices beyond it are "
-                f"placed up to {off:.3f} mm from their true position"
-            )
-        gaps.append(text)
+    estimate = estimate_step(
+        steps,
+        spacing_between_slices=_header_step(frames, "spacing_between_slices"),
+        slice_thickness=_header_step(frames, "slice_thickness"),
+    )
+    warnings.extend(estimate.notes)
+    gaps = _gap_texts(frames, reps, rep_depth, steps, estimate)
     if gaps and not allow_gaps:
-        first_gap = int(np.flatnonzero(gap_mask)[0])
+        first_gap = int(np.flatnonzero(estimate.counts > 1)[0])
         raise InconsistentSeriesError(
             frames[reps[first_gap + 1]].label,
             gaps[0] + (f" and {len(gaps) - 1} more gap(s)" if len(gaps) > 1 else "") + ".",
@@ -249,29 +312,54 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
         )
     warnings.extend(gaps)
 
-    regular = steps[~gap_mask]
-    if regular.size and np.abs(regular - median).max() > max(0.01 * median, 0.01):
-        warnings.append(
-            f"irregular slice spacing: steps range from {regular.min():.3f} to "
-            f"{regular.max():.3f} mm (median {median:.3f} mm); the volume uses the mean step "
-            "so positions may be off by up to "
-            f"{np.abs(regular - median).max():.3f} mm"
-        )
-
-    slot_index = np.concatenate([[0], np.cumsum(counts)])
+    slot_index = np.concatenate([[0], np.cumsum(estimate.counts)]).astype(int)
     n_out = int(slot_index[-1]) + 1
     slots: list[list[int]] = [[] for _ in range(n_out)]
     for g, k in zip(groups, slot_index, strict=True):
         slots[int(k)] = g
-    step = (rep_pos[-1] - rep_pos[0]) / (n_out - 1)
+    step, tilt = _step_vector(rep_pos, rep_depth, normal, n_out, min(row_spacing, col_spacing))
     lin[:3, 2] = step
 
-    # positions must lie on a line: in-plane offsets proportional to depth
+    _check_line(frames, reps, rep_pos, rep_depth, min(row_spacing, col_spacing), warnings)
+    misplaced = _check_placement(
+        frames, reps, rep_pos, slot_index, lin, steps / estimate.counts, allow_gaps, warnings
+    )
+
+    if tilt > 0:
+        tag = first.info.get("gantry_tilt")
+        tag_text = f", GantryDetectorTilt {tag:g} deg" if tag is not None else ""
+        warnings.append(
+            f"gantry tilt: slices are stacked {tilt:.2f} deg off the slice normal{tag_text}; "
+            "the affine keeps this shear so every voxel is at its true position (tools "
+            "that assume orthogonal voxel axes need a resampled copy)"
+        )
+    return StackPlan(
+        slots=slots,
+        affine_lps=lin,
+        slice_spacing=abs(float(step @ normal)),
+        tilt_deg=tilt,
+        warnings=warnings,
+        gaps=gaps,
+        misplaced=misplaced,
+        missing=[k for k, s in enumerate(slots) if not s],
+        duplicate_slots=[k for k, s in enumerate(slots) if len(s) > 1],
+    )
+
+
+def _check_line(
+    frames: list[FrameRef],
+    reps: list[int],
+    rep_pos: np.ndarray,
+    rep_depth: np.ndarray,
+    pixel: float,
+    warnings: list[str],
+) -> None:
+    """Raise unless the slice positions lie on one line (in-plane offsets grow with depth)."""
     frac = (rep_depth - rep_depth[0]) / (rep_depth[-1] - rep_depth[0])
     expected = rep_pos[0] + frac[:, None] * (rep_pos[-1] - rep_pos[0])
     off_line = np.linalg.norm(rep_pos - expected, axis=1)
     worst = int(np.argmax(off_line))
-    if off_line[worst] > 0.5 * min(row_spacing, col_spacing):
+    if off_line[worst] > 0.5 * pixel:
         raise _fail(
             frames[reps[worst]],
             f"lies {off_line[worst]:.3f} mm off the line through the first and last slice "
@@ -285,24 +373,57 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
             f"(at {frames[reps[worst]].label})"
         )
 
-    cos_tilt = abs(float(step @ normal)) / float(np.linalg.norm(step))
-    tilt = float(np.degrees(np.arccos(min(1.0, cos_tilt))))
-    if tilt > TILT_TOL_DEG:
-        tag = first.info.get("gantry_tilt")
-        tag_text = f", GantryDetectorTilt {tag:g} deg" if tag is not None else ""
-        warnings.append(
-            f"gantry tilt: slices are stacked {tilt:.2f} deg off the slice normal{tag_text}; "
-            "the affine keeps this shear so every voxel is at its true position (tools "
-            "that assume orthogonal voxel axes need a resampled copy)"
-        )
-    missing = [k for k, s in enumerate(slots) if not s]
-    return StackPlan(
-        slots=slots,
-        affine_lps=lin,
-        slice_spacing=median,
-        tilt_deg=tilt if tilt > TILT_TOL_DEG else 0.0,
-        warnings=warnings,
-        gaps=gaps,
-        missing=missing,
-        duplicate_slots=[k for k, s in enumerate(slots) if len(s) > 1],
+
+def _check_placement(
+    frames: list[FrameRef],
+    reps: list[int],
+    rep_pos: np.ndarray,
+    slot_index: np.ndarray,
+    lin: np.ndarray,
+    unit_steps: np.ndarray,
+    allow_gaps: bool,
+    warnings: list[str],
+) -> str:
+    """Measure how far the uniform grid puts each slice from its ImagePositionPatient.
+
+    The bound is ``max_k ||IPP_k - A @ (0, 0, slot_k, 1)||`` over the slices
+    actually placed. Above half the slice step it raises (or, with
+    ``allow_gaps``, warns and returns the problem); above 1 % of the step
+    (and 0.01 mm) it warns.
+
+    Returns
+    -------
+    str
+        The problem text when a slice is misplaced by more than half a voxel
+        (and ``allow_gaps`` let it through), else ``""``.
+    """
+    placed = slot_index[:, None] * lin[:3, 2] + lin[:3, 3]
+    error = np.linalg.norm(rep_pos - placed, axis=1)
+    worst = int(np.argmax(error))
+    bound = float(error[worst])
+    voxel = float(np.linalg.norm(lin[:3, 2]))
+    if bound <= max(0.01 * voxel, 0.01):
+        return ""
+    label = frames[reps[worst]].label
+    detail = (
+        f"steps between slices range from {unit_steps.min():.3f} to {unit_steps.max():.3f} "
+        f"mm, so on a uniform grid of {voxel:.3f} mm a slice lands up to {bound:.3f} mm "
+        f"({bound / voxel:.2f} voxel) from its true position"
     )
+    if bound <= 0.5 * voxel:
+        warnings.append(f"irregular slice spacing: {detail} (worst: {label})")
+        return ""
+    problem = (
+        f"irregular slice spacing: {detail} (worst: {label}), more than half a voxel, so "
+        "its pixels would be shown and measured in the wrong slice"
+    )
+    if not allow_gaps:
+        raise _fail(
+            frames[reps[worst]],
+            f"is misplaced by the volume's grid: {detail}; that is more than half a voxel.",
+            "Check that the folder holds a single acquisition (remove files that do not "
+            "belong), or read with allow_gaps=True to accept the misplacement (it is "
+            "reported), or resample the series with a tool made for irregular spacing.",
+        )
+    warnings.append(problem)
+    return problem
