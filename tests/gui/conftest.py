@@ -38,7 +38,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.gui)
-            item.add_marker(pytest.mark.filterwarnings("ignore:System theme detection"))
             if not _HAS_DISPLAY:
                 item.add_marker(skip)
 

@@ -105,12 +105,37 @@ def test_view_orientation_widget_buttons(make_napari_viewer, tmp_path, qtbot):
     viewer.open(path, plugin="napari-medseg")
     widget = ViewOrientation(viewer)
     qtbot.addWidget(widget)
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    widget.buttons["coronal"].click()
-    assert tuple(viewer.dims.order) == (1, 0, 2)
-    assert tuple(camera.orientation2d) == ("up", "right")
-    widget.buttons["sagittal"].click()
-    assert tuple(viewer.dims.order) == (2, 0, 1)
-    widget.buttons["axial"].click()
-    assert tuple(viewer.dims.order) == (0, 1, 2)
-    assert tuple(camera.orientation2d) == ("down", "right")
+    camera = viewer.scene.camera
+    expected = {
+        "coronal": ((1, 0, 2), ("up", "right")),
+        "sagittal": ((2, 0, 1), ("up", "right")),
+        "axial": ((0, 1, 2), ("down", "right")),
+    }
+    for plane, (order, orientation) in expected.items():
+        # start each time from a state the button must change (3D, wrong order and camera)
+        viewer.dims.ndisplay = 3
+        viewer.dims.order = (1, 2, 0)
+        camera.orientation2d = ("down", "left")
+        camera.zoom = 0.01
+        widget.buttons[plane].click()
+        assert viewer.dims.ndisplay == 2, plane
+        assert tuple(viewer.dims.order) == order, plane
+        assert tuple(camera.orientation2d) == orientation, plane
+        assert camera.zoom > 0.1, plane  # the view was fitted again
+
+
+def test_new_labels_on_a_scan_keep_its_mm_units(make_napari_viewer, notes):
+    """Plugin layers carry "mm" units; napari's New labels inherits them (no units toast)."""
+    viewer = make_napari_viewer()
+    image, tumour = viewer.open_sample("napari-medseg", "chest_ct")
+    viewer.layers.selection = {image}
+    viewer.layers.selection.active = image
+    viewer._new_labels()  # the layer list's "New labels" button, one layer selected
+    viewer.layers.selection = {image, tumour}
+    viewer._new_labels()  # several layers selected: napari builds it from their extent
+    for layer in viewer.layers:
+        assert tuple(str(u) for u in layer.units) == ("millimeter",) * 3, layer.name
+    assert not any("Inconsistent units" in n for n in notes)
+    # the check can fail: a plain layer (pixel units) does raise napari's toast
+    viewer.add_labels(np.zeros((4, 5, 6), np.uint8))
+    assert any("Inconsistent units" in n for n in notes)

@@ -80,7 +80,9 @@ def test_layer_without_source_saves_on_its_own_grid(make_napari_viewer, tmp_path
     labels.data[1, 2, 3] = 5
     out = tmp_path / "free.nii.gz"
     labels.save(str(out), plugin="napari-medseg")
-    assert any("no source scan is known" in n for n in notes)
+    (message,) = [n for n in notes if "no source scan matches this layer" in n]
+    assert message.startswith("free.nii.gz: ")
+    assert "not the grid of any scan opened with napari-medseg" in message
     saved = nib.load(out)
     data = np.asarray(saved.dataobj)
     (ijk,) = np.argwhere(data == 5)
@@ -103,11 +105,43 @@ def test_shared_grid_uses_most_recent_scan_and_warns(make_napari_viewer, tmp_pat
     (a,) = viewer.open(tmp_path / "ras.nii.gz", plugin="napari-medseg")
     (b,) = viewer.open(tmp_path / "lps.nii.gz", plugin="napari-medseg")
     np.testing.assert_allclose(a.translate, b.translate)
-    viewer.layers.selection.active = b
+    # the labels are made on the *older* scan: the rule is "most recently opened",
+    # not "the layer that was active"
+    viewer.layers.selection.active = a
     viewer._new_labels()
     labels = viewer.layers[-1]
     labels.data[0, 0, 0] = 1
     out = tmp_path / "shared.nii.gz"
     labels.save(str(out), plugin="napari-medseg")
-    assert any("several scans" in n for n in notes)
+    assert any("several scans" in n and "(lps.nii.gz), not of ras.nii.gz" in n for n in notes)
     np.testing.assert_allclose(nib.load(out).affine, lps, atol=1e-6)
+    saved = np.asarray(nib.load(out).dataobj)
+    # display voxel (0, 0, 0) (inferior, anterior, right) is LPS index (0, 0, 0), RAS (5, 6, 0)
+    assert [tuple(int(i) for i in p) for p in np.argwhere(saved)] == [(0, 0, 0)]
+
+
+def test_rgb_image_is_refused_with_the_file_name(make_napari_viewer, tmp_path):
+    import napari
+
+    viewer = make_napari_viewer()
+    rgb = viewer.add_image(np.zeros((5, 6, 3), np.uint8), rgb=True, name="photo")
+    out = tmp_path / "photo.nii.gz"
+    # napari drops a writer's ValueError ("no writer"); ours must reach the caller
+    with pytest.raises(ScanWriteError, match=r"photo\.nii\.gz: .*RGB"):
+        napari.save_layers(str(out), [rgb], plugin="napari-medseg")
+    with pytest.raises(ScanWriteError, match=r"photo\.nii\.gz: .*RGB"):
+        rgb.save(str(out), plugin="napari-medseg")
+    assert not out.exists()
+
+
+def test_geometry_failures_become_scan_write_errors(tmp_path):
+    from napari_medseg._napari.writer import write_image, write_labels
+
+    out = tmp_path / "odd.nii.gz"
+    # data with more axes than its transform (what an RGB layer passes without `rgb`)
+    with pytest.raises(ScanWriteError, match=r"odd\.nii\.gz: .*3 axes .* has 2"):
+        write_image(str(out), np.zeros((5, 6, 3), np.uint8), {"scale": (1.0, 1.0)})
+    # a layer affine napari would never make: the geometry cannot be worked out
+    with pytest.raises(ScanWriteError, match=r"odd\.nii\.gz: the layer's geometry could not"):
+        write_labels(str(out), np.zeros((4, 5, 6), np.uint8), {"affine": np.eye(3)})
+    assert not out.exists()

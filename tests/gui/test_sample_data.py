@@ -6,6 +6,8 @@ import numpy as np
 
 from napari_medseg._napari.layers import MEDSEG_KEY
 from napari_medseg._napari.views import set_view
+from napari_medseg.geometry import DisplayGeometry
+from napari_medseg.io import read_scan
 from napari_medseg.samples import sample_path
 
 
@@ -13,6 +15,19 @@ def _tumour_slice(labels) -> float:
     """World S coordinate (mm) of the tumour's middle slice."""
     index = np.argwhere(np.asarray(labels.data) > 0).mean(axis=0)
     return float(labels.data_to_world(index)[0])
+
+
+def _to_canvas(viewer, world_pl, canvas_hw) -> np.ndarray:
+    """Canvas pixel (row, col) of world (P, L) mm in the axial view ("down", "right")."""
+    camera = viewer.scene.camera
+    centre = np.asarray(camera.center, dtype=float)[-2:]
+    return np.asarray(canvas_hw, dtype=float) / 2.0 + (np.asarray(world_pl) - centre) * camera.zoom
+
+
+def _body_box(shot) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding box (rows, cols) of the non-black canvas pixels."""
+    lit = np.argwhere(shot[..., :3].max(axis=-1) > 40)
+    return lit.min(axis=0), lit.max(axis=0)
 
 
 def test_sample_nifti_with_tumour_and_axial_screenshot(make_napari_viewer, artifacts):
@@ -25,11 +40,35 @@ def test_sample_nifti_with_tumour_and_axial_screenshot(make_napari_viewer, artif
     assert tumour.data.shape == image.data.shape
     np.testing.assert_allclose(tumour.translate, image.translate, atol=1e-4)
     assert np.count_nonzero(tumour.data) > 0
+    np.testing.assert_allclose(tumour.colormap.map(np.array([1]))[0], (1.0, 0.0, 0.0, 1.0))
+    viewer.window.resize(1100, 800)
     set_view(viewer, "axial")
     viewer.dims.point = (_tumour_slice(tumour), *viewer.dims.point[1:])
-    viewer.window.resize(1100, 800)
-    shot = viewer.screenshot(str(artifacts / "sample_axial.png"), canvas_only=False, flash=False)
-    assert shot.shape[0] > 100
+    viewer.screenshot(str(artifacts / "sample_axial.png"), canvas_only=False, flash=False)
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    height, width = shot.shape[:2]
+
+    # the tumour shows as red (label colour over grey CT at opacity 0.6) where its
+    # voxels on this slice are in the world
+    rgb = shot[..., :3].astype(int)
+    red = np.argwhere((rgb[..., 0] - rgb[..., 1] > 80) & (rgb[..., 0] - rgb[..., 2] > 80))
+    assert len(red) > 20, "the tumour is not visible"
+    index = int(np.round(tumour.world_to_data(viewer.dims.point)[0]))
+    voxels = np.argwhere(np.asarray(tumour.data)[index] > 0)
+    world = np.array([tumour.data_to_world((index, *v)) for v in voxels])
+    expected = _to_canvas(viewer, world[:, 1:].mean(axis=0), (height, width))
+    np.testing.assert_allclose(red.mean(axis=0), expected, atol=3.0)
+    # the voxel grid is radiological: the tumour (patient right lung) is on the left
+    assert expected[1] < width / 2
+
+    # the body fills the middle of the canvas, all of it in view
+    top_left, bottom_right = _body_box(shot)
+    assert top_left[0] < height / 2 < bottom_right[0]
+    assert top_left[1] < width / 2 < bottom_right[1]
+    assert (bottom_right[1] - top_left[1]) > 0.5 * width or (
+        bottom_right[0] - top_left[0]
+    ) > 0.5 * height
+    assert top_left.min() > 0 and bottom_right[0] < height - 1 and bottom_right[1] < width - 1
 
 
 def test_sample_dicom_overlays_the_nifti(make_napari_viewer):
@@ -76,8 +115,28 @@ def test_browser_screenshot_with_sample_dicom(make_napari_viewer, qtbot, tmp_pat
     set_view(viewer, "axial")
     viewer.dims.point = (float(ct.data_to_world((33, 0, 0))[0]), *viewer.dims.point[1:])
     viewer.screenshot(str(artifacts / "dicom_browser_window.png"), canvas_only=False, flash=False)
-    # the widget alone, wide enough to show every column
+    # the loaded CT is what the canvas shows: the body in the middle, air around it,
+    # and the slice on screen is the NIfTI sample's slice 33
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    height, width = shot.shape[:2]
+    top_left, bottom_right = _body_box(shot)
+    assert top_left[0] < height / 2 < bottom_right[0]
+    assert top_left[1] < width / 2 < bottom_right[1]
+    assert int(np.round(ct.world_to_data(viewer.dims.point)[0])) == 33
+    nifti = read_scan(sample_path("chest_ct"))
+    np.testing.assert_array_equal(
+        np.asarray(ct.data)[33],
+        DisplayGeometry.from_dict(ct.metadata[MEDSEG_KEY]).to_display(nifti.array)[33],
+    )
+    # the widget alone, wide enough to show every column, with both rows listed
     dock.setFloating(True)
     dock.resize(1120, 240)
     qtbot.waitUntil(lambda: widget.width() >= 1000, timeout=5000)
-    widget.grab().save(str(artifacts / "dicom_browser.png"))
+    picture = widget.grab()
+    picture.save(str(artifacts / "dicom_browser.png"))
+    assert picture.width() >= 1000
+    texts = {widget.table.item(r, 1).text() for r in range(widget.table.rowCount())}
+    assert texts == {"Topogram 0.6 T20f", ct.metadata[MEDSEG_KEY]["series_description"]}
+    header = widget.table.horizontalHeader()
+    assert all(not header.isSectionHidden(c) for c in range(widget.table.columnCount()))
+    assert header.sectionViewportPosition(widget.table.columnCount() - 1) < widget.table.width()

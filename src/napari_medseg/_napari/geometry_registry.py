@@ -13,6 +13,12 @@ whenever the selected layers share it. The writer can therefore match such a
 layer to the scan it was drawn on by its grid (shape, scale, translate) with
 :meth:`DisplayGeometry.matches_grid`, and save it on the scan's true voxel grid.
 
+When the user moves the scan in the viewer (its translate changes), napari's
+new layer copies the *moved* grid: the writer then matches it against the
+plugin layers of the open viewers as they are placed now, and, failing that,
+against the registered grids of the same shape and voxel size
+(:func:`find_by_shape_and_scale`), see :mod:`.writer`.
+
 The registry holds the ``metadata["medseg"]`` dicts of every layer the plugin
 produced in this process (most recent last, at most :data:`MAX_ENTRIES`).
 """
@@ -114,6 +120,46 @@ def find_by_grid(
         e
         for e in reversed(entries)
         if e.geometry.matches_grid(tuple(shape), scale_arr, translate_arr, tol_mm=tol_mm)
+    ]
+
+
+def recency(medseg: dict[str, Any]) -> int:
+    """How recently this geometry was registered: larger is more recent, -1 if never.
+
+    Parameters
+    ----------
+    medseg : dict
+        A ``metadata["medseg"]`` dict (see :mod:`.layers`).
+    """
+    try:
+        key = _key(medseg)
+    except (KeyError, TypeError, ValueError):
+        return -1
+    with _lock:
+        for index in range(len(_entries) - 1, -1, -1):
+            if _key(_entries[index].medseg) == key:
+                return index
+    return -1
+
+
+def find_by_shape_and_scale(
+    shape: Sequence[int], scale: Sequence[float], tol_mm: float = 1e-3
+) -> list[RegisteredGeometry]:
+    """Registered geometries with this display shape and voxel size, at any position.
+
+    Used for a layer on a scan's grid that the user moved in the viewer (napari's
+    *New labels* copies the moved image's translate). Most recent first.
+    """
+    if len(shape) != 3 or len(scale) != 3:
+        return []
+    scale_arr = np.asarray(scale, dtype=float)
+    with _lock:
+        entries = list(_entries)
+    return [
+        e
+        for e in reversed(entries)
+        if tuple(int(n) for n in shape) == tuple(e.geometry.display_shape)
+        and np.allclose(scale_arr, e.geometry.scale, atol=tol_mm)
     ]
 
 

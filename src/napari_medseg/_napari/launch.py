@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 PLUGIN = "napari-medseg"
 DOCKED_WIDGETS = ("DICOM series browser", "View orientation")
@@ -10,6 +14,11 @@ DOCKED_WIDGETS = ("DICOM series browser", "View orientation")
 
 def make_viewer(path: str | Path | None = None, viewer=None):
     """Open ``path`` (default: the sample chest CT) in a viewer and dock the widgets.
+
+    The widgets are docked first and the view is fitted once the window has laid
+    them out, so the whole scan is inside the canvas; the axial view opens on the
+    middle of the first labels layer that holds labels (the sample's tumour), else
+    on the middle slice.
 
     Parameters
     ----------
@@ -24,20 +33,83 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     """
     import napari
 
+    from napari_medseg._napari.views import set_view
+
     if viewer is None:
         viewer = napari.Viewer(title="napari-medseg")
-    if path is None:
-        viewer.open_sample(PLUGIN, "chest_ct")
-    else:
-        viewer.open(str(path), plugin=PLUGIN)
+        _use_most_of_the_screen(viewer)
     for widget_name in DOCKED_WIDGETS:
         viewer.window.add_plugin_dock_widget(PLUGIN, widget_name)
+    if path is None:
+        layers = viewer.open_sample(PLUGIN, "chest_ct")
+    else:
+        layers = viewer.open(str(path), plugin=PLUGIN)
+    _process_events()  # the docks take their room: the canvas gets its final size
+    set_view(viewer, "axial")  # also fits the view to the canvas
+    show_slice_of_interest(viewer, layers)
     return viewer
+
+
+def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
+    """Move the slider to the labelled region of ``layers``, else to their middle slice.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    layers : sequence of napari layers
+        The layers just opened; the first labels layer with non-zero voxels wins.
+    """
+    layers = [layer for layer in layers if getattr(layer, "ndim", 0) >= 3]
+    if not layers or viewer.dims.ndim < 3:
+        return
+    axis = int(viewer.dims.order[-3])  # the world axis under the slider
+    target = None
+    for layer in layers:
+        if layer._type_string != "labels" or getattr(layer, "multiscale", False):
+            continue
+        voxels = np.argwhere(np.asarray(layer.data) != 0)
+        if len(voxels):
+            target = np.asarray(layer.data_to_world(voxels.mean(axis=0)), dtype=float)
+            break
+    if target is None:
+        first = layers[0]
+        multiscale = getattr(first, "multiscale", False)
+        shape = np.asarray(first.level_shapes[0] if multiscale else first.data.shape)
+        target = np.asarray(first.data_to_world((shape[: first.ndim] - 1) / 2.0), dtype=float)
+    offset = viewer.dims.ndim - len(target)
+    point = list(viewer.dims.point)
+    point[axis] = float(target[axis - offset])
+    viewer.dims.point = tuple(point)
+
+
+def _use_most_of_the_screen(viewer: Any, fraction: float = 0.85) -> None:
+    """Enlarge a new viewer's window so the canvas keeps room beside the docks."""
+    from qtpy.QtWidgets import QApplication
+
+    screen = QApplication.primaryScreen()
+    if screen is None:
+        return
+    available = screen.availableGeometry()
+    width = max(int(available.width() * fraction), 1)
+    height = max(int(available.height() * fraction), 1)
+    viewer.window.resize(width, height)
+
+
+def _process_events() -> None:
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is not None:
+        app.processEvents()
 
 
 def launch_viewer(path: str | Path | None = None) -> None:
     """Open the viewer and run the Qt event loop until the window closes."""
     import napari
+    from qtpy.QtCore import QTimer
 
-    make_viewer(path)
+    viewer = make_viewer(path)
+    # the window manager may still resize the window once it is mapped: fit again
+    # as soon as the event loop runs
+    QTimer.singleShot(0, viewer.reset_view)
     napari.run()

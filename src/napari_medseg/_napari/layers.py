@@ -287,18 +287,23 @@ def labels_like(
     -------
     tuple
         ``(zeros of layer.data.shape, kwargs, "labels")`` with the same scale,
-        translate, units, axis labels and a copy of ``metadata["medseg"]``
+        translate, units, axis labels and a deep copy of ``metadata["medseg"]``
         (``kind = "labels"``, no reader warnings), so the writer saves it onto
-        the layer's source grid.
+        the layer's source grid. ``layer.metadata`` is not modified.
     """
     import copy
 
-    metadata = copy.deepcopy(dict(layer.metadata))
-    medseg = metadata.get(MEDSEG_KEY)
+    # a deep copy of our entry only: the new layer never shares (or changes) the
+    # source layer's metadata, and other plugins' entries describe the image, not
+    # an empty label map
+    metadata: dict[str, Any] = {}
+    medseg = (layer.metadata or {}).get(MEDSEG_KEY)
     if isinstance(medseg, dict):
+        medseg = copy.deepcopy(dict(medseg))
         medseg["kind"] = "labels"
         medseg["warnings"] = []
         medseg.pop("contrast_source", None)
+        metadata[MEDSEG_KEY] = medseg
     shape = tuple(layer.data.shape[: layer.ndim])
     kwargs: dict[str, Any] = {
         "name": name or f"{layer.name} labels",

@@ -11,13 +11,19 @@ from napari_medseg.samples import sample_path
 
 LayerData = tuple[Any, dict[str, Any], str]
 
+#: Label colours of the sample's tumour layer: background, then red for label 1
+#: (the tumour), then distinct colours for labels the user adds (cycled).
+TUMOUR_COLORS = ["transparent", "red", "lime", "dodgerblue", "yellow", "magenta", "cyan"]
+
 
 def _tumour_layer() -> LayerData:
     from napari_medseg._napari.layers import volume_to_layer_data
     from napari_medseg.io import read_scan
 
     volume = read_scan(sample_path("chest_ct_tumour"))
-    return volume_to_layer_data(volume, layer_type="labels", name="tumour", opacity=0.6)
+    return volume_to_layer_data(
+        volume, layer_type="labels", name="tumour", opacity=0.6, colormap=list(TUMOUR_COLORS)
+    )
 
 
 def _load(sample_key: str, name: str) -> list[LayerData]:

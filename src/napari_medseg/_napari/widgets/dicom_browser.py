@@ -3,6 +3,14 @@
 Indexing and reading run in napari thread workers, so the viewer never blocks;
 layers are added and notifications shown from the main thread (the workers'
 ``returned``/``yielded``/``errored`` callbacks).
+
+Each scan or load is a :class:`_Job` (its worker and a ``threading.Event``).
+*Cancel* sets the event: a load stops between and inside series
+(``read_dicom_series(cancel=...)``), a scan stops at the next file because the
+progress callback that ``index_dicom`` calls after each header raises
+:class:`~napari_medseg.io.errors.ReadCancelled`. When the widget is destroyed or
+its viewer closed, the running job is cancelled the same way and its callbacks
+no longer touch the widget or the viewer.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, Signal
@@ -98,6 +108,82 @@ def series_tooltip(series: Any) -> str:
     return "\n".join(lines)
 
 
+@dataclass(eq=False)
+class _Job:
+    """One scan or load: its worker, cancel event and the layers it added."""
+
+    kind: str  # "scan" or "load"
+    cancel: threading.Event = field(default_factory=threading.Event)
+    worker: Any = None
+    added: list = field(default_factory=list)
+
+    def stop(self) -> None:
+        """Ask the job to stop as soon as it can (thread-safe)."""
+        self.cancel.set()
+        worker = self.worker
+        if worker is not None:
+            try:
+                worker.quit()
+            except RuntimeError:  # its Qt object is already gone
+                pass
+
+
+class _JobSlot:
+    """The widget's current job, reachable without the widget.
+
+    The widget's ``destroyed`` signal is connected to :meth:`abandon` of this
+    plain object (never to a method of the widget, whose Qt side is gone by then).
+    """
+
+    def __init__(self) -> None:
+        self.job: _Job | None = None
+        self.abandoned = False
+
+    def abandon(self, *_: Any) -> None:
+        self.abandoned = True
+        if self.job is not None:
+            self.job.stop()
+
+
+@cache
+def _worker_classes() -> tuple[type, type]:
+    """napari worker classes whose ``quit()`` also sets the job's cancel event.
+
+    napari registers ``worker.quit`` as the task's cancel callback and calls it
+    when the viewer window closes; a plain ``FunctionWorker`` ignores ``quit``
+    and a ``GeneratorWorker`` only stops at its next ``yield``. Setting the event
+    stops a scan at the next file and a load inside the series being read.
+    """
+    from napari.qt.threading import FunctionWorker, GeneratorWorker
+
+    class _CancelOnQuit:
+        cancel_event: threading.Event | None = None
+
+        def quit(self) -> None:
+            if self.cancel_event is not None:
+                self.cancel_event.set()
+            super().quit()  # type: ignore[misc]
+
+    class ScanWorker(_CancelOnQuit, FunctionWorker):
+        pass
+
+    class LoadWorker(_CancelOnQuit, GeneratorWorker):
+        pass
+
+    return ScanWorker, LoadWorker
+
+
+def _viewer_is_open(viewer: Any) -> bool:
+    """False once ``viewer.close()`` ran (napari forgets closed viewers)."""
+    instances = getattr(type(viewer), "_instances", None)
+    if instances is None:  # a ViewerModel, or a napari without the registry
+        return True
+    try:
+        return viewer in instances
+    except TypeError:
+        return True
+
+
 class DicomBrowser(QWidget):
     """Dock widget listing the DICOM series of a folder and loading the chosen ones.
 
@@ -114,19 +200,26 @@ class DicomBrowser(QWidget):
         Emitted with the layers added once a load finishes.
     failed(str)
         Emitted with the error message when indexing or loading fails.
+    cancelled(str)
+        Emitted with ``"scan"`` or ``"load"`` when a job stopped because of
+        :meth:`cancel` (a cancelled load also emits ``loaded`` with the layers
+        added before it stopped).
     """
 
     indexed = Signal(list)
     loaded = Signal(list)
     failed = Signal(str)
+    cancelled = Signal(str)
     _index_progress = Signal(int, int)
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
         self.series: list[Any] = []
-        self._worker: Any = None
+        self._slot = _JobSlot()
         self._folder = ""
+        # stop the running job when the widget goes (e.g. its viewer is closed)
+        self.destroyed.connect(self._slot.abandon)
 
         self.folder_edit = QLineEdit(self)
         self.folder_edit.setPlaceholderText("Folder with DICOM files (searched recursively)")
@@ -147,14 +240,13 @@ class DicomBrowser(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._update_buttons)
-        self.table.cellDoubleClicked.connect(lambda *_: self.load_selected())
+        self.table.cellDoubleClicked.connect(self._on_double_click)
 
         self.load_button = QPushButton("Load selected", self)
         self.load_button.clicked.connect(self.load_selected)
         self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.setToolTip("Stop loading after the series being read")
+        self.cancel_button.setToolTip("Stop the scan, or the load (series already loaded stay)")
         self.cancel_button.clicked.connect(self.cancel)
-        self._cancel = threading.Event()
         self.status = QLabel("Choose a folder and press Scan.", self)
         self.status.setWordWrap(True)
 
@@ -177,28 +269,57 @@ class DicomBrowser(QWidget):
     @property
     def busy(self) -> bool:
         """Whether a worker is indexing or loading."""
-        return self._worker is not None
+        return self._slot.job is not None
 
-    def _set_busy(self, worker: Any, message: str) -> None:
-        self._worker = worker
+    @property
+    def _worker(self) -> Any:
+        """The running job's worker (None when idle)."""
+        job = self._slot.job
+        return job.worker if job is not None else None
+
+    def _start(self, job: _Job, worker: Any, message: str) -> None:
+        worker.cancel_event = job.cancel
+        job.worker = worker
+        worker.finished.connect(partial(self._on_finished, job))
+        self._slot.job = job
         self.status.setText(message)
         self._update_buttons()
+        worker.start()
 
-    def _finished(self, worker: Any, added: list | None = None) -> None:
-        """A worker ended; only the current one may change the widget's state."""
-        if worker is not self._worker:
+    def _current(self, job: _Job) -> bool:
+        """Whether a worker callback for ``job`` may update the widget and viewer.
+
+        Not when another job replaced it, nor once the widget was destroyed or
+        its viewer closed: then the job is stopped and its results dropped.
+        """
+        if job is not self._slot.job or self._slot.abandoned:
+            job.stop()
+            return False
+        try:
+            self.objectName()  # raises once the Qt object was deleted
+        except RuntimeError:
+            self._slot.abandon()
+            return False
+        if not _viewer_is_open(self.viewer):
+            self._slot.abandon()
+            return False
+        return True
+
+    def _on_finished(self, job: _Job) -> None:
+        """A worker ended; only the current job may change the widget's state."""
+        if not self._current(job):
             return
-        if added is not None:
-            self._on_loaded(added)
+        if job.kind == "load":
+            self._on_loaded(job)
         else:
             self._done()
 
     def _done(self) -> None:
-        self._worker = None
+        self._slot.job = None
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        idle = self._worker is None
+        idle = self._slot.job is None
         self.scan_button.setEnabled(idle)
         self.browse_button.setEnabled(idle)
         self.load_button.setEnabled(idle and bool(self.selected_rows()))
@@ -222,12 +343,12 @@ class DicomBrowser(QWidget):
         self.scan()
 
     def scan(self) -> None:
-        """Index the folder in the line edit in a napari worker."""
+        """Index the folder in the line edit in a napari worker (Cancel stops it)."""
         from napari.qt.threading import create_worker
 
         from napari_medseg.io.dicom import index_dicom
 
-        if self._worker is not None:
+        if self._slot.job is not None:
             return
         folder = self.folder_edit.text().strip()
         if not folder:
@@ -236,29 +357,35 @@ class DicomBrowser(QWidget):
         self._folder = folder
         self.table.setRowCount(0)
         self.series = []
-        # the callback runs in the worker thread; a Qt signal hops to the main thread
-        emit = self._index_progress.emit
-
-        def progress(done: int, total: int) -> None:
-            if done == total or done % max(1, total // 50) == 0:
-                emit(done, total)
-
+        job = _Job("scan")
         worker = create_worker(
             index_dicom,
             folder,
-            progress=progress,
+            progress=_scan_progress(job.cancel, self._index_progress.emit, folder),
             _start_thread=False,
-            _connect={"returned": self._on_indexed, "errored": self._on_error},
+            _worker_class=_worker_classes()[0],
+            _connect={
+                "returned": partial(self._on_indexed, job),
+                "errored": partial(self._on_error, job),
+            },
         )
-        worker.finished.connect(lambda w=worker: self._finished(w))
-        self._set_busy(worker, f"Scanning {folder} ...")
-        worker.start()
+        self._start(job, worker, f"Scanning {folder} ...")
 
     def _on_index_progress(self, done: int, total: int) -> None:
-        if self._worker is not None and total:
+        job = self._slot.job
+        if job is None or job.kind != "scan" or not self._current(job):
+            return
+        if total and not job.cancel.is_set():
             self.status.setText(f"Scanning {self._folder}: {done}/{total} files ...")
 
-    def _on_indexed(self, series: Sequence[Any]) -> None:
+    def _on_indexed(self, job: _Job, series: Sequence[Any]) -> None:
+        if not self._current(job):
+            return
+        if job.cancel.is_set():  # Cancel came after the last file's header
+            self.status.setText("Scan cancelled.")
+            self._done()
+            self.cancelled.emit(job.kind)
+            return
         self.series = list(series)
         self.table.setRowCount(len(self.series))
         grey = QBrush(QColor(150, 150, 150))
@@ -286,19 +413,30 @@ class DicomBrowser(QWidget):
         self._done()  # idle before telling listeners (the worker's `finished` comes later)
         self.indexed.emit(self.series)
 
-    def _on_error(self, error: BaseException) -> None:
+    def _on_error(self, job: _Job, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
+        from napari_medseg.io.errors import ReadCancelled
 
+        if not self._current(job):
+            return
+        if isinstance(error, ReadCancelled) and job.cancel.is_set():
+            self.status.setText("Scan cancelled." if job.kind == "scan" else "Load cancelled.")
+            self._done()
+            self.cancelled.emit(job.kind)
+            return
         notify_error(error)
         self.status.setText(str(error))
         self._done()
         self.failed.emit(str(error))
 
     # ---------------------------------------------------------------- loading
+    def _on_double_click(self, *_: Any) -> None:
+        self.load_selected()
+
     def load_selected(self) -> None:
         """Read the selected series in a worker and add each as an image layer."""
         rows = self.selected_rows()
-        if self._worker is not None or not rows:
+        if self._slot.job is not None or not rows:
             return
         self.load_series([self.series[r] for r in rows])
 
@@ -306,36 +444,40 @@ class DicomBrowser(QWidget):
         """Read ``series`` (``SeriesInfo`` objects) in a worker; add layers as they come."""
         from napari.qt.threading import create_worker
 
+        if self._slot.job is not None:
+            return
         series = list(series)
-        added: list[Any] = []
-        self._cancel = threading.Event()
+        job = _Job("load")
         worker = create_worker(
             _read_series_iter,
             series,
-            self._cancel,
+            job.cancel,
             _start_thread=False,
+            _worker_class=_worker_classes()[1],
             _progress={"total": len(series)},
             _connect={
-                "yielded": lambda item: self._on_series_read(item, added),
-                "errored": self._on_error,
+                "yielded": partial(self._on_series_read, job),
+                "errored": partial(self._on_error, job),
             },
         )
-        worker.finished.connect(lambda w=worker: self._finished(w, added))
-        self._set_busy(worker, f"Loading {len(series)} series ...")
-        worker.start()
+        self._start(job, worker, f"Loading {len(series)} series ...")
 
     def cancel(self) -> None:
-        """Stop a running load (layers already added stay)."""
-        self._cancel.set()
-        if self._worker is not None:
-            self.status.setText("Cancelling ...")
+        """Stop the running scan or load (layers already added stay)."""
+        job = self._slot.job
+        if job is None:
+            return
+        job.cancel.set()
+        self.status.setText("Cancelling ...")
 
-    def _on_series_read(self, item: tuple[Any, Any, BaseException | None], added: list) -> None:
+    def _on_series_read(self, job: _Job, item: tuple[Any, Any, BaseException | None]) -> None:
         from napari.layers import Layer
 
         from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
         from napari_medseg._napari.notifications import notify_error, notify_warnings
 
+        if not self._current(job):
+            return
         series, volume, error = item
         if error is not None:
             notify_error(error)
@@ -343,14 +485,36 @@ class DicomBrowser(QWidget):
         data = volume_to_layer_data(volume)
         layer = self.viewer.add_layer(Layer.create(*data))
         notify_warnings(layer_warnings(data), context=layer.name)
-        added.append(layer)
+        job.added.append(layer)
         self.status.setText(f"Loaded {layer.name}.")
 
-    def _on_loaded(self, added: list) -> None:
+    def _on_loaded(self, job: _Job) -> None:
+        added = list(job.added)
         text = f"Loaded {len(added)} layer{'s' if len(added) != 1 else ''}"
-        self.status.setText(text + (" (cancelled)." if self._cancel.is_set() else "."))
+        self.status.setText(text + (" (cancelled)." if job.cancel.is_set() else "."))
         self._done()
-        self.loaded.emit(list(added))
+        if job.cancel.is_set():
+            self.cancelled.emit(job.kind)
+        self.loaded.emit(added)
+
+
+def _scan_progress(cancel: threading.Event, emit: Any, folder: str) -> Any:
+    """``progress(done, total)`` for ``index_dicom``, run in the worker thread.
+
+    ``index_dicom`` calls it after each file header and lets its exceptions
+    through, so raising :class:`ReadCancelled` here is how Cancel stops a scan.
+    Progress reaches the widget through a Qt signal (queued to the main thread),
+    about 50 times per scan.
+    """
+    from napari_medseg.io.errors import ReadCancelled
+
+    def progress(done: int, total: int) -> None:
+        if cancel.is_set():
+            raise ReadCancelled(f"{folder}: DICOM scan cancelled after {done} of {total} files.")
+        if done == total or done % max(1, total // 50) == 0:
+            emit(done, total)
+
+    return progress
 
 
 def _read_series_iter(series: Sequence[Any], cancel: threading.Event):
