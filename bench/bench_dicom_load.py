@@ -327,6 +327,31 @@ def machine_info() -> dict:
     }
 
 
+def drop_page_cache() -> bool:
+    """Empty the OS page cache so the next read comes from disk (Linux, root only)."""
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as handle:
+            handle.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def cold_times(folder: Path, rounds: int) -> dict[str, list[float]] | None:
+    """Alternating reads, each after emptying the page cache; None where that is not allowed."""
+    times: dict[str, list[float]] = {"ours": [], "sitk": []}
+    for _ in range(rounds):
+        for which, reader in (("ours", read_ours), ("sitk", read_sitk)):
+            if not drop_page_cache():
+                return None
+            t0 = time.perf_counter()
+            result = reader(folder)
+            times[which].append(time.perf_counter() - t0)
+            del result
+    return times
+
+
 def run(args: argparse.Namespace) -> str:
     shape = tuple(args.shape)
     folder = ensure_data(shape, regen=args.regen)
@@ -366,6 +391,7 @@ def run(args: argparse.Namespace) -> str:
         times["sitk"].append(time.perf_counter() - t0)
         del img, view
 
+    cold = cold_times(folder, args.cold_rounds) if args.cold_rounds else None
     load_after = os.getloadavg()
     mem = {w: measure_memory(w, folder) for w in ("ours", "sitk")}
     info = machine_info()
@@ -416,6 +442,17 @@ def run(args: argparse.Namespace) -> str:
         f"All runs, s: ours {', '.join(f'{t:.3f}' for t in times['ours'])}; "
         f"SimpleITK {', '.join(f'{t:.3f}' for t in times['sitk'])}."
     )
+    if cold:
+        cold_ours, cold_sitk = (statistics.median(cold[w]) for w in ("ours", "sitk"))
+        lines.append(
+            f"Cold page cache (emptied through /proc/sys/vm/drop_caches before every read, "
+            f"{args.cold_rounds} alternating rounds): median ours {cold_ours:.3f} s, "
+            f"SimpleITK {cold_sitk:.3f} s, ratio {cold_ours / cold_sitk:.2f}. "
+            f"All runs, s: ours {', '.join(f'{t:.3f}' for t in cold['ours'])}; "
+            f"SimpleITK {', '.join(f'{t:.3f}' for t in cold['sitk'])}."
+        )
+    elif args.cold_rounds:
+        lines.append("Cold page cache: not measured (emptying the cache needs root on Linux).")
     r = med("ours") / med("sitk")
     p = peak("ours")[0] / array_mib
     lines.append(
@@ -466,6 +503,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per reader")
+    parser.add_argument(
+        "--cold-rounds",
+        type=int,
+        default=3,
+        help="rounds read from disk after emptying the page cache (Linux, root; 0: skip)",
+    )
     parser.add_argument(
         "--shape",
         type=int,
