@@ -19,10 +19,11 @@ def _canvas_box(viewer, world_box, canvas_hw):
     return lo, hi
 
 
-def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer):
+def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer, artifacts):
     from napari_medseg._napari.launch import DOCKED_WIDGETS, make_viewer
 
     viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1400, 900)
     assert make_viewer(viewer=viewer) is viewer
     assert len(viewer.window.dock_widgets) >= len(DOCKED_WIDGETS)
     image, tumour = viewer.layers["chest CT"], viewer.layers["tumour"]
@@ -43,3 +44,5 @@ def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer):
     zoom = viewer.scene.camera.zoom
     viewer.reset_view()
     np.testing.assert_allclose(zoom, viewer.scene.camera.zoom, rtol=1e-3)
+    # what `medseg demo` shows, for the README
+    viewer.screenshot(str(artifacts / "medseg_demo.png"), canvas_only=False, flash=False)
