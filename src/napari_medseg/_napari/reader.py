@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.io.reader import is_volume_file, looks_like_dicom
+
 logger = logging.getLogger(__name__)
 
 LayerData = tuple[Any, dict[str, Any], str]
 ReaderFunction = Callable[[Any], list[LayerData]]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 #: A folder counts as DICOM when one of its first files (breadth-first) is DICOM.
 _PROBE_MAX_FILES = 400
 #: NIfTI intent code of a label map (NIFTI_INTENT_LABEL).
@@ -32,24 +32,6 @@ _LABEL_NAME_HINTS = ("label", "seg", "mask", "tumour", "tumor", "lesion", "roi")
 
 
 # --------------------------------------------------------------------- probing
-def _is_nifti_name(path: str) -> bool:
-    return path.lower().endswith(_NIFTI_SUFFIXES)
-
-
-def _is_dicom_file_name(path: str) -> bool:
-    name = os.path.basename(path)
-    return name.upper() == "DICOMDIR" or name.lower().endswith(_DICOM_SUFFIXES)
-
-
-def _has_dicom_preamble(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
-
-
 def folder_has_dicom(folder: str | os.PathLike, max_files: int = _PROBE_MAX_FILES) -> bool:
     """Cheap check: does the folder (searched breadth-first) hold a DICOM file?
 
@@ -76,7 +58,7 @@ def folder_has_dicom(folder: str | os.PathLike, max_files: int = _PROBE_MAX_FILE
             except OSError:
                 continue
             seen += 1
-            if _is_dicom_file_name(entry.name) or _has_dicom_preamble(entry.path):
+            if looks_like_dicom(entry.path):
                 return True
             if seen >= max_files:
                 break
@@ -106,9 +88,7 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     path = os.fspath(path)
     if os.path.isdir(path):
         return read_layers if folder_has_dicom(path) else None
-    if _is_nifti_name(path) or _is_dicom_file_name(path):
-        return read_layers
-    if os.path.isfile(path) and _has_dicom_preamble(path):
+    if is_volume_file(path) or looks_like_dicom(path):
         return read_layers
     return None
 
@@ -147,13 +127,9 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
 
 
 def _read_one(path: str) -> list[LayerData]:
-    if _is_nifti_name(path) or (os.path.isfile(path) and not _looks_dicom(path)):
+    if is_volume_file(path) or (os.path.isfile(path) and not looks_like_dicom(path)):
         return [_nifti_or_file_layer(path)]
     return _dicom_layers(path)
-
-
-def _looks_dicom(path: str) -> bool:
-    return _is_dicom_file_name(path) or _has_dicom_preamble(path)
 
 
 def _nifti_or_file_layer(path: str) -> LayerData:

@@ -11,6 +11,8 @@ from napari_medseg.volume import Volume
 
 _NIFTI1_MAGIC_OFFSET = 344
 _DICOM_PREAMBLE = 128
+#: File names that are DICOM by convention (the content is still checked on read).
+DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 
 
 def read_scan(
@@ -72,22 +74,37 @@ def read_scan(
 def is_volume_file(path: str | PathLike) -> bool:
     """Whether ``path`` is a NIfTI file (by name or by its magic), or half of a NIfTI pair.
 
-    Everything else (folders, DICOM files, DICOMDIR) is for the DICOM reader.
+    Names decide even before the file exists (so the error names it); everything
+    else (folders, DICOM files, DICOMDIR) is for the DICOM reader.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
         return False
     name = path.name.lower()
     if is_nifti_path(name) or name.endswith(NIFTI_PAIR_SUFFIXES):
         return True
+    if not path.is_file():
+        return False
     if name.endswith(".img") and path.with_suffix(".hdr").exists():
         return True
     return _has_nifti_magic(path)
 
 
+def looks_like_dicom(path: str | PathLike) -> bool:
+    """Whether a file is DICOM by name (DICOMDIR, .dcm/.ima/.dicom) or by its DICM marker."""
+    path = Path(path)
+    name = path.name.lower()
+    if name == "dicomdir" or name.endswith(DICOM_SUFFIXES):
+        return True
+    return path.is_file() and _has_dicom_preamble(path)
+
+
 def _read_head(path: Path, size: int) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read(size)
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(size)
+    except OSError:
+        return b""
 
 
 def _has_nifti_magic(path: Path) -> bool:
