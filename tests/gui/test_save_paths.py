@@ -144,15 +144,24 @@ def test_labels_drawn_after_moving_the_scan_save_on_its_grid(
     assert not any("no source scan" in n for n in notes)
 
 
-def test_moved_grid_shared_by_two_scans_is_not_guessed(make_napari_viewer, tmp_path, notes):
+def _two_scans_of_one_size(viewer, tmp_path):
+    """Open first.nii.gz and second.nii.gz: same shape and spacing, 100 mm apart in S.
+
+    Returns the two image layers and the two affines (voxel -> RAS+ mm).
+    """
     spacing = (0.8, 0.9, 2.5)
     first = make_affine("LPS", spacing=spacing, origin=(10.0, 20.0, -30.0))
     second = make_affine("LPS", spacing=spacing, origin=(10.0, 20.0, 70.0))
     save_nifti(tmp_path / "first.nii.gz", np.zeros(SHAPE, np.int16), first)
     save_nifti(tmp_path / "second.nii.gz", np.zeros(SHAPE, np.int16), second)
-    viewer = make_napari_viewer()
     (a,) = viewer.open(tmp_path / "first.nii.gz", plugin="napari-medseg")
-    viewer.open(tmp_path / "second.nii.gz", plugin="napari-medseg")
+    (b,) = viewer.open(tmp_path / "second.nii.gz", plugin="napari-medseg")
+    return (a, b), (first, second)
+
+
+def test_moved_grid_shared_by_two_scans_is_not_guessed(make_napari_viewer, tmp_path, notes):
+    viewer = make_napari_viewer()
+    (a, _), (first, _) = _two_scans_of_one_size(viewer, tmp_path)
     a.translate = np.asarray(a.translate) + (0.0, 0.0, -10.0)
     viewer.layers.selection.active = a
     viewer._new_labels()
@@ -190,14 +199,8 @@ def test_moved_grid_needs_the_display_axes(make_napari_viewer, tmp_path, notes):
 
 def test_scan_moved_onto_another_does_not_take_its_labels(make_napari_viewer, tmp_path, notes):
     """Labels on B's grid stay B's when the user moved A (opened later) onto B."""
-    spacing = (0.8, 0.9, 2.5)
-    first = make_affine("LPS", spacing=spacing, origin=(10.0, 20.0, -30.0))
-    second = make_affine("LPS", spacing=spacing, origin=(10.0, 20.0, 70.0))
-    save_nifti(tmp_path / "first.nii.gz", np.zeros(SHAPE, np.int16), first)
-    save_nifti(tmp_path / "second.nii.gz", np.zeros(SHAPE, np.int16), second)
     viewer = make_napari_viewer()
-    (a,) = viewer.open(tmp_path / "first.nii.gz", plugin="napari-medseg")
-    (b,) = viewer.open(tmp_path / "second.nii.gz", plugin="napari-medseg")
+    (a, b), (first, second) = _two_scans_of_one_size(viewer, tmp_path)
     b.translate = a.translate  # the most recent scan, moved onto the first one
     viewer.layers.selection.active = a
     viewer._new_labels()
