@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,6 +13,7 @@ import SimpleITK as sitk
 from geometry_cases import make_affine
 
 from napari_medseg.io.dicom_export import write_dicom_series
+from napari_medseg.samples import sample_path
 
 SHAPE = (12, 10, 6)
 
@@ -208,11 +208,11 @@ def test_demo_without_a_usable_display_runs_headless(tmp_path):
     assert "running the headless demo" in result.stdout
     assert "same voxels: True" in result.stdout
     converted = out / "chest_ct_from_dicom.nii.gz"
-    sample = nib.load(Path(__file__).resolve().parents[1] / "sample_scans" / "chest_ct.nii.gz")
+    sample = nib.load(sample_path("chest_ct"))
     np.testing.assert_array_equal(np.asanyarray(nib.load(converted).dataobj), sample.dataobj)
     np.testing.assert_allclose(nib.load(converted).affine, sample.affine, atol=1e-4)
     volume_line = next(line for line in result.stdout.splitlines() if "Tumour contour" in line)
-    labels = nib.load(sample.get_filename().replace("chest_ct", "chest_ct_tumour"))
+    labels = nib.load(sample_path("chest_ct_tumour"))
     expected_ml = np.count_nonzero(labels.dataobj) * abs(np.linalg.det(labels.affine[:3, :3])) / 1e3
     assert f"{expected_ml:.2f} mL" in volume_line
     again = medseg("demo", "--headless", "--out", out)  # the earlier output is left alone

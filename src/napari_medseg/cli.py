@@ -167,21 +167,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     meta = volume.metadata
     array, affine = volume.array, volume.affine
     qform_affine = meta.extra.get("qform_affine")
-    sheared = shear_deg(affine) > OBLIQUE_TOLERANCE_DEG
-    if sheared and args.resample_tilt:
+    shear = shear_deg(affine)
+    if shear > OBLIQUE_TOLERANCE_DEG and args.resample_tilt:
         array, affine = remove_shear(array, affine, order=1)
         print(
-            f"warning: resampled the gantry-tilted grid ({shear_deg(volume.affine):.2f} deg) "
+            f"warning: resampled the gantry-tilted grid ({shear:.2f} deg) "
             "onto the orthogonal grid of its slices (linear interpolation)",
             file=sys.stderr,
         )
-    elif sheared:
-        print(
-            "warning: the sheared (gantry-tilt) grid is kept exactly in the sform with "
-            "qform_code 0; ITK-based tools (ITK-SNAP, Slicer) refuse such a file: "
-            "use --resample-tilt for them",
-            file=sys.stderr,
-        )
+    # a sheared grid kept as it is: write_nifti warns (qform_code 0, ITK refuses it)
     write_nifti(
         out,
         array,

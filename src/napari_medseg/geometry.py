@@ -117,11 +117,7 @@ class DisplayGeometry:
     @property
     def display_shape(self) -> tuple[int, int, int]:
         """Shape of the array napari shows, along ``(S, P, L)``."""
-        order = self.transform[:, 0].astype(int)
-        shape = [0, 0, 0]
-        for src_axis, dst_axis in enumerate(order):
-            shape[dst_axis] = self.source_shape[src_axis]
-        return tuple(shape)  # type: ignore[return-value]
+        return _display_shape(self.transform, self.source_shape)
 
     @property
     def world_affine(self) -> np.ndarray:
@@ -181,6 +177,14 @@ class DisplayGeometry:
         )
 
 
+def _display_shape(transform: np.ndarray, source_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Shape after applying an orientation ``transform`` to an array of ``source_shape``."""
+    shape = [0, 0, 0]
+    for src_axis, (dst_axis, _) in enumerate(transform):
+        shape[int(dst_axis)] = int(source_shape[src_axis])
+    return tuple(shape)  # type: ignore[return-value]
+
+
 def _display_ornt() -> np.ndarray:
     return nio.axcodes2ornt(DISPLAY_AXCODES)
 
@@ -221,10 +225,7 @@ def display_geometry(affine: np.ndarray, shape: tuple[int, ...]) -> DisplayGeome
         obliquity_deg(affine) > OBLIQUE_TOLERANCE_DEG or shear_deg(affine) > OBLIQUE_TOLERANCE_DEG
     )
     if deobliqued:
-        display_shape = [0, 0, 0]
-        for src_axis, (dst_axis, _) in enumerate(transform):
-            display_shape[int(dst_axis)] = shape3[src_axis]
-        centre_index = (np.asarray(display_shape, dtype=float) - 1.0) / 2.0
+        centre_index = (np.asarray(_display_shape(transform, shape3), dtype=float) - 1.0) / 2.0
         centre_world = world[:3, :3] @ centre_index + world[:3, 3]
         translate = centre_world - scale * centre_index
     else:

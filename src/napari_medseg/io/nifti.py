@@ -207,7 +207,10 @@ def label_dtype(labels: np.ndarray) -> np.dtype:
     """Smallest unsigned dtype that holds every label value (uint8, uint16 or uint32)."""
     if labels.size == 0:
         return np.dtype(np.uint8)
-    low, high = int(labels.min()), int(labels.max())
+    return _label_dtype_for_range(int(labels.min()), int(labels.max()))
+
+
+def _label_dtype_for_range(low: int, high: int) -> np.dtype:
     if low < 0:
         raise ValueError(f"label maps hold non-negative integers, found {low}")
     for dtype in (np.uint8, np.uint16, np.uint32):
@@ -270,12 +273,16 @@ def write_nifti(
     refuse_source_overwrite(path, protect)
     if array.ndim != 3:
         raise ScanWriteError(path, f"only 3D arrays are written as scans, got {array.shape}.")
+    highest_label = 0
     if kind == "labels":
+        data = np.asarray(array)
+        if data.size:
+            highest_label = int(data.max())
         try:
-            dtype = label_dtype(np.asarray(array))
+            dtype = _label_dtype_for_range(int(data.min()) if data.size else 0, highest_label)
         except ValueError as error:
             raise ScanWriteError(path, f"cannot store these labels: {error}.") from error
-        data = np.asarray(array).astype(dtype, copy=False)
+        data = data.astype(dtype, copy=False)
     elif kind == "image":
         data = np.asarray(array)
         if data.dtype == np.float64:
@@ -304,7 +311,7 @@ def write_nifti(
         warnings.simplefilter("ignore")  # nibabel's note about stripping a shear
         header.set_qform(affine if qform_affine is None else qform_affine, code=int(qform_code))
     if kind == "labels":
-        header["cal_min"], header["cal_max"] = 0, float(data.max()) if data.size else 0
+        header["cal_min"], header["cal_max"] = 0, highest_label
         header.set_intent("label")
     if description:
         header["descrip"] = description[:79].encode("latin-1", "replace")
