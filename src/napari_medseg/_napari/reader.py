@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.io.reader import is_volume_file, looks_like_dicom
+from napari_medseg.io.reader import is_volume_file
+from napari_medseg.io.sniff import is_dicomdir_name, looks_like_dicom
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +187,12 @@ def looks_like_labels(volume: Any) -> bool:
 def _dicom_layers(path: str) -> list[LayerData]:
     from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
     from napari_medseg._napari.notifications import notify_error, notify_info, notify_warnings
-    from napari_medseg.io.dicom import index_dicom, read_dicom_series
+    from napari_medseg.io.dicom import index_dicom, read_dicom_series, series_of_file
     from napari_medseg.io.errors import MedsegError
 
     p = Path(path)
-    if p.is_file() and p.name.upper() != "DICOMDIR":
-        # one file: open the series it belongs to (indexing its folder)
-        series_list = [s for s in index_dicom(p.parent) if _series_has_file(s, p)]
-        if not series_list:
-            series_list = index_dicom(p)
+    if p.is_file() and not is_dicomdir_name(p):
+        series_list = [series_of_file(p)]  # one file: the series it belongs to
     else:
         series_list = index_dicom(p)
     images = [s for s in series_list if not getattr(s, "is_localizer", False)]
@@ -230,11 +228,6 @@ def _dicom_layers(path: str) -> list[LayerData]:
     if not out and first_error is not None:
         raise first_error
     return out
-
-
-def _series_has_file(series: Any, path: Path) -> bool:
-    target = os.path.realpath(path)
-    return any(os.path.realpath(str(f)) == target for f in getattr(series, "files", ()))
 
 
 def _series_name(series: Any, volume: Any, several: bool) -> str:

@@ -7,12 +7,8 @@ from pathlib import Path
 
 from napari_medseg.io.errors import NotAScanError, ScanReadError
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, is_nifti_path, read_nifti
+from napari_medseg.io.sniff import has_dicom_preamble, has_nifti_magic, is_dicomdir_name
 from napari_medseg.volume import Volume
-
-_NIFTI1_MAGIC_OFFSET = 344
-_DICOM_PREAMBLE = 128
-#: File names that are DICOM by convention (the content is still checked on read).
-DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 
 
 def read_scan(
@@ -56,7 +52,7 @@ def read_scan(
         return read_nifti(path, volume_index=volume_index)
     from napari_medseg.io.dicom import read_dicom
 
-    if path.is_file() and path.name.upper() != "DICOMDIR" and not _has_dicom_preamble(path):
+    if path.is_file() and not is_dicomdir_name(path) and not has_dicom_preamble(path):
         # headerless (raw dataset) DICOM exists; let pydicom judge, but name the file
         try:
             return read_dicom(path, series_key=series_key, allow_gaps=allow_gaps)
@@ -87,34 +83,4 @@ def is_volume_file(path: str | PathLike) -> bool:
         return False
     if name.endswith(".img") and path.with_suffix(".hdr").exists():
         return True
-    return _has_nifti_magic(path)
-
-
-def looks_like_dicom(path: str | PathLike) -> bool:
-    """Whether a file is DICOM by name (DICOMDIR, .dcm/.ima/.dicom) or by its DICM marker."""
-    path = Path(path)
-    name = path.name.lower()
-    if name == "dicomdir" or name.endswith(DICOM_SUFFIXES):
-        return True
-    return path.is_file() and _has_dicom_preamble(path)
-
-
-def _read_head(path: Path, size: int) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(size)
-    except OSError:
-        return b""
-
-
-def _has_nifti_magic(path: Path) -> bool:
-    head = _read_head(path, 352)
-    return len(head) >= 348 and head[_NIFTI1_MAGIC_OFFSET : _NIFTI1_MAGIC_OFFSET + 3] in (
-        b"n+1",
-        b"ni1",
-    )
-
-
-def _has_dicom_preamble(path: Path) -> bool:
-    head = _read_head(path, _DICOM_PREAMBLE + 4)
-    return head[_DICOM_PREAMBLE:] == b"DICM"
+    return has_nifti_magic(path)

@@ -40,6 +40,7 @@ __all__ = [
     "pick_series",
     "read_dicom",
     "read_dicom_series",
+    "series_of_file",
 ]
 
 
@@ -154,7 +155,7 @@ def read_dicom(
     """
     target = Path(path)
     if target.is_file() and series_key is None and not _is_dicomdir_path(target):
-        chosen = _series_of_file(target)
+        chosen = series_of_file(target)
     else:
         chosen = pick_series(index_dicom(path), series_key, path)
     volume = read_dicom_series(chosen, progress=progress, cancel=cancel, allow_gaps=allow_gaps)
@@ -168,10 +169,18 @@ def _is_dicomdir_path(path: Path) -> bool:
     return is_dicomdir(path)
 
 
-def _series_of_file(path: Path) -> SeriesInfo:
-    """The series a single file belongs to, gathered from the files beside it."""
-    frames = read_header(os.fspath(path), explicit=True)  # raises on a bad file
-    assert not isinstance(frames, SkippedFile)
+def series_of_file(path: str | os.PathLike) -> SeriesInfo:
+    """The series a single DICOM file belongs to, gathered from the files beside it.
+
+    Raises
+    ------
+    ScanReadError
+        When the file itself is not a readable DICOM image (names the file).
+    """
+    path = Path(path)
+    # the file itself first: a bad or non-image file gets its own precise error,
+    # not "the folder holds no image" from the sibling scan (one header, cheap)
+    read_header(os.fspath(path), explicit=True)
     folder = path.parent
     siblings = sorted(
         os.path.join(folder, e.name)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from napari_medseg.io.errors import ScanReadError
+from napari_medseg.io.sniff import is_dicomdir_name
 
 
 def _dicomdir_references(path: Path) -> list[list[str]]:
@@ -103,7 +104,7 @@ def dicomdir_files(path: Path) -> tuple[list[str], list[str]]:
 
 def is_dicomdir(path: Path) -> bool:
     """Whether a file is a DICOMDIR (by its name, or its Media Storage SOP class)."""
-    if path.name.upper() == "DICOMDIR":
+    if is_dicomdir_name(path):
         return True
     try:
         with open(path, "rb") as handle:

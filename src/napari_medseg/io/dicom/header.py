@@ -17,6 +17,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from napari_medseg.io.dicom.multiframe import enhanced_frames
 from napari_medseg.io.dicom.records import FrameRef, SkippedFile
+from napari_medseg.io.sniff import classify_dicom_head, is_dicomdir_name
 
 logger = logging.getLogger(__name__)
 
@@ -162,19 +163,6 @@ def sop_class_name(uid: str) -> str:
 def is_non_image_sop(uid: str) -> bool:
     """Whether a SOP class never holds an image series this package reads."""
     return any(uid == p.rstrip(".") or uid.startswith(p) for p in _NON_IMAGE_SOP_PREFIXES)
-
-
-def looks_like_dicom(head: bytes) -> str:
-    """Classify the first 132 bytes of a file.
-
-    Returns ``"part10"`` (preamble + ``DICM``), ``"raw"`` (no preamble but starts
-    like a little-endian data set, group 0002 or 0008) or ``""`` (not DICOM).
-    """
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "part10"
-    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] < b"\x00\x02":
-        return "raw"
-    return ""
 
 
 _ASCII_VRS = {"AE", "AS", "CS", "DA", "DT", "TM", "UI"}
@@ -340,7 +328,7 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
         # Parse from memory (much faster than pydicom's many small reads); fall back
         # to the file when the header is longer than the first chunk.
         head_bytes = fp.read(_HEAD_BYTES)
-        kind = looks_like_dicom(head_bytes[:132])
+        kind = classify_dicom_head(head_bytes[:132])
         if not kind:
             return skip("is not a DICOM file (no 'DICM' marker).", "not-dicom")
         sources = [io.BytesIO(head_bytes)]
@@ -388,7 +376,7 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
         sop_class = to_str(header.get("SOPClassUID")) or to_str(
             meta.get("MediaStorageSOPClassUID") if meta is not None else None
         )
-        if sop_class == _MEDIA_STORAGE_DIRECTORY or os.path.basename(path).upper() == "DICOMDIR":
+        if sop_class == _MEDIA_STORAGE_DIRECTORY or is_dicomdir_name(path):
             if explicit:
                 raise NotAScanError(path, "is a DICOMDIR.", "Pass it to index_dicom().")
             return SkippedFile(path, "DICOMDIR (index of the media)", "dicomdir")
