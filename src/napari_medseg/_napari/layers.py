@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.geometry import DisplayGeometry, display_geometry, obliquity_deg, shear_deg
+from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
 from napari_medseg.volume import Volume
 
 #: Key of our dict in ``layer.metadata``.
@@ -35,8 +36,6 @@ PERCENTILE_LIMITS = (0.5, 99.5)
 
 #: napari axis labels of the display convention (world axes S, P, L).
 AXIS_LABELS = ("S", "P", "L")
-
-_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 def display_name(volume: Volume) -> str:
@@ -56,7 +55,7 @@ def display_name(volume: Volume) -> str:
             return f"Series {number}"
         return base or "DICOM series"
     lower = base.lower()
-    for suffix in _NIFTI_SUFFIXES:
+    for suffix in sorted(NIFTI_SUFFIXES + NIFTI_PAIR_SUFFIXES, key=len, reverse=True):
         if lower.endswith(suffix):
             return base[: -len(suffix)]
     return base or meta.series_description.strip() or "scan"

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.geometry import RAS_TO_WORLD, DisplayGeometry
+from napari_medseg.geometry import RAS_TO_WORLD, DisplayGeometry, voxel_spacing
 from napari_medseg.io.errors import MedsegError, ScanWriteError
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def _match_scan(
     from napari_medseg._napari import geometry_registry
 
     plain = _is_plain_grid(attributes, len(shape))
-    scale = np.sqrt((world[:3, :3] ** 2).sum(axis=0))
+    scale = voxel_spacing(world)
     translate = world[:3, 3]
 
     candidates = _viewer_matches(shape, world)
@@ -316,7 +316,7 @@ def _moved_note(world: np.ndarray, geometry: DisplayGeometry, medseg: dict[str, 
 def _no_source_message(shape: tuple[int, ...], world: np.ndarray) -> str:
     from napari_medseg._napari import geometry_registry
 
-    scale = np.sqrt((world[:3, :3] ** 2).sum(axis=0)) if world.shape == (4, 4) else None
+    scale = voxel_spacing(world) if world.shape == (4, 4) else None
     grid = f"shape {tuple(shape)}"
     if scale is not None:
         grid += ", voxel size ({}) mm".format(", ".join(f"{v:.4g}" for v in scale))
@@ -386,7 +386,7 @@ def _geometry_from_transform(shape: tuple[int, ...], attributes: dict[str, Any])
     """
     world = _world_matrix(attributes, len(shape))
     affine = np.linalg.inv(RAS_TO_WORLD) @ world
-    scale = np.sqrt((world[:3, :3] ** 2).sum(axis=0))
+    scale = voxel_spacing(world)
     return DisplayGeometry(
         source_affine=affine,
         source_shape=tuple(int(n) for n in shape),  # type: ignore[arg-type]

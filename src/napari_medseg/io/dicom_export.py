@@ -31,6 +31,7 @@ from pydicom.uid import (
 )
 
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
+from napari_medseg.volume import RAS_TO_LPS
 
 __all__ = ["SOP_CLASS_BY_MODALITY", "write_dicom_series"]
 
@@ -40,7 +41,6 @@ SOP_CLASS_BY_MODALITY = {
     "MR": UID("1.2.840.10008.5.1.4.1.1.4"),  # MR Image Storage
 }
 
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
 
@@ -115,7 +115,7 @@ def _geometry(affine: np.ndarray) -> dict[str, Any]:
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise ValueError(f"affine must be a finite 4x4 matrix, got shape {affine.shape}")
-    lps = _RAS_TO_LPS @ affine
+    lps = RAS_TO_LPS @ affine
     col_spacing = float(np.linalg.norm(lps[:3, 0]))  # step along I = between columns
     row_spacing = float(np.linalg.norm(lps[:3, 1]))  # step along J = between rows
     if col_spacing == 0 or row_spacing == 0:

@@ -271,12 +271,6 @@ class DicomBrowser(QWidget):
         """Whether a worker is indexing or loading."""
         return self._slot.job is not None
 
-    @property
-    def _worker(self) -> Any:
-        """The running job's worker (None when idle)."""
-        job = self._slot.job
-        return job.worker if job is not None else None
-
     def _start(self, job: _Job, worker: Any, message: str) -> None:
         worker.cancel_event = job.cancel
         job.worker = worker

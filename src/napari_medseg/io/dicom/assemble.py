@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -28,14 +27,13 @@ from napari_medseg.io.dicom.pixels import (
     read_native_into,
     stored_range,
 )
-from napari_medseg.io.dicom.records import FrameRef, SeriesInfo
+from napari_medseg.io.dicom.records import FrameRef, ProgressCallback, SeriesInfo
 from napari_medseg.io.dicom.stack import StackPlan, direction_cosines, plan_stack
 from napari_medseg.io.errors import InconsistentSeriesError, ReadCancelled
 from napari_medseg.volume import RAS_TO_LPS, Volume
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
 
 _INT_CANDIDATES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64]
 _FRAMES_PER_TASK = 32

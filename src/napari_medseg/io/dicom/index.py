@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,13 @@ import numpy as np
 from napari_medseg.geometry import orientation_code
 from napari_medseg.io.dicom.dicomdir import dicomdir_files, is_dicomdir
 from napari_medseg.io.dicom.header import read_header, sop_class_name
-from napari_medseg.io.dicom.records import FrameRef, SeriesInfo, SeriesList, SkippedFile
+from napari_medseg.io.dicom.records import (
+    FrameRef,
+    ProgressCallback,
+    SeriesInfo,
+    SeriesList,
+    SkippedFile,
+)
 from napari_medseg.io.dicom.stack import (
     DUPLICATE_TOL_MM,
     ORIENTATION_TOL,
@@ -43,8 +49,6 @@ _SPLIT_KEYS = (
     "FrameType",
     "ImageType",
 )
-
-ProgressCallback = Callable[[int, int], None]
 
 
 def _walk(folder: Path) -> list[str]:

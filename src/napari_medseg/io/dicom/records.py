@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: ``progress(done, total)``: called as work advances (frames, files).
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(eq=False, slots=True)
