@@ -411,14 +411,10 @@ def verify(out: Path, source_root: Path | None) -> bool:
 
 
 def _check_read_scan(check, dicom_dir: Path, ct_path: Path, ct_arr, ct_affine) -> None:
-    """Compare the project's own reader with the NIfTI (skipped while it is missing)."""
-    try:
-        from napari_medseg.io import read_scan
+    """Compare the project's own reader with the NIfTI."""
+    from napari_medseg.io import read_scan
 
-        vol = read_scan(dicom_dir)
-    except ImportError as exc:  # napari_medseg.io.dicom not written yet
-        print(f"  [skip] napari_medseg.io.read_scan(DICOM folder): {exc}")
-        return
+    vol = read_scan(dicom_dir)
     check(
         vol.array.shape == ct_arr.shape and np.array_equal(vol.array, ct_arr),
         f"read_scan(DICOM) voxels == NIfTI voxels (dtype {vol.array.dtype})",

@@ -153,12 +153,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         shear_deg,
         voxel_spacing,
     )
-    from napari_medseg.io.nifti import is_nifti_path, write_nifti
+    from napari_medseg.io.nifti import check_nifti_name, write_nifti
     from napari_medseg.io.reader import read_scan
 
     out = Path(args.output)
-    if not is_nifti_path(out):
-        raise MedsegError(f"{out}: the output must end in .nii.gz or .nii.")
+    check_nifti_name(out)  # before reading a whole series
     if out.exists() and not args.overwrite:
         raise MedsegError(f"{out}: already exists; pass --overwrite to replace it.")
     volume = read_scan(

@@ -44,6 +44,12 @@ def is_nifti_path(path: str | PathLike) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def check_nifti_name(path: str | PathLike) -> None:
+    """Raise :class:`ScanWriteError` unless ``path`` ends in ``.nii`` or ``.nii.gz``."""
+    if not is_nifti_path(path):
+        raise ScanWriteError(path, "a NIfTI file name ends in .nii or .nii.gz.", "Rename it.")
+
+
 def _unreadable(path: Path, error: OSError) -> ScanReadError:
     """Typed error for an OS-level read failure (permissions, a vanished file...)."""
     if isinstance(error, PermissionError):
@@ -268,8 +274,7 @@ def write_nifti(
         When ``path`` is one of ``protect``.
     """
     path = Path(path)
-    if not is_nifti_path(path):
-        raise ScanWriteError(path, "a NIfTI file name ends in .nii or .nii.gz.", "Rename it.")
+    check_nifti_name(path)
     refuse_source_overwrite(path, protect)
     if array.ndim != 3:
         raise ScanWriteError(path, f"only 3D arrays are written as scans, got {array.shape}.")
