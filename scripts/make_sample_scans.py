@@ -219,13 +219,25 @@ def crop_and_shrink(
 # ------------------------------------------------------------------------- writing
 
 
-def nifti_bytes(arr: np.ndarray, affine: np.ndarray, descrip: bytes) -> bytes:
-    """A deterministic .nii.gz: nibabel header, gzip with mtime 0 and no file name."""
+def nifti_bytes(
+    arr: np.ndarray,
+    affine: np.ndarray,
+    descrip: bytes,
+    window: tuple[float, float] | None = None,
+) -> bytes:
+    """A deterministic .nii.gz: nibabel header, gzip with mtime 0 and no file name.
+
+    ``window`` (center, width) goes into ``cal_min``/``cal_max``, NIfTI's display
+    range, so the NIfTI opens in the same window as the DICOM series.
+    """
     img = nib.Nifti1Image(np.asarray(arr), affine)
     hdr = img.header
     hdr.set_data_dtype(arr.dtype)
     hdr.set_xyzt_units("mm", "sec")
     hdr["descrip"] = descrip
+    if window is not None:
+        center, width = window
+        hdr["cal_min"], hdr["cal_max"] = center - width / 2.0, center + width / 2.0
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     raw = img.to_bytes()
@@ -430,6 +442,10 @@ def _check_read_scan(check, dicom_dir: Path, ct_path: Path, ct_arr, ct_affine) -
         np.array_equal(vol_n.array, ct_arr) and np.allclose(vol_n.affine, ct_affine, atol=1e-6),
         "read_scan(NIfTI) == nibabel",
     )
+    check(
+        vol_n.metadata.window is not None and np.allclose(vol_n.metadata.window, WINDOW),
+        f"read_scan(NIfTI) window {vol_n.metadata.window} (cal_min/cal_max)",
+    )
 
 
 def print_checksums(out: Path) -> None:
@@ -500,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         out.mkdir(parents=True, exist_ok=True)
-        (out / "chest_ct.nii.gz").write_bytes(nifti_bytes(ct, ct_aff, NIFTI_DESCRIP))
+        (out / "chest_ct.nii.gz").write_bytes(nifti_bytes(ct, ct_aff, NIFTI_DESCRIP, window=WINDOW))
         (out / "chest_ct_tumour.nii.gz").write_bytes(nifti_bytes(tum, ct_aff, LABEL_DESCRIP))
         shutil.copyfile(root / LICENSE_MEMBER, out / "LICENSE-pyradiomics.txt")
         if not args.no_dicom:
