@@ -568,3 +568,16 @@ def add_functional_groups(
     ds.PerFrameFunctionalGroupsSequence = per_frame
     ds.save_as(target, enforce_file_format=True)
     return Path(target)
+
+
+def traced_peak(call):
+    """Run ``call()`` under tracemalloc; return its result and the peak traced bytes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak

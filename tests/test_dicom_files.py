@@ -13,6 +13,7 @@ from dicom_factory import (
     lowercase_tree,
     make_affine,
     phantom,
+    traced_peak,
     write_dicomdir,
     write_enhanced,
     write_series,
@@ -112,7 +113,6 @@ def test_dicomdir_whose_files_are_gone_says_so(tmp_path):
 
 # ----------------------------------------------------------------- memory
 def test_compressed_multiframe_peak_memory_at_most_twice_the_result(tmp_path, monkeypatch):
-    import tracemalloc
 
     import napari_medseg.io.dicom.assemble as assemble
 
@@ -124,11 +124,6 @@ def test_compressed_multiframe_peak_memory_at_most_twice_the_result(tmp_path, mo
     )
     assert os.path.getsize(path) > volume.nbytes // 2  # noise compresses badly
     (series,) = index_dicom(path)
-    tracemalloc.start()
-    try:
-        result = read_dicom_series(series)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    result, peak = traced_peak(lambda: read_dicom_series(series))
     np.testing.assert_array_equal(result.array, volume.astype(np.int32) - 1024)
     assert peak <= 2 * result.array.nbytes

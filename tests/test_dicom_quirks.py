@@ -20,6 +20,7 @@ from dicom_factory import (
     remove_slices,
     reorient_like,
     sitk_read,
+    traced_peak,
     truncate,
     truncate_bytes,
     write_dicomdir,
@@ -561,17 +562,10 @@ def test_cancel_raises(tmp_path):
 
 
 def test_peak_memory_at_most_twice_the_result(tmp_path):
-    import tracemalloc
-
     stored = np.tile(phantom((32, 32, 1)), (2, 2, 48))  # 64 x 64 x 48 int16
     write_series(tmp_path, stored, intercept=-1024.0)
     (series,) = index_dicom(tmp_path)
-    tracemalloc.start()
-    try:
-        volume = read_dicom_series(series)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    volume, peak = traced_peak(lambda: read_dicom_series(series))
     assert volume.array.nbytes == 64 * 64 * 48 * 2
     assert peak <= 2 * volume.array.nbytes
     assert not volume.array.flags.owndata  # transposed view of the one block
