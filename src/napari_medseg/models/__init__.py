@@ -1,0 +1,1 @@
+"""Segmentation models: specs and catalogue (no torch at import), loaders (torch)."""

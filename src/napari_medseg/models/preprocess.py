@@ -1,0 +1,197 @@
+"""Put a scan on a model's grid: reorient, resample to the model spacing, scale intensities.
+
+This is the preprocessing of the project's own models and of TorchScript models with a
+JSON spec, and the same function makes their training data, so training and inference
+see identical inputs. The model grid is defined exactly by its affine:
+
+* reorientation to ``spec.target_orientation`` only flips and transposes axes (no
+  interpolation), like MONAI's ``Orientation``;
+* resampling to ``spec.target_spacing`` keeps the scan's physical extent: along an axis
+  of ``n`` voxels of size ``s`` the model grid has ``n' = max(1, round(n * s / s'))``
+  voxels of size ``s'`` whose centres are spread over the same field of view
+  (``x = (i' + 0.5) * n / n' - 0.5`` in source voxel units, so the field of view
+  edges coincide). Linear interpolation is applied one axis at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from nibabel import orientations as nio
+
+from napari_medseg.models.loaded import ModelInput
+from napari_medseg.models.spec import IntensitySpec, ModelSpec
+from napari_medseg.resample import same_grid
+from napari_medseg.volume import Volume
+
+
+def reorient(array: np.ndarray, affine: np.ndarray, axcodes: str) -> tuple[np.ndarray, np.ndarray]:
+    """Flip/transpose a volume so its axes point along ``axcodes``.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Shape ``(I, J, K)`` or ``(C, I, J, K)``.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS mm matrix of ``array``'s spatial axes.
+    axcodes : str
+        Target RAS+ axis code, e.g. ``"RAS"``; "" keeps the grid as is.
+
+    Returns
+    -------
+    array : numpy.ndarray
+        A view (no copy) with the reoriented spatial axes.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS mm matrix of the reoriented grid.
+    """
+    if not axcodes:
+        return array, np.asarray(affine, dtype=float)
+    spatial = array.shape[-3:]
+    transform = nio.ornt_transform(nio.io_orientation(affine), nio.axcodes2ornt(tuple(axcodes)))
+    lead = array.ndim - 3
+    view = array
+    # apply_orientation works on leading spatial axes; do it by hand to keep a view
+    axes = list(range(lead)) + [lead + int(a) for a in np.argsort(transform[:, 0])]
+    flips = transform[:, 1] < 0
+    slicer: list[slice] = [slice(None)] * array.ndim
+    for axis in range(3):
+        if flips[axis]:
+            slicer[lead + axis] = slice(None, None, -1)
+    view = view[tuple(slicer)]
+    view = np.transpose(view, axes)
+    new_affine = np.asarray(affine, dtype=float) @ nio.inv_ornt_aff(transform, spatial)
+    return view, new_affine
+
+
+def _resample_axis(data, axis: int, new_size: int):
+    """Linear resampling of one axis of a torch tensor onto ``new_size`` samples."""
+    import torch
+
+    old_size = data.shape[axis]
+    if new_size == old_size:
+        return data
+    position = (torch.arange(new_size, dtype=torch.float64) + 0.5) * (old_size / new_size) - 0.5
+    position = position.clamp(0, old_size - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=old_size - 1)
+    weight = (position - low).to(data.dtype)
+    shape = [1] * data.ndim
+    shape[axis] = new_size
+    weight = weight.reshape(shape)
+    lower = data.index_select(axis, low)
+    upper = data.index_select(axis, high)
+    return torch.lerp(lower, upper, weight)
+
+
+def resample_to_spacing(
+    image, affine: np.ndarray, spacing: Sequence[float]
+) -> tuple[object, np.ndarray]:
+    """Resample ``(C, X, Y, Z)`` data to a voxel size, keeping the field of view.
+
+    Parameters
+    ----------
+    image : torch.Tensor
+        float32, shape ``(C, X, Y, Z)``.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS mm matrix of the spatial axes.
+    spacing : sequence of float
+        Target voxel size per axis in mm; 0 keeps that axis.
+
+    Returns
+    -------
+    image : torch.Tensor
+        Resampled, shape ``(C, X', Y', Z')``.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS mm matrix of the new grid (see the module notes).
+    """
+    old_shape = np.array(image.shape[1:])
+    old_spacing = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    target = np.where(np.asarray(spacing, float) > 0, np.asarray(spacing, float), old_spacing)
+    new_shape = np.maximum(1, np.round(old_shape * old_spacing / target).astype(int))
+    for axis in range(3):
+        image = _resample_axis(image, axis + 1, int(new_shape[axis]))
+    # new voxel i' sits at old index (i' + 0.5) * n / n' - 0.5
+    factor = old_shape / new_shape
+    index_map = np.eye(4)
+    index_map[:3, :3] = np.diag(factor)
+    index_map[:3, 3] = 0.5 * factor - 0.5
+    return image, np.asarray(affine, float) @ index_map
+
+
+def apply_intensity(image, intensity: IntensitySpec):
+    """Apply an :class:`IntensitySpec` to a float32 ``(C, X, Y, Z)`` torch tensor in place."""
+    import torch
+
+    if intensity.kind == "scale_range":
+        span = intensity.a_max - intensity.a_min
+        if span == 0:
+            image.zero_().add_(intensity.b_min)
+            return image
+        image.sub_(intensity.a_min).mul_((intensity.b_max - intensity.b_min) / span)
+        image.add_(intensity.b_min)
+        if intensity.clip:
+            image.clamp_(intensity.b_min, intensity.b_max)
+    elif intensity.kind == "normalize":
+        groups = [image[c] for c in range(image.shape[0])] if intensity.channel_wise else [image]
+        for group in groups:
+            values = group[group != 0] if intensity.nonzero else group
+            if values.numel() == 0:
+                continue
+            mean = values.mean()
+            std = values.std(unbiased=False)
+            std = torch.where(std == 0, torch.ones_like(std), std)
+            if intensity.nonzero:
+                mask = group != 0
+                group[mask] = (group[mask] - mean) / std
+            else:
+                group.sub_(mean).div_(std)
+    return image
+
+
+def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInput:
+    """Put the input channels onto the model grid of ``spec``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Target orientation, spacing and intensity transform.
+    channels : sequence of Volume
+        One volume per input channel, all on the same grid, in the spec's channel order.
+
+    Returns
+    -------
+    ModelInput
+        float32 ``(C, X, Y, Z)`` tensor on the model grid and that grid's affine.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of channels, or channels on different grids (the message names
+        the channel files).
+    """
+    import torch
+
+    if len(channels) != spec.in_channels:
+        raise ValueError(
+            f"model {spec.name!r} takes {spec.in_channels} input channel(s)"
+            f" ({', '.join(spec.channel_names) or 'images'}), got {len(channels)}"
+        )
+    first = channels[0]
+    for other in channels[1:]:
+        if not same_grid(first.shape, first.affine, other.shape, other.affine):
+            raise ValueError(
+                f"input channels must share one voxel grid: {other.metadata.source or 'a channel'}"
+                f" {other.shape} is not on the grid of {first.metadata.source or 'the first'}"
+                f" {first.shape}"
+            )
+    views = []
+    for volume in channels:
+        view, affine = reorient(volume.array, volume.affine, spec.target_orientation)
+        views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
+    image = torch.stack(views)
+    del views
+    if spec.target_spacing:
+        image, affine = resample_to_spacing(image, affine, spec.target_spacing)
+    image = apply_intensity(image.contiguous(), spec.intensity)
+    return ModelInput(image=image, affine=affine)
