@@ -92,3 +92,19 @@ def test_outside_source_is_filled():
     target[:3, 3] = [2.0, 0.0, 0.0]
     out = resample_labels(labels, affine, (4, 4, 4), target, fill=0)
     assert out[:2].all() and not out[2:].any()
+
+
+def test_centre_on_the_field_of_view_edge_takes_the_edge_voxel():
+    """A model grid whose last centre lies on the source's FOV edge (MONAI's Spacing makes
+    these) keeps the edge slice's label; only centres beyond the edge get ``fill``."""
+    labels = np.zeros((2, 2, 40), dtype=np.uint8)
+    labels[..., -1] = 7
+    affine = np.diag([1.0, 1.0, 2.5, 1.0])
+    target = np.diag([1.0, 1.0, 1.0, 1.0])  # 100 slices of 1 mm; index 98 -> source 39.2
+    target_shape = (2, 2, 100)
+    out = resample_labels(labels, affine, target_shape, target)
+    # source index of target k is k / 2.5: 97.5 / 2.5 = 39.0 ... 98.75 / 2.5 = 39.5 is the edge
+    k = np.arange(100)
+    expected_seven = (k / 2.5 >= 38.5) & (k / 2.5 <= 39.5)
+    assert (out[0, 0] == 7).tolist() == expected_seven.tolist()
+    assert out[0, 0, 99] == 0  # 39.6: beyond the edge

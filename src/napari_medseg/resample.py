@@ -14,6 +14,9 @@ import numpy as np
 #: permutation/flip with integer scale and offset (the separable fast path).
 _AXIS_ALIGNED_TOL = 1e-6
 
+#: Slack, in source voxels, on the field-of-view edge test (float noise in affines).
+_EDGE_TOL = 1e-6
+
 
 def grid_transform(affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray:
     """4x4 map from target voxel indices to source voxel indices.
@@ -80,7 +83,8 @@ def resample_labels(
     target_affine : numpy.ndarray
         4x4 voxel -> RAS mm matrix of the target grid.
     fill : int
-        Label of target voxels whose centre falls outside the source grid.
+        Label of target voxels whose centre falls outside the source's field of view
+        (more than half a voxel beyond its outermost voxel centres).
 
     Returns
     -------
@@ -116,6 +120,16 @@ def _nearest_index(coordinate: np.ndarray) -> np.ndarray:
     return np.floor(coordinate + 0.5 + 1e-6).astype(np.int64)
 
 
+def _within_field_of_view(coordinate: np.ndarray, size: int) -> np.ndarray:
+    """Whether source voxel coordinates lie inside the source's field of view.
+
+    The field of view reaches half a voxel beyond the outermost voxel centres
+    (``-0.5 <= c <= size - 0.5``); a centre on that edge takes the edge voxel's
+    label, as MONAI's ``border`` padding does when it inverts a resampling.
+    """
+    return (coordinate >= -0.5 - _EDGE_TOL) & (coordinate <= size - 0.5 + _EDGE_TOL)
+
+
 def _resample_separable(
     labels: np.ndarray,
     transform: np.ndarray,
@@ -131,7 +145,7 @@ def _resample_separable(
         steps = np.arange(target_shape[target_axis], dtype=float)
         coordinate = transform[source_axis, target_axis] * steps + transform[source_axis, 3]
         index = _nearest_index(coordinate)
-        valid = (index >= 0) & (index < labels.shape[source_axis])
+        valid = _within_field_of_view(coordinate, labels.shape[source_axis])
         per_target_axis.append(np.clip(index, 0, labels.shape[source_axis] - 1))
         valid_axes.append(valid)
     # order the source axes as the target axes: source axis owner[t] feeds target axis t
@@ -168,7 +182,7 @@ def _resample_general(
         index = _nearest_index(coords)
         inside = np.ones(target_shape[:2], dtype=bool)
         for axis in range(3):
-            inside &= (index[axis] >= 0) & (index[axis] < labels.shape[axis])
+            inside &= _within_field_of_view(coords[axis], labels.shape[axis])
             np.clip(index[axis], 0, labels.shape[axis] - 1, out=index[axis])
         values = labels[index[0], index[1], index[2]]
         out[:, :, k] = np.where(inside, values, np.asarray(fill, dtype=labels.dtype))
