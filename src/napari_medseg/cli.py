@@ -284,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="medseg-demo-output", help="folder for the headless demo's outputs"
     )
     demo.set_defaults(func=cmd_demo)
+
+    # commands with their own modules; each imports its heavy dependencies lazily
+    from napari_medseg import cli_report
+
+    cli_report.register(commands)
     return parser
 
 
