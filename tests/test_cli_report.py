@@ -191,3 +191,71 @@ def test_help_names_the_lesion_file():
     result = medseg("report", "--help")
     assert result.returncode == 0
     assert "OUT_lesions.csv" in result.stdout and "--include-patient-info" in result.stdout
+
+
+def test_the_names_file_is_an_input_and_never_overwritten(case, tmp_path, run):
+    names = tmp_path / "names.json"
+    names.write_text('{"1": "liver"}')
+    result = run("report", case["labels_path"], "--names", names, "-o", names, "--overwrite")
+    assert result.returncode == 2 and "names.json" in result.stderr
+    assert names.read_text() == '{"1": "liver"}'
+
+
+def test_mixed_integer_label_files_and_infinite_image_values(case, tmp_path, run):
+    # int64 labels against a uint64 reference; a float scan with an infinite voxel
+    labels = case["labels"].astype(np.int64)
+    reference = case["reference"].astype(np.uint64)
+    nib.save(nib.Nifti1Image(labels, AFFINE, dtype=np.int64), tmp_path / "seg64.nii.gz")
+    nib.save(nib.Nifti1Image(reference, AFFINE, dtype=np.uint64), tmp_path / "ref64.nii.gz")
+    hu = case["hu"].astype(np.float32)
+    inside = np.full(np.count_nonzero(labels == 1), 5.0, np.float32)
+    inside[0] = np.inf
+    hu[labels == 1] = inside
+    save_nifti(tmp_path / "ct_inf.nii.gz", hu)
+    out = tmp_path / "r.json"
+    args = ("report", tmp_path / "seg64.nii.gz", "--reference", tmp_path / "ref64.nii.gz")
+    result = run(*args, "--image", tmp_path / "ct_inf.nii.gz", "-o", out)
+    assert result.returncode == 0, result.stderr
+    rows = {r["label"]: r for r in json.loads(out.read_text())["labels"]}
+    assert rows[1]["intensity_mean"] == 5.0 and rows[1]["intensity_excluded_voxels"] == 1
+    a, b = labels == 1, reference == 1
+    assert rows[1]["dice"] == pytest.approx(2 * np.sum(a & b) / (a.sum() + b.sum()))
+
+
+def test_image_file_storing_the_voxels_in_another_order(case, tmp_path, run):
+    # the scan saved with its J axis reversed (as converters often store a DICOM series):
+    # the same voxels, so the report measures it without resampling
+    flip = np.eye(4)
+    flip[1, 1], flip[1, 3] = -1, SHAPE[1] - 1
+    flipped = save_nifti(tmp_path / "ct_flipped.nii.gz", case["hu"][:, ::-1].copy(), AFFINE @ flip)
+    rows = {}
+    for image in (case["image_path"], flipped):
+        out = tmp_path / f"{image.name}.json"
+        result = run("report", case["labels_path"], "--image", image, "-o", out)
+        assert result.returncode == 0, result.stderr
+        rows[image.name] = json.loads(out.read_text())["labels"]
+    assert rows["ct.nii.gz"] == rows["ct_flipped.nii.gz"]
+    assert rows["ct.nii.gz"][0]["intensity_voxels"] > 0
+
+
+def test_advice_names_only_options_report_has(case, tmp_path, run):
+    # a DICOM folder of two series as LABELS: --series belongs to --image, so the advice
+    # must not send the user there; a 4D NIfTI: report has no --volume
+    folder = tmp_path / "two_series"
+    for number, values in ((1, case["labels"]), (2, case["reference"])):
+        write_dicom_series(
+            values.astype(np.int16), AFFINE, folder / f"s{number}", modality="MR",
+            series_number=number,
+        )  # fmt: skip
+    result = run("report", folder, "-o", tmp_path / "a.csv")
+    assert result.returncode == 2 and "2 image series" in result.stderr
+    assert "--series" not in result.stderr and "LABELS" in result.stderr
+    result = run("report", case["labels_path"], "--reference", folder, "-o", tmp_path / "b.csv")
+    assert result.returncode == 2 and "--reference at the folder" in result.stderr
+    result = run("report", case["labels_path"], "--image", folder, "-o", tmp_path / "c.csv")
+    assert result.returncode == 2 and "--series" in result.stderr  # the image has it
+    four = save_nifti(tmp_path / "four.nii.gz", np.zeros((*SHAPE, 2), np.uint8))
+    for args in ((four,), (case["labels_path"], "--image", four)):
+        result = run("report", *args, "-o", tmp_path / "d.csv")
+        assert result.returncode == 2 and "4D" in result.stderr
+        assert "--volume" not in result.stderr

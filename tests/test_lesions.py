@@ -161,3 +161,14 @@ def test_lesion_scores_when_a_side_is_empty():
     assert math.isnan(precision) and recall == 0.0 and f1 == 0.0
     with pytest.raises(ValueError, match="6, 18 or 26"):
         structure_for(8)
+
+
+def test_lesion_means_leave_out_non_finite_values():
+    labels = np.zeros((12, 6, 6), np.uint8)
+    labels[1:4, 1:4, 1:4] = 1
+    labels[7:10, 1:4, 1:4] = 1
+    image = np.full(labels.shape, 40.0)
+    image[2, 2, 2] = np.inf  # one broken voxel in the first lesion
+    image[8, 2, 2] = np.nan
+    table = find_lesions(labels, np.eye(4), image)
+    assert [les.intensity_mean for les in table.lesions] == [40.0, 40.0]

@@ -273,3 +273,15 @@ def test_measurement_modules_import_no_torch_monai_or_qt():
     loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
     assert "napari_medseg" in loaded
     assert not loaded & set(heavy)
+
+
+def test_one_sided_empty_surfaces_give_infinite_percentile_hausdorff():
+    # the public SurfaceDistances: HD95 of a mask against nothing is inf, as its maximum
+    mask = np.zeros((8, 8, 8), bool)
+    mask[2:5, 2:5, 2:5] = True
+    for found in (
+        surface_distances(mask, np.zeros_like(mask), np.eye(3)),
+        surface_distances(np.zeros_like(mask), mask, np.eye(3)),
+    ):
+        assert found.hausdorff() == found.hausdorff(95.0) == math.inf
+        assert found.average_symmetric() == math.inf and found.surface_dice(1.0) == 0.0

@@ -182,3 +182,43 @@ def test_whole_number_float_labels_are_accepted():
     array[1, 1, 1] = 3.0
     out = as_label_array(array)
     assert out.dtype == np.uint8 and out[1, 1, 1] == 3
+
+
+@pytest.mark.parametrize("kind", ["float_whole", "float"])
+def test_infinite_image_values_are_left_out_like_nan(scan, kind):
+    # an overflowed or corrupted voxel must neither crash nor turn mean/SD/p95 into inf/NaN
+    labels, image, affine = scan
+    image = image.astype(np.float32)
+    if kind == "float":
+        image = image * np.float32(0.37)
+    image[::5, ::2] = np.inf
+    image[1::5, ::3] = -np.inf
+    for row in label_statistics(labels, affine, image):
+        inside = image[labels == row.label]
+        kept = inside[np.isfinite(inside)]
+        assert row.intensity.excluded_voxels == inside.size - kept.size > 0
+        expected = numpy_stats(kept)
+        for key, value in expected.items():
+            assert getattr(row.intensity, key) == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+@pytest.mark.parametrize(
+    ("labels_dtype", "reference_dtype"),
+    [(np.uint64, np.int16), (np.int64, np.uint64), (np.uint64, np.int64)],
+)
+def test_label_maps_of_mixed_integer_types(labels_dtype, reference_dtype):
+    # NIfTI label maps come as any integer type; uint64 and a signed type share none
+    labels = random_blobs((12, 10, 8), 3, seed=41)
+    reference = np.roll(labels, 1, axis=0)
+    expected = compare_labels(labels, reference, np.eye(4))
+    for large in (0, 1000, 2**30):  # also through the lookup table and beyond it
+        if large > min(np.iinfo(labels_dtype).max, np.iinfo(reference_dtype).max):
+            continue
+        a = np.where(labels == 3, large or 3, labels.astype(np.int64)).astype(labels_dtype)
+        b = np.where(reference == 3, large or 3, reference.astype(np.int64))
+        b = b.astype(reference_dtype)
+        rows = compare_labels(a, b, np.eye(4))
+        assert [m.label for m in rows] == [1, 2, large or 3]
+        for got, want in zip(rows, expected, strict=True):
+            assert (got.voxels, got.ref_voxels) == (want.voxels, want.ref_voxels)
+            assert got.dice == want.dice

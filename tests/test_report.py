@@ -15,7 +15,15 @@ from metrics_cases import SPACING, perturbed, random_blobs
 from napari_medseg.io.errors import OverwriteSourceError, ScanWriteError
 from napari_medseg.label_names import LabelNamesError, read_label_names
 from napari_medseg.labelmaps import GridMismatchError, LabelMapError
-from napari_medseg.report import build_report, label_rows, report_to_dict, write_report
+from napari_medseg.report import (
+    build_report,
+    label_columns,
+    label_rows,
+    lesion_columns,
+    lesion_rows,
+    report_to_dict,
+    write_report,
+)
 from napari_medseg.volume import ScanMetadata, Volume
 
 AFFINE = make_affine("LPS", spacing=SPACING, origin=(12.0, -3.0, 40.0))
@@ -191,6 +199,7 @@ def test_fractional_labels_are_refused(volumes):
         ("itk.txt", '# ITK-SNAP\n 1 255 0 0 1 1 1 "Left lung"\n', {1: "Left lung"}),
         ("slicer.ctbl", "# Slicer\n2 kidney 0 255 0 255\n", {2: "kidney"}),
         ("plain.txt", "3 right adrenal gland\n", {3: "right adrenal gland"}),
+        ("apostrophe.txt", "4 Couinaud's segment IV\n", {4: "Couinaud's segment IV"}),
     ],
 )
 def test_label_names_files(tmp_path, name, text, expected):
@@ -206,3 +215,72 @@ def test_bad_label_names_file_names_the_file(tmp_path):
         read_label_names(path)
     with pytest.raises(LabelNamesError, match="no such file"):
         read_label_names(tmp_path / "missing.json")
+
+
+def test_resampling_note_names_files_not_paths(volumes):
+    # the note about a resampled reference goes into the report: no folder may leak
+    labels, image, _ = volumes
+    flipped = labels.array[::-1].copy()
+    flip = np.eye(4)
+    flip[0, 0], flip[0, 3] = -1, labels.shape[0] - 1
+    meta = ScanMetadata(source="/data/DOE_JANE/ref.nii.gz", format="nifti")
+    report = build_report(labels, image, Volume(flipped, AFFINE @ flip, meta))
+    assert any("ref.nii.gz" in note and "seg.nii.gz" in note for note in report.notes)
+    text = json.dumps(report_to_dict(report))
+    assert "DOE" not in text and "/data" not in text
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_empty_label_map_keeps_its_csv_header(volumes, tmp_path, with_reference):
+    # a model that found nothing: the CSV still says what its columns are
+    labels, image, _ = volumes
+    empty = Volume(np.zeros_like(labels.array), AFFINE, labels.metadata)
+    reference = empty if with_reference else None
+    report = build_report(empty, image, reference, lesions=True)
+    assert label_rows(report) == []
+    written = write_report(report, tmp_path / "empty.csv")
+    for path, columns in zip(written, (label_columns(report), lesion_columns(report)), strict=True):
+        with open(path, newline="") as handle:
+            assert list(csv.reader(handle)) == [columns]
+    assert label_columns(report)[:4] == ["label", "name", "voxels", "volume_ml"]
+    assert "intensity_mean" in label_columns(report)
+    assert ("dice" in label_columns(report)) == with_reference
+
+
+def test_stated_columns_are_the_row_keys(volumes):
+    labels, image, reference = volumes
+    for args in ((labels,), (labels, image), (labels, image, reference)):
+        for lesions in (False, True):
+            report = build_report(*args, lesions=lesions)
+            assert all(list(r) == label_columns(report) for r in label_rows(report))
+            assert all(list(r) == lesion_columns(report) for r in lesion_rows(report))
+
+
+def test_image_storing_the_same_voxels_in_another_order_is_reordered(volumes):
+    # e.g. a DICOM series and the label map of its NIfTI conversion: axes swapped and
+    # flipped, the same voxel centres; taken exactly, with a note
+    labels, image, _ = volumes
+    stored = np.flip(image.array.transpose(1, 0, 2), axis=2).copy()
+    to_labels = np.zeros((4, 4))  # stored voxel index -> label-map voxel index
+    to_labels[0, 1] = to_labels[1, 0] = 1
+    to_labels[2, 2], to_labels[2, 3], to_labels[3, 3] = -1, image.shape[2] - 1, 1
+    other_order = Volume(stored, AFFINE @ to_labels, image.metadata)
+    assert other_order.orientation != image.orientation
+    direct = build_report(labels, image)
+    report = build_report(labels, other_order)
+    assert [s.intensity for s in report.labels] == [s.intensity for s in direct.labels]
+    assert any("another order" in note for note in report.notes)
+    # half a voxel off is another grid: refused, the message gives both axis codes
+    shifted = AFFINE @ to_labels
+    shifted[:3, 3] += 0.5 * np.asarray(SPACING)
+    with pytest.raises(GridMismatchError, match="axes"):
+        build_report(labels, Volume(stored, shifted, image.metadata))
+
+
+def test_model_settings_with_arrays_and_paths_are_written(volumes, tmp_path):
+    labels, image, _ = volumes
+    model = {"roi": np.array([96, 96, 96]), "weights": tmp_path / "model.pt", "amp": np.bool_(1)}
+    report = build_report(labels, image, model=model)
+    (out,) = write_report(report, tmp_path / "r.json")
+    written = json.loads(out.read_text())["provenance"]["model"]
+    assert written == {"roi": [96, 96, 96], "weights": str(tmp_path / "model.pt"), "amp": True}

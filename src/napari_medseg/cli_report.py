@@ -26,10 +26,26 @@ are left out unless --include-patient-info is given.
 """
 
 
+def _read_input(path: str, role: str, series_key: str | None = None):
+    """Read one input; advice naming options ``medseg report`` lacks is rewritten."""
+    from napari_medseg.io.errors import ScanReadError
+    from napari_medseg.io.reader import read_scan
+
+    try:
+        return read_scan(path, series_key=series_key)
+    except ScanReadError as error:
+        if "--series" in error.fix and role != "--image":
+            fix = f"Point {role} at the folder or a file of one series."
+        elif "--volume" in error.fix:
+            fix = "medseg report reads 3D volumes: save the one to measure as its own file."
+        else:
+            raise
+        raise type(error)(error.path, error.problem, fix) from error
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``medseg report``."""
     from napari_medseg.io.errors import ScanWriteError
-    from napari_medseg.io.reader import read_scan
     from napari_medseg.label_names import read_label_names
     from napari_medseg.report import build_report, report_outputs, write_report
 
@@ -49,9 +65,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not isinstance(model, dict):
             raise ScanWriteError("--model-info", 'must be a JSON object, e.g. \'{"name": "x"}\'.')
     names = read_label_names(args.names) if args.names else None
-    labels = read_scan(args.labels)
-    image = read_scan(args.image, series_key=args.series) if args.image else None
-    reference = read_scan(args.reference) if args.reference else None
+    labels = _read_input(args.labels, "LABELS")
+    image = _read_input(args.image, "--image", args.series) if args.image else None
+    reference = _read_input(args.reference, "--reference") if args.reference else None
     report = build_report(
         labels,
         image,
@@ -64,7 +80,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         model=model,
         include_patient=args.include_patient_info,
     )
-    protect = []
+    protect = [args.names] if args.names else []  # every input, the names file too
     for volume in (labels, image, reference):
         if volume is not None:
             protect += [volume.metadata.source, *volume.metadata.files]

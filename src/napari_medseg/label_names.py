@@ -7,7 +7,8 @@ Understood formats:
   ``dataset.json``) or name -> value (nnU-Net v2 ``dataset.json``).
 * Text, one label per line (``#`` starts a comment): ITK-SNAP label descriptions
   (``IDX R G B A VIS MSH "name"``), 3D Slicer colour tables (``value name R G B A``)
-  or plain ``value name``.
+  or plain ``value name``. Names may be quoted; a line with an unpaired quote (an
+  apostrophe, as in ``4 Couinaud's segment IV``) is split at whitespace instead.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def _from_text(path: Path, text: str) -> dict[int, str]:
             continue
         try:
             tokens = shlex.split(line)
-        except ValueError as error:
-            raise LabelNamesError(path, f"line {number}: {error}.") from error
+        except ValueError:  # an unpaired quote, e.g. "3 Couinaud's segment IV"
+            tokens = line.split()
         if len(tokens) < 2 or not _is_number(tokens[0]) or not float(tokens[0]).is_integer():
             raise LabelNamesError(
                 path, f"line {number} does not start with a label value and a name: {line!r}."

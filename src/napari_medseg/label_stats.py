@@ -9,7 +9,8 @@ Conventions
 * Volume: voxel count x ``|det(affine[:3, :3])|`` mm^3, reported in mL (cm^3), so
   anisotropic, oblique and sheared grids are right.
 * Intensity statistics are over the label's voxels in the image's units (HU for CT),
-  leaving out DICOM pixel padding when the scan records it and NaN values. SD is the
+  leaving out DICOM pixel padding when the scan records it, and NaN and infinite
+  values (:func:`~napari_medseg.tally.intensity_keep`). SD is the
   sample standard deviation (n - 1, as SimpleITK's ``LabelStatisticsImageFilter``);
   percentiles use numpy's default linear interpolation. Integer-valued images (also
   float images whose values are whole numbers) are summarised exactly from a
@@ -49,7 +50,7 @@ class IntensityStats:
     voxels : int
         Voxels the statistics are over.
     excluded_voxels : int
-        Voxels of the label left out (pixel padding, NaN).
+        Voxels of the label left out (pixel padding, NaN, infinite values).
     mean, sd, median, p5, p95, min, max : float
         In :attr:`units`; NaN when ``voxels`` is 0 (``sd`` also when it is 1).
     units : str
@@ -228,11 +229,10 @@ def label_diameter_mm(
     labels: np.ndarray, value: int, low: np.ndarray, high: np.ndarray, linear: np.ndarray
 ) -> float:
     """Maximum 3D diameter (mm) of one label, from its surface inside its bounding box."""
-    from napari_medseg.surface import max_diameter_mm, surface_mask, voxel_points_mm
+    from napari_medseg.surface import mask_diameter_mm
 
     crop = labels[tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))]
-    surface = surface_mask(crop == value)
-    return max_diameter_mm(voxel_points_mm(np.argwhere(surface), linear))
+    return mask_diameter_mm(crop == value, linear)
 
 
 def resolve_names(values: Iterable[int], names: Mapping[int, str] | None) -> dict[int, str]:
@@ -291,7 +291,7 @@ def label_statistics(
     centres = centroids_ijk(tally.projections)
     intensities = intensity_statistics(tally, units) if tally.image_values is not None else None
     if which is None:
-        wanted = [int(v) for v, c in zip(tally.values, tally.counts, strict=True) if v and c]
+        wanted = tally.present_values(reference=False)
     else:
         wanted = sorted({int(v) for v in which if int(v) != 0})
     label_names = resolve_names(wanted, names)

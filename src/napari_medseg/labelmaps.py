@@ -85,12 +85,78 @@ def as_label_array(array: np.ndarray, name: str | PathLike = "labels") -> np.nda
 
 
 def describe_grid(shape: tuple[int, ...], affine: np.ndarray) -> str:
-    """One line with a grid's shape, spacing (mm) and origin (RAS mm), for error messages."""
-    from napari_medseg.geometry import voxel_spacing
+    """One line with a grid's shape, spacing (mm), axis directions and origin (RAS mm)."""
+    from napari_medseg.geometry import orientation_code, voxel_spacing
 
     spacing = " x ".join(f"{s:.4g}" for s in voxel_spacing(affine))
     origin = ", ".join(f"{v:.4g}" for v in np.asarray(affine)[:3, 3])
-    return f"{' x '.join(map(str, shape))} voxels, spacing {spacing} mm, origin ({origin}) mm"
+    return (
+        f"{' x '.join(map(str, shape))} voxels, spacing {spacing} mm, "
+        f"axes {orientation_code(affine)}, origin ({origin}) mm"
+    )
+
+
+def reorder_onto_grid(
+    array: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, ...],
+    target_affine: np.ndarray,
+    tol_mm: float = 1e-3,
+) -> np.ndarray | None:
+    """``array`` on the target grid when both grids hold the same voxels in another order.
+
+    Two files of one scan may store its voxels along other axes or in the other
+    direction (e.g. a DICOM series and its NIfTI conversion). When the target grid's
+    voxel centres are exactly the source's, reordered (axes permuted and/or flipped),
+    the array is returned as a view on the target grid: no interpolation, no value
+    changes. Otherwise None.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Shape ``(I, J, K)`` on the grid of ``affine``.
+    affine, target_affine : numpy.ndarray
+        4x4 voxel -> RAS+ mm matrices.
+    target_shape : tuple of int
+        ``(I, J, K)`` of the target grid.
+    tol_mm : float
+        Largest allowed displacement of a corner voxel, in mm.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        A view of ``array`` with shape ``target_shape``, or None.
+    """
+    from napari_medseg.resample import same_grid
+
+    if array.ndim != 3 or len(target_shape) != 3:
+        return None
+    affine = np.asarray(affine, dtype=np.float64)
+    target_affine = np.asarray(target_affine, dtype=np.float64)
+    try:
+        # target voxel index -> source voxel index
+        transform = np.linalg.solve(affine, target_affine)
+    except np.linalg.LinAlgError:
+        return None
+    linear = np.rint(transform[:3, :3])
+    if not np.array_equal(np.abs(linear).sum(axis=0), np.ones(3)) or not np.array_equal(
+        np.abs(linear).sum(axis=1), np.ones(3)
+    ):
+        return None  # not a permutation with flips
+    order = [int(np.flatnonzero(linear[:, axis])[0]) for axis in range(3)]
+    out = array.transpose(order)
+    steps = np.eye(4)
+    steps[:3, :3] = 0
+    for axis, source_axis in enumerate(order):
+        if linear[source_axis, axis] < 0:
+            out = np.flip(out, axis)
+            steps[source_axis, axis] = -1.0
+            steps[source_axis, 3] = array.shape[source_axis] - 1
+        else:
+            steps[source_axis, axis] = 1.0
+    if not same_grid(out.shape, affine @ steps, tuple(target_shape), target_affine, tol_mm=tol_mm):
+        return None
+    return out
 
 
 def check_same_grid(

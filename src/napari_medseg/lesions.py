@@ -34,8 +34,8 @@ from scipy import ndimage
 
 from napari_medseg.label_stats import resolve_names
 from napari_medseg.labelmaps import voxel_volume_mm3
-from napari_medseg.surface import max_diameter_mm, surface_mask, voxel_points_mm
-from napari_medseg.tally import Tally, bounding_boxes, tally_labels
+from napari_medseg.surface import mask_diameter_mm
+from napari_medseg.tally import Tally, bounding_boxes, intensity_keep, tally_labels
 
 #: Connectivity (neighbours of a voxel) -> rank of scipy's ``generate_binary_structure``.
 CONNECTIVITY_RANK = {6: 1, 18: 2, 26: 3}
@@ -68,8 +68,8 @@ class Lesion:
     touches_border : bool
         Reaches the volume's border.
     intensity_mean : float or None
-        Mean image value (e.g. HU) of its voxels, padding left out; None without an
-        image, NaN when every voxel is padding.
+        Mean image value (e.g. HU) of its voxels, padding, NaN and infinite values
+        left out; None without an image, NaN when every voxel is left out.
     matches : tuple of int
         Ids of the lesions on the other side (reference for a lesion, lesions for a
         reference lesion) it matches; empty without a reference.
@@ -213,7 +213,6 @@ def _components(
             others = tuple(a for a in range(3) if a != axis)
             along = mask.sum(axis=others)
             centroid[axis] = along @ np.arange(along.size) / voxels + box[axis].start
-        points = voxel_points_mm(np.argwhere(surface_mask(mask)), linear)
         mean = None
         if image is not None:
             mean = float(sums[number] / kept[number]) if kept[number] else float("nan")
@@ -225,7 +224,7 @@ def _components(
                 centroid_ijk=centroid + offset,
                 low=np.array([b.start for b in box]) + offset,
                 high=np.array([b.stop - 1 for b in box]) + offset,
-                diameter_mm=max_diameter_mm(points),
+                diameter_mm=mask_diameter_mm(mask, linear),
                 intensity_mean=mean,
             )
         )
@@ -314,7 +313,8 @@ def find_lesions(
     names : mapping, optional
         Label value -> name.
     exclude_range : (low, high), optional
-        Image values left out of the means (DICOM pixel padding), both ends included.
+        Image values left out of the means (DICOM pixel padding), both ends included;
+        NaN and infinite values are always left out.
     which : iterable of int, optional
         Label values to analyse; default every non-zero value in either map.
     tally : Tally, optional
@@ -334,11 +334,9 @@ def find_lesions(
     boxes = [bounding_boxes(tally.projections)]
     if reference is not None:
         boxes.append(bounding_boxes(tally.ref_projections))
-    present = tally.counts > 0
-    if reference is not None:
-        present |= tally.ref_counts > 0
+    present = set(tally.present_values(reference=reference is not None))
     if which is None:
-        wanted = [int(v) for v, p in zip(tally.values, present, strict=True) if v and p]
+        wanted = sorted(present)
     else:
         wanted = sorted({int(v) for v in which if int(v) != 0})
     label_names = resolve_names(wanted, names)
@@ -350,7 +348,7 @@ def find_lesions(
         mine: list[_Component] = []
         theirs: list[_Component] = []
         per_label[value] = (mine, theirs)
-        if index is None or not present[index]:
+        if index is None or value not in present:
             continue
         lows = [low[index] for low, _ in boxes if low[index][0] >= 0]
         highs = [high[index] for low, high in boxes if low[index][0] >= 0]
@@ -359,11 +357,7 @@ def find_lesions(
         image_crop = keep = None
         if image is not None:
             image_crop = image[crop]
-            keep = None
-            if exclude_range is not None:
-                keep = (image_crop < exclude_range[0]) | (image_crop > exclude_range[1])
-            if image_crop.dtype.kind == "f":
-                keep = ~np.isnan(image_crop) if keep is None else keep & ~np.isnan(image_crop)
+            keep = intensity_keep(image_crop, exclude_range)
         found, count = ndimage.label(labels[crop] == value, structure=structure)
         mine.extend(_components(found, count, low, value, linear, image_crop, keep))
         if reference is not None:

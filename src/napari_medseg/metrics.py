@@ -34,6 +34,9 @@ Empty masks (the ``empty`` field says which case a row is)
   as MONAI); volume_diff_pct -100.
 * reference empty, label map not (``"reference"``): dice, iou, precision and
   surface_dice 0; sensitivity NaN; distances ``inf``; volume_diff_pct NaN.
+  (MONAI's ``compute_dice`` gives NaN here by default, ``ignore_empty=True``; 0 with
+  ``ignore_empty=False``, as here: a structure found where the reference has none is
+  an error, not a case to leave out.)
 """
 
 from __future__ import annotations
@@ -200,8 +203,7 @@ def compare_labels(
     voxel_ml = voxel_volume_mm3(affine) / 1000.0
     confusion = tally.confusion
     if which is None:
-        present = (tally.counts > 0) | (tally.ref_counts > 0)
-        wanted = [int(v) for v, p in zip(tally.values, present, strict=True) if v and p]
+        wanted = tally.present_values()
     else:
         wanted = sorted({int(v) for v in which if int(v) != 0})
     label_names = resolve_names(wanted, names)

@@ -40,7 +40,7 @@ import numpy as np
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.io.errors import ScanWriteError
 from napari_medseg.label_stats import LabelStats, label_statistics
-from napari_medseg.labelmaps import as_label_array, check_same_grid
+from napari_medseg.labelmaps import as_label_array, check_same_grid, reorder_onto_grid
 from napari_medseg.lesions import DEFAULT_CONNECTIVITY, LesionTable, find_lesions
 from napari_medseg.metrics import DEFAULT_TOLERANCE_MM, OverlapMetrics, compare_labels
 from napari_medseg.tally import tally_labels
@@ -87,8 +87,9 @@ CONVENTIONS = {
     "+z superior; DICOM LPS coordinates are (-x, -y, z)); bounding boxes as voxel "
     "indices (I, J, K) of the label map's array, both ends included",
     "volume": "voxel count x |det(affine[:3, :3])| mm^3, in mL",
-    "intensity": "over the label's voxels in the image's units; pixel padding and NaN "
-    "left out; sd is the sample SD (n - 1); percentiles with linear interpolation",
+    "intensity": "over the label's voxels in the image's units; pixel padding, NaN and "
+    "infinite values left out; sd is the sample SD (n - 1); percentiles with linear "
+    "interpolation",
     "diameter_mm": "largest distance between two surface voxel centres",
     "distances": "MONAI-compatible: surface voxels by 6-connected erosion, distances "
     "between surface voxel centres in mm; hd95_mm = max of the two directed 95th "
@@ -209,15 +210,18 @@ def _name(volume: Volume, role: str) -> str:
     return volume.metadata.source or role
 
 
-def _source_info(volume: Volume, role: str, include_patient: bool) -> SourceInfo:
+def _shown_source(volume: Volume, include_patient: bool) -> str:
+    """A source as a report may show it: the file name, the full path only if asked."""
     source = volume.metadata.source
     if source and include_patient:
-        shown = str(Path(source).resolve())
-    else:
-        shown = Path(source).name if source else ""
+        return str(Path(source).resolve())
+    return Path(source).name if source else ""
+
+
+def _source_info(volume: Volume, role: str, include_patient: bool) -> SourceInfo:
     return SourceInfo(
         role=role,
-        file=shown,
+        file=_shown_source(volume, include_patient),
         format=volume.metadata.format,
         series_uid=volume.metadata.series_uid,
         modality=volume.metadata.modality,
@@ -279,8 +283,9 @@ def build_report(
     labels : Volume
         Integer label map (0 = background). Whole-number float maps are accepted.
     image : Volume, optional
-        The scan the labels were drawn on; must be on the same voxel grid. Gives
-        intensity statistics (HU for CT) and lesion means.
+        The scan the labels were drawn on; must be on the same voxel grid (the same
+        voxels stored in another axis order or direction are reordered, with a note).
+        Gives intensity statistics (HU for CT) and lesion means.
     reference : Volume, optional
         Reference label map. On another grid it is resampled onto the label map's
         grid by nearest neighbour, with a note and a logged warning.
@@ -310,7 +315,7 @@ def build_report(
     LabelMapError
         A label map holds fractional or negative values.
     GridMismatchError
-        ``image`` is not on the label map's grid.
+        ``image`` is not on the label map's grid (nor the same voxels in another order).
     """
     from napari_medseg.resample import resample_labels, same_grid
 
@@ -320,15 +325,26 @@ def build_report(
     image_array = exclude = None
     units = ""
     if image is not None:
-        check_same_grid(
-            labels.shape,
-            affine,
-            _name(labels, "labels"),
-            image.shape,
-            image.affine,
-            _name(image, "image"),
-        )
         image_array = image.array
+        if not same_grid(image.shape, image.affine, labels.shape, affine):
+            # the same voxels stored in another order (e.g. a DICOM series and its NIfTI
+            # conversion) are taken as they are; any other grid is refused
+            image_array = reorder_onto_grid(image.array, image.affine, labels.shape, affine)
+            if image_array is None:
+                check_same_grid(
+                    labels.shape,
+                    affine,
+                    _name(labels, "labels"),
+                    image.shape,
+                    image.affine,
+                    _name(image, "image"),
+                )
+            notes.append(
+                f"{_shown_source(image, include_patient) or 'The image'} stores the label "
+                f"map's voxels in another order (axes {image.orientation}, the label map "
+                f"{labels.orientation}); its values were reordered onto the label map's grid "
+                "(no interpolation)."
+            )
         units = image.metadata.units
         exclude = padding_range(image, notes)
     ref_array = None
@@ -336,21 +352,20 @@ def build_report(
     if reference is not None:
         ref_array = as_label_array(reference.array, _name(reference, "reference"))
         if not same_grid(reference.shape, reference.affine, labels.shape, affine):
+            # the report names files, not paths (a path may name the patient)
+            shown_ref = _shown_source(reference, include_patient) or "the reference"
+            shown_labels = _shown_source(labels, include_patient) or "the label map"
             message = (
-                f"{_name(reference, 'reference')} is on another voxel grid than "
-                f"{_name(labels, 'labels')}; it was resampled onto the label map's grid by "
-                "nearest neighbour before comparing (distances and volumes carry that "
-                "resampling error)."
+                f"{shown_ref} is on another voxel grid than {shown_labels}; it was resampled "
+                "onto the label map's grid by nearest neighbour before comparing (distances "
+                "and volumes carry that resampling error)."
             )
             logger.warning(message)
             notes.append(message)
             ref_array = resample_labels(ref_array, reference.affine, labels.shape, affine)
             resampled = True
     tally = tally_labels(label_array, ref_array, image_array, exclude_range=exclude)
-    present = tally.counts > 0
-    if tally.ref_counts is not None:
-        present |= tally.ref_counts > 0
-    wanted = [int(v) for v, p in zip(tally.values, present, strict=True) if v and p]
+    wanted = tally.present_values()
     stats = label_statistics(
         label_array,
         affine,
@@ -417,6 +432,48 @@ def build_report(
 # ------------------------------------------------------------------------ rows
 
 
+#: Intensity statistics, each a column ``intensity_<key>``.
+INTENSITY_KEYS = ("mean", "sd", "median", "p5", "p95", "min", "max")
+_PLACE_COLUMNS = (
+    *(f"centroid_{axis}_ras_mm" for axis in "xyz"),
+    *(f"bbox_{axis}_{end}" for axis in "ijk" for end in ("min", "max")),
+)
+
+
+def _has_image(report: Report) -> bool:
+    """Whether the report was made with an image (also when it has no label rows)."""
+    return any(s.intensity is not None for s in report.labels) or any(
+        source.role == "image" for source in report.provenance.sources
+    )
+
+
+def label_columns(report: Report) -> list[str]:
+    """Columns of :func:`label_rows`, in order (the CSV header, also without rows)."""
+    columns = ["label", "name", "voxels", "volume_ml"]
+    if _has_image(report):
+        columns += ["intensity_units", "intensity_voxels", "intensity_excluded_voxels"]
+        columns += [f"intensity_{key}" for key in INTENSITY_KEYS]
+    columns += [*_PLACE_COLUMNS, "diameter_mm", "touches_border"]
+    if report.overlap is not None:
+        columns += [*OVERLAP_COLUMNS, "surface_dice_tolerance_mm", "empty"]
+    if report.lesions is not None:
+        columns.append("lesions")
+        if report.lesions.ref_lesions is not None:
+            columns += list(LESION_COLUMNS)
+    return columns
+
+
+def lesion_columns(report: Report) -> list[str]:
+    """Columns of :func:`lesion_rows`, in order (the CSV header, also without rows)."""
+    columns = ["source", "id", "label", "name", "voxels", "volume_ml", "diameter_mm"]
+    columns += [*_PLACE_COLUMNS, "touches_border"]
+    if _has_image(report):
+        columns.append("intensity_mean")
+    if report.lesions is not None and report.lesions.ref_lesions is not None:
+        columns += ["matched", "matches", "best_iou"]
+    return columns
+
+
 def label_rows(report: Report) -> list[dict[str, Any]]:
     """One flat dict per label: the columns of the CSV and of the JSON ``labels`` list.
 
@@ -429,7 +486,7 @@ def label_rows(report: Report) -> list[dict[str, Any]]:
     lesions_missed, lesions_true_positive, lesions_false_positive, lesion_precision,
     lesion_recall, lesion_f1``).
     """
-    has_image = any(s.intensity is not None for s in report.labels)
+    has_image = _has_image(report)
     overlap = {o.label: o for o in report.overlap or []}
     summary = {s.label: s for s in (report.lesions.summary if report.lesions else [])}
     nan = float("nan")
@@ -446,7 +503,7 @@ def label_rows(report: Report) -> list[dict[str, Any]]:
             row["intensity_units"] = i.units if i else ""
             row["intensity_voxels"] = i.voxels if i else 0
             row["intensity_excluded_voxels"] = i.excluded_voxels if i else 0
-            for key in ("mean", "sd", "median", "p5", "p95", "min", "max"):
+            for key in INTENSITY_KEYS:
                 row[f"intensity_{key}"] = getattr(i, key) if i else nan
         centroid = stats.centroid_ras_mm or (nan, nan, nan)
         for axis, value in zip("xyz", centroid, strict=True):
@@ -477,6 +534,7 @@ def lesion_rows(report: Report) -> list[dict[str, Any]]:
     if table is None:
         return []
     compared = table.ref_lesions is not None
+    has_image = _has_image(report)
     rows = []
     for source, lesions in (("labels", table.lesions), ("reference", table.ref_lesions or [])):
         for lesion in lesions:
@@ -495,7 +553,7 @@ def lesion_rows(report: Report) -> list[dict[str, Any]]:
                 row[f"bbox_{axis}_min"] = low
                 row[f"bbox_{axis}_max"] = high
             row["touches_border"] = lesion.touches_border
-            if any(les.intensity_mean is not None for les in table.lesions):
+            if has_image:
                 row["intensity_mean"] = lesion.intensity_mean
             if compared:
                 row["matched"] = bool(lesion.matches)
@@ -523,6 +581,10 @@ def _json_value(value: Any) -> Any:
         return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
+    if isinstance(value, np.ndarray):  # e.g. a window size in model settings
+        return _json_value(value.tolist())
+    if isinstance(value, PathLike):
+        return str(value)
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):
@@ -550,8 +612,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
     return _json_value(document)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
+def _write_csv(path: Path, rows: list[dict[str, Any]], header: Iterable[str]) -> None:
+    columns = list(header)  # written even without rows: an empty table keeps its columns
     for row in rows:
         columns.extend(k for k in row if k not in columns)
     with atomic_output(path) as temp, open(temp, "w", newline="", encoding="utf-8") as handle:
@@ -618,9 +680,9 @@ def write_report(
         with atomic_output(outputs[0]) as temp:
             temp.write_text(text + "\n", encoding="utf-8")
         return outputs
-    _write_csv(outputs[0], label_rows(report))
+    _write_csv(outputs[0], label_rows(report), label_columns(report))
     if len(outputs) > 1:
-        _write_csv(outputs[1], lesion_rows(report))
+        _write_csv(outputs[1], lesion_rows(report), lesion_columns(report))
     return outputs
 
 
@@ -629,7 +691,9 @@ __all__ = [
     "Report",
     "SourceInfo",
     "build_report",
+    "label_columns",
     "label_rows",
+    "lesion_columns",
     "lesion_rows",
     "report_to_dict",
     "write_report",

@@ -76,6 +76,9 @@ class SurfaceDistances:
         for d in (self.labels_to_reference, self.reference_to_labels):
             if d.size == 0:
                 continue
+            if np.isinf(d[0]):  # the other surface is empty: every distance is inf, and
+                directed.append(float("inf"))  # numpy's percentile would give inf - inf
+                continue
             directed.append(float(d.max() if percentile is None else np.percentile(d, percentile)))
         return max(directed) if directed else float("nan")
 
@@ -189,3 +192,17 @@ def max_diameter_mm(points_mm: np.ndarray) -> float:
         except QhullError:  # flat or collinear: joggle, keeping every extreme point
             points = points[ConvexHull(points, qhull_options="QJ").vertices]
     return _farthest_pair_distance(points)
+
+
+def mask_diameter_mm(mask: np.ndarray, linear: np.ndarray) -> float:
+    """Maximum 3D diameter (mm) of a boolean mask: :func:`max_diameter_mm` of its surface.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        Boolean array ``(I, J, K)``, e.g. a structure cropped to its bounding box (the
+        farthest pair lies on the convex hull, so the crop border changes nothing).
+    linear : numpy.ndarray
+        3x3 voxel -> mm matrix (``affine[:3, :3]``).
+    """
+    return max_diameter_mm(voxel_points_mm(np.argwhere(surface_mask(mask)), linear))

@@ -62,7 +62,7 @@ class Tally:
         Image values of those voxels, in the image's dtype, shape (N,).
     excluded : numpy.ndarray or None
         Shape (L,): voxels per label left out of the intensity statistics (padding,
-        NaN); None without an image.
+        NaN, infinite); None without an image.
     """
 
     shape: tuple[int, int, int]
@@ -75,6 +75,14 @@ class Tally:
     label_of_value: np.ndarray | None = None
     image_values: np.ndarray | None = None
     excluded: np.ndarray | None = None
+
+    def present_values(self, reference: bool = True) -> list[int]:
+        """Non-zero label values with voxels in the label map (with ``reference``: in
+        either map, when the tally has a reference), ascending."""
+        present = self.counts > 0
+        if reference and self.ref_counts is not None:
+            present = present | (self.ref_counts > 0)
+        return [int(v) for v in self.values[present] if v]
 
     def index_of(self, value: int) -> int | None:
         """Label index of a label value, or None when the value is not in :attr:`values`."""
@@ -104,8 +112,9 @@ def _lookup_table(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | 
         present[0] = True
         values = np.flatnonzero(present).astype(np.int64)
     else:
-        values = np.unique(np.concatenate([np.unique(m) for m in maps] + [np.zeros(1, int)]))
-        values = values.astype(np.int64)
+        # as int64 before joining: uint64 and a signed type would meet as float64
+        found = [np.unique(m).astype(np.int64) for m in maps]
+        values = np.unique(np.concatenate([*found, np.zeros(1, np.int64)]))
     if top < 1 << 24:
         table = np.zeros(top + 1, dtype=np.intp)
         table[values] = np.arange(values.size)
@@ -113,11 +122,36 @@ def _lookup_table(maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | 
     return values, values  # sorted values: looked up with searchsorted
 
 
+def intensity_keep(
+    values: np.ndarray, exclude_range: tuple[float, float] | None
+) -> np.ndarray | None:
+    """Which image values count in intensity statistics (None: all of them).
+
+    Left out: values in ``exclude_range`` (both ends included; DICOM pixel padding)
+    and, in float images, NaN and infinite values (no mean, SD or percentile is
+    defined with them).
+    """
+    keep = None
+    if exclude_range is not None:
+        keep = (values < exclude_range[0]) | (values > exclude_range[1])
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        keep = finite if keep is None else keep & finite
+    return keep
+
+
+def _nonzero_either(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a != 0) | (b != 0)`` for two integer blocks, cheaply when their dtypes mix."""
+    if np.result_type(a.dtype, b.dtype).kind in "iub":
+        return np.bitwise_or(a, b) != 0
+    return (a != 0) | (b != 0)  # e.g. uint64 with a signed type: no common integer type
+
+
 def _to_index(block: np.ndarray, table: np.ndarray | None, values: np.ndarray) -> np.ndarray:
     if table is None:
         return block.astype(np.intp)
     if table is values:
-        return np.searchsorted(values, block).astype(np.intp)
+        return np.searchsorted(values, block.astype(np.int64, copy=False)).astype(np.intp)
     return table[block]
 
 
@@ -154,7 +188,8 @@ def tally_labels(
         Scan on the same grid (any real dtype), e.g. CT in HU.
     exclude_range : (low, high), optional
         Image values in ``[low, high]`` (both ends included) are left out of the
-        intensity values, e.g. DICOM pixel padding. NaN values are always left out.
+        intensity values, e.g. DICOM pixel padding. NaN and infinite values are
+        always left out (:func:`intensity_keep`).
     block_voxels : int
         Voxels per block of the pass.
 
@@ -184,7 +219,6 @@ def tally_labels(
     kept_labels: list[np.ndarray] = []
     kept_values: list[np.ndarray] = []
     excluded = None if img is None else np.zeros(n_labels, np.int64)
-    float_image = img is not None and img.dtype.kind == "f"
     value_index_dtype = np.min_scalar_type(max(n_labels - 1, 0))
 
     def add_projections(target: list[np.ndarray], code: np.ndarray, flat: np.ndarray) -> None:
@@ -201,7 +235,7 @@ def tally_labels(
             code = lab_index
         else:
             ref_block = ref[start : start + block_voxels]
-            where = np.flatnonzero(np.bitwise_or(lab_block, ref_block) != 0)
+            where = np.flatnonzero(_nonzero_either(lab_block, ref_block))
             lab_index = _to_index(lab_block[where], table, values)
             ref_index = _to_index(ref_block[where], table, values)
             code = lab_index * n_labels
@@ -219,12 +253,7 @@ def tally_labels(
             own = np.flatnonzero(lab_index != 0) if ref is not None else slice(None)
             own_index = lab_index[own]
             block_values = img[start : start + block_voxels][where[own]]
-            keep = None
-            if exclude_range is not None:
-                keep = (block_values < exclude_range[0]) | (block_values > exclude_range[1])
-            if float_image:
-                finite = ~np.isnan(block_values)
-                keep = finite if keep is None else keep & finite
+            keep = intensity_keep(block_values, exclude_range)
             if keep is not None and not keep.all():
                 excluded += np.bincount(own_index[~keep], minlength=n_labels)
                 own_index, block_values = own_index[keep], block_values[keep]
