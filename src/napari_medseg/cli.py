@@ -286,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     # commands with their own modules; each imports its heavy dependencies lazily
-    from napari_medseg import cli_report
+    from napari_medseg import cli_report, cli_segment
 
+    cli_segment.register(commands)
     cli_report.register(commands)
     return parser
 

@@ -149,6 +149,48 @@ def apply_intensity(image, intensity: IntensitySpec):
     return image
 
 
+def check_channels(
+    channels: Volume | Sequence[Volume],
+    in_channels: int,
+    name: str,
+    channel_names: Sequence[str] = (),
+) -> list[Volume]:
+    """The input channels as a list, checked for their number and a shared voxel grid.
+
+    Parameters
+    ----------
+    channels : Volume or sequence of Volume
+        One volume per input channel.
+    in_channels : int
+        How many the model takes.
+    name : str
+        The model's name, for the message.
+    channel_names : sequence of str
+        The model's channel names, in order, for the message.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of channels, or channels on different grids (the message names
+        the channel files).
+    """
+    channels = [channels] if isinstance(channels, Volume) else list(channels)
+    if len(channels) != in_channels:
+        wanted = ", ".join(channel_names) or ("one scan" if in_channels == 1 else "scans")
+        raise ValueError(
+            f"model {name!r} takes {in_channels} input channel(s) ({wanted}), got {len(channels)}"
+        )
+    first = channels[0]
+    for other in channels[1:]:
+        if not same_grid(first.shape, first.affine, other.shape, other.affine):
+            raise ValueError(
+                f"input channels must share one voxel grid: {other.metadata.source or 'a channel'}"
+                f" {other.shape} is not on the grid of {first.metadata.source or 'the first'}"
+                f" {first.shape}"
+            )
+    return channels
+
+
 def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInput:
     """Put the input channels onto the model grid of ``spec``.
 
@@ -172,19 +214,7 @@ def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInpu
     """
     import torch
 
-    if len(channels) != spec.in_channels:
-        raise ValueError(
-            f"model {spec.name!r} takes {spec.in_channels} input channel(s)"
-            f" ({', '.join(spec.channel_names) or 'images'}), got {len(channels)}"
-        )
-    first = channels[0]
-    for other in channels[1:]:
-        if not same_grid(first.shape, first.affine, other.shape, other.affine):
-            raise ValueError(
-                f"input channels must share one voxel grid: {other.metadata.source or 'a channel'}"
-                f" {other.shape} is not on the grid of {first.metadata.source or 'the first'}"
-                f" {first.shape}"
-            )
+    channels = check_channels(channels, spec.in_channels, spec.name, spec.channel_names)
     views = []
     for volume in channels:
         view, affine = reorient(volume.array, volume.affine, spec.target_orientation)

@@ -1,0 +1,302 @@
+"""End-to-end time and peak memory: `medseg segment` against `python -m monai.bundle run`.
+
+Both sides segment the same image with the same MONAI bundle folder (same
+``inference.json``, same ``models/model.pt``), each in a fresh subprocess with the same
+torch thread count. Measured per run: wall-clock time of the whole process (interpreter
+start, imports, reading, preprocessing, network, postprocessing, writing) and its peak
+resident memory (``ru_maxrss`` of that child from ``os.wait4``). The bundle runs with
+``--dataloader#num_workers 0`` so all of its work happens in the one measured process
+(with worker processes its memory would be split over several, and the max of one
+would understate it). Both outputs are read back and compared voxel by voxel.
+
+Bundles (written by ``tests/bundle_factory.py`` with the real configs' network sizes and
+random seeded weights): ``spleen`` (UNet (16, 32, 64, 128, 256), roi 96, 1.5 x 1.5 x 2 mm,
+2 classes), ``wholebody`` (SegResNet init_filters 32, 105 classes, roi 96, 1.5 mm) and
+``wholebody_lowres`` (the same bundle's 3.0 mm ``highres=false`` setting).
+
+Inputs: ``sample_ct`` (the bundled chest CT, 256 x 200 x 48) and ``ct512`` (a synthetic
+chest CT, 512 x 512 x 300, 0.7 mm pixels, 1.25 mm slices, LPS-stored, written once to
+``bench/_data/segment/``).
+
+Usage::
+
+    python bench/bench_segment.py                       # all cases, print the table
+    python bench/bench_segment.py --cases spleen:sample_ct wholebody_lowres:ct512
+    python bench/bench_segment.py --threads 2 --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / "_data" / "segment"
+RESULTS = HERE / "RESULTS.md"
+MIB = 1024 * 1024
+
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(HERE))
+
+#: bundle kind -> (factory, keyword arguments): the real configs' network sizes.
+BUNDLES = {
+    "spleen": (
+        "write_spleen_like",
+        {
+            "channels": (16, 32, 64, 128, 256),
+            "strides": (2, 2, 2, 2),
+            "num_res_units": 2,
+            "roi": (96, 96, 96),
+            "fit_steps": 40,
+        },
+    ),
+    "wholebody": ("write_wholebody_like", {"init_filters": 32, "roi": (96, 96, 96)}),
+    "wholebody_lowres": (
+        "write_wholebody_like",
+        {"init_filters": 32, "roi": (96, 96, 96), "highres": False},
+    ),
+}
+INPUTS = ("sample_ct", "ct512")
+DEFAULT_CASES = (
+    "spleen:sample_ct",
+    "spleen:ct512",
+    "wholebody:sample_ct",
+    "wholebody_lowres:ct512",
+)
+#: Also runnable (``--cases wholebody:ct512``), not by default: the bundle's own run keeps
+#: 105 float32 maps of the 1.5 mm grid twice (about 12 GiB) and takes well over 10 minutes
+#: on two CPU cores.
+
+
+def ensure_bundle(kind: str) -> Path:
+    """The benchmark bundle folder of ``kind`` (written once; reused while unchanged)."""
+    import bundle_factory
+
+    factory, kwargs = BUNDLES[kind]
+    root = DATA / "bundles" / kind
+    stamp = root / "params.json"
+    params = {
+        "factory": factory,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()},
+    }
+    folders = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if folders and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        return folders[0]
+    import shutil
+
+    import torch
+
+    shutil.rmtree(root, ignore_errors=True)
+    torch.set_num_threads(1)
+    folder = getattr(bundle_factory, factory)(root, **kwargs)
+    stamp.write_text(json.dumps(params))
+    return folder
+
+
+def ensure_input(name: str) -> Path:
+    """``<dataset_dir>/imagesTs/<name>.nii.gz`` (the bundles' datalist glob); returns the file."""
+    import nibabel as nib
+
+    target = DATA / name / "imagesTs" / f"{name}.nii.gz"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if name == "sample_ct":
+        from napari_medseg.samples import sample_path
+
+        target.write_bytes(sample_path("chest_ct").read_bytes())
+    else:
+        from bench_dicom_load import SEED, SHAPE, bench_affine, phantom_hu
+
+        print(f"generating {SHAPE} CT into {target} ...", file=sys.stderr)
+        hu = phantom_hu(SHAPE, np.random.default_rng(SEED))
+        nib.save(nib.Nifti1Image(hu, bench_affine(SHAPE)), target)
+    return target
+
+
+def commands(bundle: Path, image: Path, out: Path) -> dict[str, list[str]]:
+    """The two command lines (ours, MONAI's) for one case."""
+    medseg = Path(sys.executable).with_name("medseg")
+    return {
+        "medseg": [
+            str(medseg),
+            "segment",
+            str(image),
+            "-o",
+            str(out / "medseg.nii.gz"),
+            "--model",
+            str(bundle),
+            "--trust-bundle",
+            "--device",
+            "cpu",
+            "--overwrite",
+        ],
+        "monai": [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--meta_file",
+            str(bundle / "configs" / "metadata.json"),
+            "--config_file",
+            str(bundle / "configs" / "inference.json"),
+            "--bundle_root",
+            str(bundle),
+            "--output_dir",
+            str(out / "monai"),
+            "--dataset_dir",
+            str(image.parent.parent),
+            "--dataloader#num_workers",
+            "0",
+        ],
+    }
+
+
+def measure(cmd: list[str], threads: int, log: Path) -> dict:
+    """Run ``cmd`` in a child process; wall time and the child's own peak RSS."""
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONWARNINGS="ignore",
+    )
+    with open(log, "w") as handle:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"{shlex.join(cmd)} failed ({proc.returncode}); see {log}")
+    return {"wall_s": wall, "peak_mib": usage.ru_maxrss * 1024 / MIB}
+
+
+def agreement(out: Path, image: Path) -> dict:
+    """Voxel agreement of the two label maps, and our affine against the input's."""
+    import nibabel as nib
+
+    ours = nib.load(out / "medseg.nii.gz")
+    (saved,) = sorted((out / "monai").rglob("*.nii.gz"))
+    theirs = nib.load(saved)
+    a = np.asanyarray(ours.dataobj).astype(np.int32)
+    b = np.rint(np.asanyarray(theirs.dataobj)).astype(np.int32).reshape(a.shape)
+    source = nib.load(image)
+    return {
+        "agree": float((a == b).mean()),
+        "affine_mm": float(np.abs(ours.affine - source.affine).max()),
+        "labels": int(len(np.unique(b))),
+    }
+
+
+def run_case(case: str, threads: int, rounds: int) -> dict:
+    kind, input_name = case.split(":")
+    bundle, image = ensure_bundle(kind), ensure_input(input_name)
+    out = DATA / "runs" / case.replace(":", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    cmds = commands(bundle, image, out)
+    runs: dict[str, list[dict]] = {"medseg": [], "monai": []}
+    for _ in range(rounds):  # alternate sides so drifting load hits both
+        for side in ("medseg", "monai"):
+            if side == "monai":
+                import shutil
+
+                shutil.rmtree(out / "monai", ignore_errors=True)
+            runs[side].append(measure(cmds[side], threads, out / f"{side}.log"))
+            print(f"  {case} {side}: {runs[side][-1]}", file=sys.stderr)
+    best = {side: min(r["wall_s"] for r in rs) for side, rs in runs.items()}
+    peak = {side: max(r["peak_mib"] for r in rs) for side, rs in runs.items()}
+    return {
+        "case": case,
+        "bundle": str(bundle),
+        "image": str(image),
+        "runs": runs,
+        "best": best,
+        "peak": peak,
+        "check": agreement(out, image),
+        "commands": cmds,
+    }
+
+
+def machine() -> dict:
+    import monai
+    import torch
+    from bench_dicom_load import machine_info
+
+    info = machine_info()
+    info.update(torch=torch.__version__, monai=monai.__version__)
+    info["load"] = os.getloadavg()[0]
+    return info
+
+
+def report(results: list[dict], info: dict, threads: int, argv: list[str]) -> str:
+    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"## Segmentation, medseg vs monai.bundle run, {now}",
+        "",
+        f"`python bench/bench_segment.py {shlex.join(argv)}`".replace(" `", "`"),
+        "",
+        f"Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM. Commit {info['commit']}. "
+        f"Python {info['python']}, torch {info['torch']}, MONAI {info['monai']}, CPU only, "
+        f"{threads} torch thread(s) on both sides (OMP_NUM_THREADS/MKL_NUM_THREADS). "
+        f"Load average (1 min) at the start: {info['load']:.2f}.",
+        "",
+        "| case | medseg s | monai s | time ratio | medseg peak MiB | monai peak MiB | "
+        "memory ratio | labels agree | our affine vs input (mm) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        b, p, c = r["best"], r["peak"], r["check"]
+        lines.append(
+            f"| {r['case']} | {b['medseg']:.1f} | {b['monai']:.1f} | "
+            f"{b['medseg'] / b['monai']:.2f} | {p['medseg']:.0f} | {p['monai']:.0f} | "
+            f"{p['medseg'] / p['monai']:.2f} | {100 * c['agree']:.2f} % ({c['labels']} labels) | "
+            f"{c['affine_mm']:.1e} |"
+        )
+    lines += ["", "Commands (per case; paths under bench/_data/segment/):", ""]
+    for r in results:
+        for side, cmd in r["commands"].items():
+            short = shlex.join(cmd).replace(str(REPO) + "/", "")
+            lines.append(f"- {r['case']} {side}: `{short}`")
+    lines.append("")
+    lines.append("Goals: time ratio <= 0.5 and memory ratio <= 0.5 (ours / monai).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=list(DEFAULT_CASES),
+        help=f"bundle:input pairs (bundles: {', '.join(BUNDLES)}; inputs: {', '.join(INPUTS)})",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per side (best time kept)")
+    parser.add_argument("--write-results", action="store_true", help="append to RESULTS.md")
+    args = parser.parse_args(argv)
+    info = machine()
+    results = []
+    for case in args.cases:
+        print(f"{case} ...", file=sys.stderr)
+        results.append(run_case(case, args.threads, args.rounds))
+        (DATA / "last_results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = report(results, info, args.threads, sys.argv[1:] if argv is None else argv)
+    print(text)
+    if args.write_results:
+        with open(RESULTS, "a") as handle:
+            handle.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The model catalogue, and one entry point that turns any model reference into a network.
+
+The catalogue lists, without importing torch:
+
+* the project's **default models**: every spec JSON in ``models/default/`` (weights
+  ship in the package, see its ``MODEL_CARD.md``);
+* the known **MONAI Model Zoo bundles** of :mod:`napari_medseg.models.zoo`, downloaded
+  (and hash-checked) on first use.
+
+:func:`load_model` accepts a catalogue name, a MONAI bundle folder, a spec JSON file,
+or a TorchScript/state_dict file with a sidecar spec of the same stem (``model.ts`` +
+``model.json``), and returns a :class:`~napari_medseg.models.loaded.LoadedModel`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from napari_medseg.models.errors import SPEC_DOCS, ModelLoadError, UnknownModelError
+from napari_medseg.models.loaded import LoadedModel
+from napari_medseg.models.spec import ModelSpec, ModelSpecError
+
+logger = logging.getLogger(__name__)
+
+#: Folder of the default models' specs, weights and model card.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default"
+
+#: The model ``medseg segment`` and the napari widget use when none is named.
+DEFAULT_MODEL = "phantom-abdomen-3d"
+
+#: Its 2D sibling (slice by slice).
+DEFAULT_MODEL_2D = "phantom-abdomen-2d"
+
+#: File suffixes read as a network file with a sidecar JSON spec.
+NETWORK_SUFFIXES = (".ts", ".pt", ".pth", ".torchscript", ".jit")
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One model the catalogue offers.
+
+    Attributes
+    ----------
+    name : str
+        What ``--model`` takes, e.g. ``"phantom-abdomen-3d"`` or ``"spleen_ct_segmentation"``.
+    kind : str
+        ``"default"`` (ships with the package) or ``"zoo"`` (MONAI Model Zoo bundle,
+        downloaded on first use).
+    title : str
+        One line for menus.
+    description : str
+        What it segments and on which scans.
+    modality : str
+        ``"CT"``, ``"MR"`` or "" (any).
+    labels : tuple of str
+        Class names, background excluded, in label-value order (may be empty for zoo
+        bundles whose labels are only known after download).
+    spatial_dims : int or None
+        2 or 3 when known.
+    version : str
+        Bundle version (zoo).
+    location : str
+        Spec file of a default model; "" for zoo bundles.
+    """
+
+    name: str
+    kind: str
+    title: str = ""
+    description: str = ""
+    modality: str = ""
+    labels: tuple[str, ...] = ()
+    spatial_dims: int | None = None
+    version: str = ""
+    location: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        data = dataclasses.asdict(self)
+        data["labels"] = list(self.labels)
+        return data
+
+
+def _spec_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def default_specs(folder: str | Path | None = None) -> dict[str, tuple[ModelSpec, Path]]:
+    """Default model specs by name, read from ``folder`` (default: the package's).
+
+    JSON files that are not model specs (e.g. training metrics) are skipped.
+    """
+    folder = DEFAULT_MODEL_DIR if folder is None else Path(folder)
+    specs: dict[str, tuple[ModelSpec, Path]] = {}
+    for path in _spec_files(folder):
+        try:
+            spec = ModelSpec.from_json(path)
+        except ModelSpecError as error:
+            logger.debug("skipping %s: %s", path, error)
+            continue
+        specs[spec.name] = (spec, path)
+    return specs
+
+
+def default_entries(folder: str | Path | None = None) -> list[CatalogueEntry]:
+    """Catalogue entries of the default models in ``folder`` (default: the package's)."""
+    entries = []
+    for spec, path in default_specs(folder).values():
+        entries.append(
+            CatalogueEntry(
+                name=spec.name,
+                kind="default",
+                title=spec.title,
+                description=spec.description,
+                modality=spec.modality,
+                labels=tuple(label.name for label in spec.labels if label.value != 0),
+                spatial_dims=spec.spatial_dims,
+                location=str(path),
+            )
+        )
+    return entries
+
+
+def _field(item: Any, name: str, default: Any = None) -> Any:
+    if isinstance(item, dict):
+        return item.get(name, default)
+    return getattr(item, name, default)
+
+
+def zoo_entries() -> list[CatalogueEntry]:
+    """Catalogue entries of the known MONAI Model Zoo bundles (nothing is downloaded)."""
+    try:
+        from napari_medseg.models import zoo
+    except ImportError as error:  # pragma: no cover - zoo.py ships with the package
+        logger.warning("Model Zoo catalogue unavailable: %s", error)
+        return []
+    entries = []
+    for item in zoo.known_bundles():
+        labels = _field(item, "labels", ()) or ()
+        labels = tuple(
+            str(_field(label, "name", label)) for label in labels if _field(label, "value", 1) != 0
+        )
+        dims = _field(item, "spatial_dims")
+        entries.append(
+            CatalogueEntry(
+                name=str(_field(item, "name")),
+                kind="zoo",
+                title=str(_field(item, "title", "") or ""),
+                description=str(_field(item, "description", "") or ""),
+                modality=str(_field(item, "modality", "") or ""),
+                labels=labels,
+                spatial_dims=int(dims) if dims else None,
+                version=str(_field(item, "version", "") or ""),
+            )
+        )
+    return entries
+
+
+def catalogue(default_dir: str | Path | None = None) -> list[CatalogueEntry]:
+    """Every model the catalogue offers: default models first, then zoo bundles."""
+    return default_entries(default_dir) + zoo_entries()
+
+
+def find_entry(name: str, default_dir: str | Path | None = None) -> CatalogueEntry | None:
+    """The catalogue entry called ``name``, or None."""
+    for entry in catalogue(default_dir):
+        if entry.name == name:
+            return entry
+    return None
+
+
+def is_bundle_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a MONAI bundle folder (``configs/metadata.json`` in it)."""
+    from napari_medseg.models.bundle import is_bundle_folder as bundle_check
+
+    return bundle_check(Path(path))
+
+
+def load_model(
+    ref: str | Path | LoadedModel,
+    trust_bundle: bool = False,
+    cache_dir: str | Path | None = None,
+    default_dir: str | Path | None = None,
+) -> LoadedModel:
+    """Load a model from whatever names it.
+
+    Parameters
+    ----------
+    ref : str, Path or LoadedModel
+        In this order: an existing folder with ``configs/metadata.json`` (a MONAI bundle),
+        an existing ``.json`` spec file, an existing network file (``.ts``, ``.pt``,
+        ``.pth``...) with a JSON spec of the same stem beside it, or a catalogue name
+        (default model, or zoo bundle: downloaded to ``cache_dir`` on first use). A
+        :class:`LoadedModel` is returned as is.
+    trust_bundle : bool
+        Allow a bundle folder outside the catalogue: its configs run Python code.
+        Zoo bundles from the catalogue are trusted (their archives are hash-checked).
+    cache_dir : path, optional
+        Where zoo bundles are downloaded (default: the zoo module's cache).
+    default_dir : path, optional
+        Folder of the default models (tests point it elsewhere).
+
+    Raises
+    ------
+    UnknownModelError
+        ``ref`` is neither an existing file or folder nor a catalogue name.
+    ModelLoadError, ModelSpecError
+        The files are there but cannot be loaded (the message names the file).
+    """
+    if isinstance(ref, LoadedModel):
+        return ref
+    text = str(ref)
+    path = Path(text).expanduser()
+    if path.exists():
+        return _load_path(path, trust_bundle)
+    specs = default_specs(default_dir)
+    if text in specs:
+        from napari_medseg.models.build import load_spec_model
+
+        spec, spec_path = specs[text]
+        return load_spec_model(spec, origin=str(spec_path))
+    if text in {entry.name for entry in zoo_entries()}:
+        from napari_medseg.models.zoo import load_known_bundle
+
+        # catalogue bundles are trusted: their archive is hash-checked on download
+        return load_known_bundle(text, cache_dir=cache_dir)
+    if path.suffix.lower() in (".json", *NETWORK_SUFFIXES) or "/" in text or "\\" in text:
+        raise UnknownModelError(path, "model file or folder not found.")
+    names = [entry.name for entry in catalogue(default_dir)]
+    raise UnknownModelError(
+        text,
+        "not a model name in the catalogue, nor an existing file or folder.",
+        f"Known models: {', '.join(names) or 'none'} (see `medseg models`); or give a MONAI "
+        "bundle folder, a spec JSON, or a TorchScript file with a JSON spec beside it.",
+    )
+
+
+def _load_path(path: Path, trust_bundle: bool) -> LoadedModel:
+    """Load an existing file or folder (see :func:`load_model`)."""
+    if path.is_dir():
+        if is_bundle_folder(path) or (path / "configs").is_dir():
+            from napari_medseg.models.bundle import load_bundle
+
+            return load_bundle(path, trust=trust_bundle)
+        raise ModelLoadError(
+            path,
+            "is a folder but not a MONAI bundle (no configs/metadata.json in it).",
+            "Give the bundle's top folder, a spec JSON file, or a catalogue name.",
+        )
+    from napari_medseg.models.build import load_spec_model
+
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return load_spec_model(ModelSpec.from_json(path), origin=str(path))
+    if suffix in NETWORK_SUFFIXES:
+        sidecar = path.with_suffix(".json")
+        if not sidecar.is_file():
+            raise ModelLoadError(
+                path,
+                f"a network file needs a JSON spec beside it ({sidecar.name} not found): "
+                "the spec says which input channels, grid, intensity transform, window and "
+                "labels the network expects.",
+                SPEC_DOCS,
+            )
+        spec = ModelSpec.from_json(sidecar)
+        spec = dataclasses.replace(spec, weights=str(path.resolve()))
+        return load_spec_model(spec, origin=str(sidecar))
+    raise ModelLoadError(
+        path,
+        "is not a model: expected a MONAI bundle folder, a .json spec, or a network file "
+        f"({', '.join(NETWORK_SUFFIXES)}) with a JSON spec of the same name beside it.",
+        SPEC_DOCS,
+    )
