@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -458,8 +457,6 @@ def read_postprocessing(parser, info: BundleInfo, out_channels: int) -> Postproc
             "postprocessing makes no label map (needs AsDiscreted argmax, or Activationsd "
             f"sigmoid + AsDiscreted threshold); found {', '.join(plan.steps) or 'nothing'}.",
         )
-    if plan.activation == "sigmoid" and not math.isclose(plan.threshold, 0.5):
-        plan.warnings.append(f"sigmoid threshold is {plan.threshold}, not 0.5.")
     return plan
 
 
