@@ -228,14 +228,7 @@ def test_segment_as_a_user_runs_it(ct_nifti, models, tmp_path):
     assert again.returncode == EXIT_BAD_INPUT and "already exists" in again.stderr
 
 
-def _default_model_present() -> bool:
-    from napari_medseg.models.registry import DEFAULT_MODEL, default_specs
-
-    return DEFAULT_MODEL in default_specs()
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _default_model_present(), reason="default model not trained yet")
 @pytest.mark.parametrize("key", ["chest_ct", "chest_ct_dicom"])
 def test_default_model_on_the_bundled_sample(tmp_path, key):
     """The acceptance run: `medseg segment SAMPLE -o OUT` with the default model."""

@@ -94,3 +94,9 @@ def test_wheel_carries_manifest_and_samples(tmp_path):
     assert "medseg = napari_medseg.cli:main" in entry
     assert "napari_medseg/sample_scans/chest_ct.nii.gz" in names
     assert any(n.startswith("napari_medseg/sample_scans/chest_ct_dicom/") for n in names)
+    # the default models travel inside the package: spec, weights and model card
+    for model in ("phantom-abdomen-3d", "phantom-abdomen-2d"):
+        assert f"napari_medseg/models/default/{model}.json" in names
+        assert f"napari_medseg/models/default/{model}.pt" in names
+    assert "napari_medseg/models/default/MODEL_CARD.md" in names
+    assert "napari_medseg/models/zoo_bundles.json" in names
