@@ -369,3 +369,31 @@ def test_bundle_details_warnings_are_passed_on(unet3d):
     model.details["warnings"] = ["a bundle warning"]
     result = Segmenter(model, device="cpu").predict(volume(shape=(16, 16, 16)))
     assert result.warnings == ["a bundle warning"]
+
+
+def test_cpu_3d_networks_run_channels_last_with_the_same_results(unet3d):
+    """The CPU layout (channels_last_3d, faster oneDNN convolutions) changes no label."""
+    scan = volume(seed=4)
+    fast = Segmenter(load_model(unet3d), device="cpu")
+    assert fast.memory_format is torch.channels_last_3d
+    layouts = []
+    hook = fast.network.register_forward_pre_hook(
+        lambda module, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last_3d)
+        )
+    )
+    fast_result = fast.predict(scan, return_probabilities=True)
+    hook.remove()
+    assert layouts and all(layouts)
+
+    plain = Segmenter(load_model(unet3d), device="cpu")
+    plain.memory_format = None
+    plain.network = plain.network.to(memory_format=torch.contiguous_format)
+    plain_result = plain.predict(scan, return_probabilities=True)
+    np.testing.assert_allclose(
+        fast_result.probabilities, plain_result.probabilities, rtol=0, atol=1e-5
+    )
+    top2 = np.sort(plain_result.probabilities, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 1e-4
+    assert clear.mean() > 0.99
+    assert np.array_equal(fast_result.labels[clear], plain_result.labels[clear])

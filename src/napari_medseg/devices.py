@@ -97,6 +97,21 @@ def autocast(device, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.float16)
 
 
+def network_memory_format(device, spatial_dims: int) -> Any:
+    """Memory layout for the network's weights and windows on ``device``, or None.
+
+    3D networks on the CPU run in ``torch.channels_last_3d``: oneDNN's 3D convolutions
+    are faster in that layout (measured on this project's 2-core test machine: 1.3x for
+    a SegResNet, 1.4x for the spleen bundle's UNet on 4 windows of 96^3; outputs equal
+    to float rounding). Elsewhere (GPU, 2D) the default layout is kept until measured.
+    """
+    import torch
+
+    if device.type == "cpu" and spatial_dims == 3:
+        return torch.channels_last_3d
+    return None
+
+
 def free_cached_memory(device) -> None:
     """Return cached blocks of the CUDA allocator (after an out-of-memory error)."""
     import torch

@@ -164,6 +164,13 @@ def _first_tensor(output):
     return None
 
 
+def _is_torchscript(network) -> bool:
+    """Whether ``network`` is a TorchScript module (whose layout is left alone)."""
+    import torch
+
+    return isinstance(network, torch.jit.ScriptModule)
+
+
 def _label_dtype(max_value: int) -> np.dtype:
     return np.dtype(np.uint8) if max_value <= 255 else np.dtype(np.uint16)
 
@@ -249,7 +256,7 @@ class Segmenter:
         tta: bool = False,
         trust_bundle: bool = False,
     ) -> None:
-        from napari_medseg.devices import amp_enabled, resolve_device
+        from napari_medseg.devices import amp_enabled, network_memory_format, resolve_device
 
         self.device = resolve_device(device)
         if not isinstance(model, LoadedModel):
@@ -267,6 +274,11 @@ class Segmenter:
         self.amp = amp_enabled(self.device, amp)
         self.tta = bool(tta)
         self.network = model.network.to(self.device).eval()
+        self.memory_format = network_memory_format(self.device, spec.spatial_dims)
+        if self.memory_format is not None and not _is_torchscript(self.network):
+            self.network = self.network.to(memory_format=self.memory_format)
+        else:  # TorchScript modules keep their layout; so do their inputs
+            self.memory_format = None
 
     @property
     def spec(self):
@@ -548,7 +560,10 @@ class Segmenter:
         def predict(windows):
             x = windows.to(self.device, non_blocking=True)
             x = x[..., 0] if two_d else x.permute(0, 1, *(2 + i for i in inverse))
-            x = x.contiguous()
+            if self.memory_format is None:
+                x = x.contiguous()
+            else:
+                x = x.contiguous(memory_format=self.memory_format)
             total = None
             for flip in passes:
                 if cancel is not None and cancel.is_set():
