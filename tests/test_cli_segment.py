@@ -316,3 +316,32 @@ def test_a_network_that_does_not_fit_its_spec_exits_2(tmp_path, capsys, case, me
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("medseg: error:") and str(named) in err and message in err
     assert not out.exists()
+
+
+def test_label_names_and_model_travel_to_the_report(ct_nifti, models, tmp_path, capsys):
+    """`segment` writes seg.json beside seg.nii.gz; `report` names the labels from it and
+    keeps the model in its provenance; the sidecar is never replaced without --overwrite."""
+    path, _, _ = ct_nifti
+    out = tmp_path / "seg.nii.gz"
+    assert main(["segment", str(path), "-o", str(out), "--model", str(models["threshold"])]) == 0
+    sidecar = tmp_path / "seg.json"
+    content = json.loads(sidecar.read_text())
+    spec = json.loads(models["threshold"].with_suffix(".json").read_text())
+    assert content["labels"] == {str(c["value"]): c["name"] for c in spec["labels"]}
+    assert content["model"]["name"] == spec["name"] and content["source"] == path.name
+    assert content["model"]["settings"]["device"] == "cpu"
+
+    report = tmp_path / "report.json"
+    assert main(["report", str(out), "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    present = {row["label"]: row["name"] for row in data["labels"]}
+    assert present and all(name == content["labels"][str(v)] for v, name in present.items())
+    assert data["provenance"]["model"]["name"] == spec["name"]
+
+    out.unlink()  # the labels are gone but their sidecar is still there: keep it
+    capsys.readouterr()
+    assert main(["segment", str(path), "-o", str(out), "--model", str(models["threshold"])]) == (
+        EXIT_BAD_INPUT
+    )
+    assert "seg.json: already exists" in capsys.readouterr().err
+    assert json.loads(sidecar.read_text()) == content

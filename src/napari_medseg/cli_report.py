@@ -47,6 +47,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Run ``medseg report``."""
     from napari_medseg.io.errors import ScanWriteError
     from napari_medseg.label_names import read_label_names
+    from napari_medseg.label_sidecar import read_sidecar_model, sidecar_path
     from napari_medseg.report import build_report, report_outputs, write_report
 
     outputs = report_outputs(args.output, args.lesions)  # check the name before reading
@@ -64,7 +65,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             ) from error
         if not isinstance(model, dict):
             raise ScanWriteError("--model-info", 'must be a JSON object, e.g. \'{"name": "x"}\'.')
-    names = read_label_names(args.names) if args.names else None
+    names_file = args.names
+    sidecar = sidecar_path(args.labels)
+    if names_file is None and sidecar.is_file():  # written by `medseg segment`
+        names_file = sidecar
+        if model is None:
+            model = read_sidecar_model(sidecar)
+    names = read_label_names(names_file) if names_file else None
     labels = _read_input(args.labels, "LABELS")
     image = _read_input(args.image, "--image", args.series) if args.image else None
     reference = _read_input(args.reference, "--reference") if args.reference else None
@@ -80,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         model=model,
         include_patient=args.include_patient_info,
     )
-    protect = [args.names] if args.names else []  # every input, the names file too
+    protect = [names_file] if names_file else []  # every input, the names file too
     for volume in (labels, image, reference):
         if volume is not None:
             protect += [volume.metadata.source, *volume.metadata.files]
@@ -131,7 +138,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "neighbour, with a warning)",
     )
     parser.add_argument(
-        "--names", help="label names: JSON {value: name} or dataset.json, or ITK-SNAP/Slicer text"
+        "--names",
+        help="label names: JSON {value: name} or dataset.json, or ITK-SNAP/Slicer text "
+        "(default: the .json that `medseg segment` writes beside LABELS, when there is one)",
     )
     parser.add_argument(
         "--lesions", action="store_true", help="connected components (lesions) of each label"

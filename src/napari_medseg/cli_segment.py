@@ -133,12 +133,13 @@ class _ProgressBar:
             print(f"{self.label}: {done}/{total} window batches", file=self.stream, flush=True)
 
 
-def _check_output(path: Path, overwrite: bool, what: str, inputs) -> None:
+def _check_output(path: Path, overwrite: bool, what: str, inputs, nifti: bool = True) -> None:
     """Refuse a bad name, an input scan, or an existing file without ``--overwrite``."""
     from napari_medseg.io.atomic import refuse_source_overwrite
     from napari_medseg.io.nifti import check_nifti_name
 
-    check_nifti_name(path)
+    if nifti:
+        check_nifti_name(path)
     refuse_source_overwrite(path, inputs)  # before "pass --overwrite", which would not help
     if path.exists() and not overwrite:
         raise MedsegError(f"{path}: already exists; pass --overwrite to replace the {what}.")
@@ -209,9 +210,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from napari_medseg.inference import Segmenter
     from napari_medseg.io.nifti import write_nifti
     from napari_medseg.io.reader import read_scan
+    from napari_medseg.label_sidecar import sidecar_content, sidecar_path, write_sidecar
 
     out = Path(args.output)
     _check_output(out, args.overwrite, "labels", args.inputs)
+    sidecar = sidecar_path(out)
+    _check_output(sidecar, args.overwrite, "label names file", args.inputs, nifti=False)
     _refuse_untrusted_bundle(args.model, args.trust_bundle)
     probabilities_path = Path(args.probabilities) if args.probabilities else None
     if probabilities_path is not None:
@@ -254,6 +258,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
         qform_affine=None if qform_affine is None else np.asarray(qform_affine),
         description=f"medseg {result.model_name}",
         protect=protect,
+    )
+    model_provenance = {"name": result.model_name, "settings": result.settings}
+    write_sidecar(
+        sidecar,
+        sidecar_content(result.label_classes, model_provenance, Path(args.inputs[0]).name),
+        protect,
     )
     if probabilities_path is not None:
         _write_probabilities(probabilities_path, result.probabilities, out, protect)
