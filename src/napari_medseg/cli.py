@@ -145,7 +145,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """``medseg convert PATH OUT.nii.gz``: DICOM (or NIfTI) to NIfTI, geometry kept."""
-    import numpy as np
 
     from napari_medseg.geometry import (
         OBLIQUE_TOLERANCE_DEG,
@@ -153,7 +152,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         shear_deg,
         voxel_spacing,
     )
-    from napari_medseg.io.nifti import check_nifti_name, write_nifti
+    from napari_medseg.io.nifti import check_nifti_name, write_nifti_like
     from napari_medseg.io.reader import read_scan
 
     out = Path(args.output)
@@ -165,7 +164,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     meta = volume.metadata
     array, affine = volume.array, volume.affine
-    qform_affine = meta.extra.get("qform_affine")
     shear = shear_deg(affine)
     if shear > OBLIQUE_TOLERANCE_DEG and args.resample_tilt:
         array, affine = remove_shear(array, affine, order=1)
@@ -175,17 +173,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     # a sheared grid kept as it is: write_nifti warns (qform_code 0, ITK refuses it)
-    write_nifti(
-        out,
-        array,
-        affine,
-        kind="image",
-        qform_code=meta.qform_code,
-        sform_code=meta.sform_code,
-        qform_affine=None if qform_affine is None else np.asarray(qform_affine),
-        description=meta.series_description,
-        protect=[meta.source, *meta.files],
-    )
+    write_nifti_like(out, array, affine, volume, description=meta.series_description)
     for warning in meta.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(

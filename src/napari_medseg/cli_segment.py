@@ -205,10 +205,9 @@ def _refuse_untrusted_bundle(model: str, trusted: bool) -> None:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     """``medseg segment INPUT... -o OUT.nii.gz``: labels on the scan's own grid."""
-    import numpy as np
 
     from napari_medseg.inference import Segmenter
-    from napari_medseg.io.nifti import write_nifti
+    from napari_medseg.io.nifti import write_nifti_like
     from napari_medseg.io.reader import read_scan
     from napari_medseg.label_sidecar import sidecar_content, sidecar_path, write_sidecar
 
@@ -247,15 +246,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     source = volumes[0]
     meta = source.metadata
-    qform_affine = meta.extra.get("qform_affine")
-    write_nifti(
+    write_nifti_like(
         out,
         result.labels,
         result.affine,
+        source,
         kind="labels",
-        qform_code=meta.qform_code,
-        sform_code=meta.sform_code,
-        qform_affine=None if qform_affine is None else np.asarray(qform_affine),
         description=f"medseg {result.model_name}",
         protect=protect,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_medseg.io.nifti import write_nifti
+from napari_medseg.io.nifti import write_nifti_like
 from napari_medseg.io.reader import read_scan
 from napari_medseg.samples import sample_path
 
@@ -60,14 +60,12 @@ def run_headless_demo(out_dir: Path, echo=print) -> dict:
     if converted.exists():
         echo(f"  {converted} exists; left as it is")
     else:
-        meta = from_dicom.metadata
-        write_nifti(
+        write_nifti_like(
             converted,
             from_dicom.array,
             from_dicom.affine,
-            kind="image",
-            description=meta.series_description,
-            protect=[meta.source, *meta.files],
+            from_dicom,
+            description=from_dicom.metadata.series_description,
         )
         outputs.append(str(converted))
         echo(f"Converted the DICOM series to {converted}")

@@ -332,3 +332,48 @@ def write_nifti(
         ) from error
     logger.info("wrote %s %s %s", kind, data.shape, path)
     return path
+
+
+def write_nifti_like(
+    path: str | PathLike,
+    array: np.ndarray,
+    affine: np.ndarray,
+    source,
+    *,
+    kind: str = "image",
+    description: str = "",
+    protect: Iterable[str | PathLike] | None = None,
+) -> Path:
+    """Write ``array`` as NIfTI the way ``source`` was stored, never over ``source``.
+
+    :func:`write_nifti` with the source's qform/sform codes, its distinct qform (when
+    its NIfTI file had one) and its files protected.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.nii``/``.nii.gz``.
+    array : numpy.ndarray
+        Shape ``(I, J, K)``.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS+ mm matrix of ``array`` (the source's, or a resampled one).
+    source : Volume
+        The scan the data comes from: its metadata gives the codes and the files.
+    kind, description
+        As :func:`write_nifti`.
+    protect : iterable of path, optional
+        Files never to overwrite (default: ``source``'s own files).
+    """
+    meta = source.metadata
+    qform_affine = meta.extra.get("qform_affine")
+    return write_nifti(
+        path,
+        array,
+        affine,
+        kind=kind,
+        qform_code=meta.qform_code,
+        sform_code=meta.sform_code,
+        qform_affine=None if qform_affine is None else np.asarray(qform_affine),
+        description=description,
+        protect=[meta.source, *meta.files] if protect is None else protect,
+    )
