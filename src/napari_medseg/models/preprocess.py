@@ -215,12 +215,13 @@ def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInpu
     import torch
 
     channels = check_channels(channels, spec.in_channels, spec.name, spec.channel_names)
-    views = []
-    for volume in channels:
+    image = None
+    for index, volume in enumerate(channels):
         view, affine = reorient(volume.array, volume.affine, spec.target_orientation)
-        views.append(torch.from_numpy(np.ascontiguousarray(view, dtype=np.float32)))
-    image = torch.stack(views)
-    del views
+        if image is None:  # one float32 buffer for all channels, filled in place
+            image = np.empty((len(channels), *view.shape), dtype=np.float32)
+        image[index] = view
+    image = torch.from_numpy(image)
     if spec.target_spacing:
         image, affine = resample_to_spacing(image, affine, spec.target_spacing)
     image = apply_intensity(image.contiguous(), spec.intensity)
