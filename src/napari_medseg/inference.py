@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.io.errors import FileError, MedsegError
+from napari_medseg.io.nifti import label_dtype_for_range
 from napari_medseg.models.loaded import LoadedModel
 from napari_medseg.models.spec import LabelClass
 from napari_medseg.resample import resample_labels, same_grid
@@ -169,10 +170,6 @@ def _is_torchscript(network) -> bool:
     import torch
 
     return isinstance(network, torch.jit.ScriptModule)
-
-
-def _label_dtype(max_value: int) -> np.dtype:
-    return np.dtype(np.uint8) if max_value <= 255 else np.dtype(np.uint16)
 
 
 def resample_probabilities(
@@ -634,8 +631,10 @@ class Segmenter:
 
     def _label_dtype(self, n_channels: int) -> np.dtype:
         if self.model.spec.activation == "sigmoid":
-            return _label_dtype(max([v for _, v in self._paint_order(n_channels)] or [0]))
-        return _label_dtype(n_channels - 1)
+            return label_dtype_for_range(
+                0, max([v for _, v in self._paint_order(n_channels)] or [0])
+            )
+        return label_dtype_for_range(0, n_channels - 1)
 
     def _labels_of(self, probs, n_channels: int):
         """Labels of a block: argmax (softmax), or painted ``sigmoid >= threshold`` channels.

@@ -213,10 +213,11 @@ def label_dtype(labels: np.ndarray) -> np.dtype:
     """Smallest unsigned dtype that holds every label value (uint8, uint16 or uint32)."""
     if labels.size == 0:
         return np.dtype(np.uint8)
-    return _label_dtype_for_range(int(labels.min()), int(labels.max()))
+    return label_dtype_for_range(int(labels.min()), int(labels.max()))
 
 
-def _label_dtype_for_range(low: int, high: int) -> np.dtype:
+def label_dtype_for_range(low: int, high: int) -> np.dtype:
+    """Smallest unsigned dtype for label values in ``[low, high]`` (uint8, uint16, uint32)."""
     if low < 0:
         raise ValueError(f"label maps hold non-negative integers, found {low}")
     for dtype in (np.uint8, np.uint16, np.uint32):
@@ -284,7 +285,7 @@ def write_nifti(
         if data.size:
             highest_label = int(data.max())
         try:
-            dtype = _label_dtype_for_range(int(data.min()) if data.size else 0, highest_label)
+            dtype = label_dtype_for_range(int(data.min()) if data.size else 0, highest_label)
         except ValueError as error:
             raise ScanWriteError(path, f"cannot store these labels: {error}.") from error
         data = data.astype(dtype, copy=False)
