@@ -40,3 +40,20 @@ def ras_to_world(ras) -> np.ndarray:
 def voxel_world(affine: np.ndarray, ijk) -> np.ndarray:
     """napari world position (mm) of a source voxel of a grid with this affine."""
     return ras_to_world(affine[:3, :3] @ np.asarray(ijk, dtype=float) + affine[:3, 3])
+
+
+PLUGIN = "napari-medseg"
+
+
+def dock(viewer, display_name: str):
+    """Dock one of the plugin's widgets through the manifest; return the widget itself."""
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
+    return widget
+
+
+def open_sample(viewer, key: str = "chest_ct"):
+    """Open a bundled sample through the manifest; return ``(image_layer, labels_layer)``."""
+    layers = viewer.open_sample(PLUGIN, key)
+    image = next(layer for layer in layers if layer._type_string == "image")
+    labels = next(layer for layer in layers if layer._type_string == "labels")
+    return image, labels

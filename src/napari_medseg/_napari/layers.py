@@ -8,7 +8,8 @@ millimetres, placed with the geometry's ``scale`` and ``translate``. Its
 source voxel grid::
 
     {source_affine, source_shape, transform, scale, translate, deobliqued,  # geometry
-     source, format, modality, units, series_uid, series_description,
+     source, format, modality, units, series_uid, study_uid, frame_of_reference_uid,
+     series_description, files (DICOM),
      orientation, qform_code, sform_code, qform_affine, window, warnings, kind}
 
 No patient identifiers are copied into layer metadata.
@@ -162,7 +163,11 @@ def medseg_metadata(
             "modality": meta.modality,
             "units": meta.units,
             "series_uid": meta.series_uid,
+            "study_uid": meta.study_uid,
+            "frame_of_reference_uid": meta.frame_of_reference_uid,
             "series_description": meta.series_description,
+            # DICOM: the series' files (DICOM SEG export references them)
+            "files": [str(f) for f in meta.files] if meta.format == "dicom" else [],
             "orientation": volume.orientation,
             "qform_code": int(meta.qform_code),
             "sform_code": int(meta.sform_code),
