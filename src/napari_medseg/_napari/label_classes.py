@@ -23,25 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.class_table import classes_from_label_classes, hex_color
 from napari_medseg.label_stats import default_name
 
 #: Feature columns, in order.
 FEATURE_COLUMNS = ("index", "name", "color")
-
-
-def hex_color(rgb: Iterable[float], *, unit: bool = False) -> str:
-    """``(r, g, b)`` -> ``"#rrggbb"``.
-
-    Parameters
-    ----------
-    rgb : iterable of float
-        Red, green, blue (an alpha after them is ignored), 0-255; 0-1 when ``unit``.
-    unit : bool
-        The values are napari's 0-1 floats.
-    """
-    values = [float(v) * (255.0 if unit else 1.0) for v in list(rgb)[:3]]
-    r, g, b = (int(round(min(max(v, 0.0), 255.0))) for v in values)
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def rgba(color: str | Iterable[float]) -> np.ndarray:
@@ -84,11 +70,6 @@ def colormap_for(classes: Mapping[int, tuple[str, str]]):
         colors[int(value)] = rgba(color)
     colors[0] = np.array([0.0, 0.0, 0.0, 0.0])
     return DirectLabelColormap(color_dict=colors)
-
-
-def classes_from_label_classes(label_classes: Iterable[Any]) -> dict[int, tuple[str, str]]:
-    """``{value: (name, "#rrggbb")}`` from model :class:`LabelClass` objects."""
-    return {int(c.value): (str(c.name), hex_color(c.color)) for c in label_classes}
 
 
 def layer_kwargs_for_classes(classes: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
@@ -157,7 +138,10 @@ def set_label_class(
     if not classes:  # a napari-made layer: keep the colours napari shows for drawn labels
         present = np.unique(np.asarray(layer.data))
         for other in present[present > 0]:
-            classes[int(other)] = (default_name(int(other)), hex_color(layer.get_color(other), unit=True))
+            classes[int(other)] = (
+                default_name(int(other)),
+                hex_color(layer.get_color(other), unit=True),
+            )
     classes[value] = (
         current_name if name is None else str(name),
         current_color if color is None else hex_color(rgba(color), unit=True),
