@@ -25,6 +25,7 @@ import numpy as np
 from napari_medseg.geometry import DisplayGeometry, display_geometry, obliquity_deg, shear_deg
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
 from napari_medseg.volume import Volume
+from napari_medseg.window_presets import window_limits
 
 #: Key of our dict in ``layer.metadata``.
 MEDSEG_KEY = "medseg"
@@ -108,8 +109,7 @@ def initial_contrast(volume: Volume) -> tuple[tuple[float, float], str]:
         else:
             center, width = SOFT_TISSUE_WINDOW
             source = "soft-tissue window"
-        width = max(width, 1.0)
-        return (center - width / 2.0, center + width / 2.0), source
+        return window_limits(center, width), source
     sample = _sample(volume.array)
     if sample.size == 0:
         return (0.0, 1.0), "percentiles"

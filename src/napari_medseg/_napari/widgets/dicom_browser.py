@@ -4,7 +4,8 @@ Indexing and reading run in napari thread workers, so the viewer never blocks;
 layers are added and notifications shown from the main thread (the workers'
 ``returned``/``yielded``/``errored`` callbacks).
 
-Each scan or load is a :class:`_Job` (its worker and a ``threading.Event``).
+Each scan or load is a :class:`~napari_medseg._napari.jobs.Job` (its worker and a
+``threading.Event``).
 *Cancel* sets the event: a load stops between and inside series
 (``read_dicom_series(cancel=...)``), a scan stops at the next file because the
 progress callback that ``index_dicom`` calls after each header raises
@@ -19,8 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt, Signal
@@ -38,6 +38,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from napari_medseg._napari.jobs import Job, JobSlot, worker_classes
 
 if TYPE_CHECKING:
     import napari
@@ -108,82 +110,6 @@ def series_tooltip(series: Any) -> str:
     return "\n".join(lines)
 
 
-@dataclass(eq=False)
-class _Job:
-    """One scan or load: its worker, cancel event and the layers it added."""
-
-    kind: str  # "scan" or "load"
-    cancel: threading.Event = field(default_factory=threading.Event)
-    worker: Any = None
-    added: list = field(default_factory=list)
-
-    def stop(self) -> None:
-        """Ask the job to stop as soon as it can (thread-safe)."""
-        self.cancel.set()
-        worker = self.worker
-        if worker is not None:
-            try:
-                worker.quit()
-            except RuntimeError:  # its Qt object is already gone
-                pass
-
-
-class _JobSlot:
-    """The widget's current job, reachable without the widget.
-
-    The widget's ``destroyed`` signal is connected to :meth:`abandon` of this
-    plain object (never to a method of the widget, whose Qt side is gone by then).
-    """
-
-    def __init__(self) -> None:
-        self.job: _Job | None = None
-        self.abandoned = False
-
-    def abandon(self, *_: Any) -> None:
-        self.abandoned = True
-        if self.job is not None:
-            self.job.stop()
-
-
-@cache
-def _worker_classes() -> tuple[type, type]:
-    """napari worker classes whose ``quit()`` also sets the job's cancel event.
-
-    napari registers ``worker.quit`` as the task's cancel callback and calls it
-    when the viewer window closes; a plain ``FunctionWorker`` ignores ``quit``
-    and a ``GeneratorWorker`` only stops at its next ``yield``. Setting the event
-    stops a scan at the next file and a load inside the series being read.
-    """
-    from napari.qt.threading import FunctionWorker, GeneratorWorker
-
-    class _CancelOnQuit:
-        cancel_event: threading.Event | None = None
-
-        def quit(self) -> None:
-            if self.cancel_event is not None:
-                self.cancel_event.set()
-            super().quit()  # type: ignore[misc]
-
-    class ScanWorker(_CancelOnQuit, FunctionWorker):
-        pass
-
-    class LoadWorker(_CancelOnQuit, GeneratorWorker):
-        pass
-
-    return ScanWorker, LoadWorker
-
-
-def _viewer_is_open(viewer: Any) -> bool:
-    """False once ``viewer.close()`` ran (napari forgets closed viewers)."""
-    instances = getattr(type(viewer), "_instances", None)
-    if instances is None:  # a ViewerModel, or a napari without the registry
-        return True
-    try:
-        return viewer in instances
-    except TypeError:
-        return True
-
-
 class DicomBrowser(QWidget):
     """Dock widget listing the DICOM series of a folder and loading the chosen ones.
 
@@ -216,7 +142,7 @@ class DicomBrowser(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.series: list[Any] = []
-        self._slot = _JobSlot()
+        self._slot = JobSlot()
         self._folder = ""
         # stop the running job when the widget goes (e.g. its viewer is closed)
         self.destroyed.connect(self._slot.abandon)
@@ -271,7 +197,7 @@ class DicomBrowser(QWidget):
         """Whether a worker is indexing or loading."""
         return self._slot.job is not None
 
-    def _start(self, job: _Job, worker: Any, message: str) -> None:
+    def _start(self, job: Job, worker: Any, message: str) -> None:
         worker.cancel_event = job.cancel
         job.worker = worker
         worker.finished.connect(partial(self._on_finished, job))
@@ -280,26 +206,11 @@ class DicomBrowser(QWidget):
         self._update_buttons()
         worker.start()
 
-    def _current(self, job: _Job) -> bool:
-        """Whether a worker callback for ``job`` may update the widget and viewer.
+    def _current(self, job: Job) -> bool:
+        """Whether a worker callback for ``job`` may update the widget and viewer."""
+        return self._slot.current(job, self, self.viewer)
 
-        Not when another job replaced it, nor once the widget was destroyed or
-        its viewer closed: then the job is stopped and its results dropped.
-        """
-        if job is not self._slot.job or self._slot.abandoned:
-            job.stop()
-            return False
-        try:
-            self.objectName()  # raises once the Qt object was deleted
-        except RuntimeError:
-            self._slot.abandon()
-            return False
-        if not _viewer_is_open(self.viewer):
-            self._slot.abandon()
-            return False
-        return True
-
-    def _on_finished(self, job: _Job) -> None:
+    def _on_finished(self, job: Job) -> None:
         """A worker ended; only the current job may change the widget's state."""
         if not self._current(job):
             return
@@ -351,13 +262,13 @@ class DicomBrowser(QWidget):
         self._folder = folder
         self.table.setRowCount(0)
         self.series = []
-        job = _Job("scan")
+        job = Job("scan")
         worker = create_worker(
             index_dicom,
             folder,
             progress=_scan_progress(job.cancel, self._index_progress.emit, folder),
             _start_thread=False,
-            _worker_class=_worker_classes()[0],
+            _worker_class=worker_classes()[0],
             _connect={
                 "returned": partial(self._on_indexed, job),
                 "errored": partial(self._on_error, job),
@@ -372,7 +283,7 @@ class DicomBrowser(QWidget):
         if total and not job.cancel.is_set():
             self.status.setText(f"Scanning {self._folder}: {done}/{total} files ...")
 
-    def _on_indexed(self, job: _Job, series: Sequence[Any]) -> None:
+    def _on_indexed(self, job: Job, series: Sequence[Any]) -> None:
         if not self._current(job):
             return
         if job.cancel.is_set():  # Cancel came after the last file's header
@@ -407,7 +318,7 @@ class DicomBrowser(QWidget):
         self._done()  # idle before telling listeners (the worker's `finished` comes later)
         self.indexed.emit(self.series)
 
-    def _on_error(self, job: _Job, error: BaseException) -> None:
+    def _on_error(self, job: Job, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
         from napari_medseg.io.errors import ReadCancelled
 
@@ -441,13 +352,13 @@ class DicomBrowser(QWidget):
         if self._slot.job is not None:
             return
         series = list(series)
-        job = _Job("load")
+        job = Job("load")
         worker = create_worker(
             _read_series_iter,
             series,
             job.cancel,
             _start_thread=False,
-            _worker_class=_worker_classes()[1],
+            _worker_class=worker_classes()[1],
             _progress={"total": len(series)},
             _connect={
                 "yielded": partial(self._on_series_read, job),
@@ -458,13 +369,10 @@ class DicomBrowser(QWidget):
 
     def cancel(self) -> None:
         """Stop the running scan or load (layers already added stay)."""
-        job = self._slot.job
-        if job is None:
-            return
-        job.cancel.set()
-        self.status.setText("Cancelling ...")
+        if self._slot.cancel():
+            self.status.setText("Cancelling ...")
 
-    def _on_series_read(self, job: _Job, item: tuple[Any, Any, BaseException | None]) -> None:
+    def _on_series_read(self, job: Job, item: tuple[Any, Any, BaseException | None]) -> None:
         from napari.layers import Layer
 
         from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
@@ -482,7 +390,7 @@ class DicomBrowser(QWidget):
         job.added.append(layer)
         self.status.setText(f"Loaded {layer.name}.")
 
-    def _on_loaded(self, job: _Job) -> None:
+    def _on_loaded(self, job: Job) -> None:
         added = list(job.added)
         text = f"Loaded {len(added)} layer{'s' if len(added) != 1 else ''}"
         self.status.setText(text + (" (cancelled)." if job.cancel.is_set() else "."))

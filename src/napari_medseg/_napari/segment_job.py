@@ -1,0 +1,492 @@
+"""The plumbing of the Segment widget: models, the worker job, the result layer.
+
+- :func:`describe_model` says what the widget needs to know about a model before it
+  is loaded (input channels, sliding-window defaults, whether it must be trusted),
+  reading only JSON: no torch.
+- :class:`SegmenterCache` keeps the last :class:`~napari_medseg.inference.Segmenter`,
+  so a second run with the same settings does not load the model again.
+- :func:`segment_volumes` is the worker body: load (or reuse) the model and predict.
+- :class:`ProgressRelay` carries ``progress(done, total)`` calls from the worker
+  thread to the main thread as a queued Qt signal.
+- :func:`labels_layer_data` and :func:`replace_labels` turn a
+  :class:`~napari_medseg.inference.SegmentationResult` (labels on the source voxel
+  grid, axes ``(I, J, K)``) into labels in the image layer's display order
+  ``(S, P, L)``, with the model's class names and colours in the layer's features
+  and the model's name and settings in ``metadata["medseg"]["model"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, Signal
+
+from napari_medseg._napari.jobs import Job
+from napari_medseg._napari.layer_volume import LayerGeometryError, LayerVolume, same_source_grid
+from napari_medseg._napari.layers import MEDSEG_KEY, geometry_from_metadata, labels_like
+from napari_medseg.inference import InferenceCancelled
+
+if TYPE_CHECKING:
+    from napari_medseg.geometry import DisplayGeometry
+    from napari_medseg.inference import SegmentationResult, Segmenter
+    from napari_medseg.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelChoice:
+    """What is known about a model before it is loaded (read from JSON only).
+
+    Attributes
+    ----------
+    ref : str
+        What :func:`napari_medseg.models.registry.load_model` takes: a catalogue
+        name, a bundle folder, a spec JSON or a network file.
+    kind : {"catalogue", "bundle", "file"}
+        A catalogue entry, a bundle folder outside the catalogue, or a model file.
+    in_channels : int or None
+        Input channels (None: not known before download or load).
+    channel_names : tuple of str
+        Names of the input channels, when the model gives them.
+    overlap : float or None
+        The model's sliding-window overlap (None: the model decides when loaded).
+    sw_batch_size : int or None
+        The model's windows per network call.
+    needs_trust : bool
+        A bundle folder outside the catalogue: its configs run Python code.
+    summary : str
+        One line for the widget (title, or what is wrong).
+    error : str
+        Why the model cannot be used ("" when it can).
+    """
+
+    ref: str
+    kind: str
+    in_channels: int | None = 1
+    channel_names: tuple[str, ...] = ()
+    overlap: float | None = None
+    sw_batch_size: int | None = None
+    needs_trust: bool = False
+    summary: str = ""
+    error: str = ""
+
+
+def _from_spec(ref: str, kind: str, spec: Any) -> ModelChoice:
+    return ModelChoice(
+        ref,
+        kind,
+        in_channels=int(spec.in_channels),
+        channel_names=tuple(spec.channel_names or ()),
+        overlap=float(spec.overlap),
+        sw_batch_size=int(spec.sw_batch_size),
+        summary=spec.title or spec.name,
+    )
+
+
+def _from_bundle(ref: str, kind: str, folder: Path) -> ModelChoice:
+    from napari_medseg.models.bundle_config import BundleError, read_bundle_info
+
+    try:
+        info = read_bundle_info(folder)
+    except BundleError as error:
+        return ModelChoice(ref, kind, None, summary=str(error), error=str(error))
+    title = f"{info.name} {info.version}".strip()
+    return ModelChoice(
+        ref,
+        kind,
+        in_channels=int(info.in_channels),
+        channel_names=tuple(info.channel_names),
+        needs_trust=kind == "bundle",
+        summary=f"MONAI bundle {title}",
+    )
+
+
+def _from_file(path: Path) -> ModelChoice:
+    from napari_medseg.models.registry import NETWORK_SUFFIXES
+    from napari_medseg.models.spec import ModelSpec, ModelSpecError
+
+    ref = str(path)
+    spec_file = path if path.suffix.lower() == ".json" else path.with_suffix(".json")
+    if path.suffix.lower() not in (".json", *NETWORK_SUFFIXES):
+        error = (
+            f"{path}: not a model file; expected a spec .json or a network file "
+            f"({', '.join(NETWORK_SUFFIXES)}) with a .json spec beside it."
+        )
+        return ModelChoice(ref, "file", None, summary=error, error=error)
+    if not spec_file.is_file():
+        error = (
+            f"{path}: a network file needs a JSON spec beside it ({spec_file.name} not "
+            "found): it says which channels, grid, window and labels the network expects."
+        )
+        return ModelChoice(ref, "file", None, summary=error, error=error)
+    try:
+        return _from_spec(ref, "file", ModelSpec.from_json(spec_file))
+    except ModelSpecError as error:
+        return ModelChoice(ref, "file", None, summary=str(error), error=str(error))
+
+
+def describe_model(ref: str) -> ModelChoice:
+    """What the widget shows and checks for a model, without importing torch.
+
+    Parameters
+    ----------
+    ref : str
+        A catalogue name, a MONAI bundle folder, a spec JSON or a network file
+        (``.ts``, ``.pt``...) with a JSON spec beside it.
+
+    Returns
+    -------
+    ModelChoice
+        ``error`` says what is wrong when the model cannot be used as given.
+    """
+    from napari_medseg.models import registry
+
+    path = Path(str(ref)).expanduser()
+    specs = registry.default_specs()
+    if str(ref) in specs:
+        return _from_spec(str(ref), "catalogue", specs[str(ref)][0])
+    entry = registry.find_entry(str(ref))
+    if entry is not None:  # a zoo bundle: channels known once it is downloaded
+        from napari_medseg.models.zoo import bundle_cache_dir, get_entry
+
+        cached = bundle_cache_dir() / get_entry(entry.name).folder_name
+        if registry.is_bundle_folder(cached):
+            return _from_bundle(entry.name, "catalogue", cached)
+        summary = f"{entry.title or entry.name} (downloaded on first use)"
+        return ModelChoice(entry.name, "catalogue", None, summary=summary)
+    if path.is_dir():
+        return _from_bundle(str(path), "bundle", path)
+    if path.is_file():
+        return _from_file(path)
+    error = f"{ref}: no such model file or folder, and not a catalogue name."
+    return ModelChoice(str(ref), "file", None, summary=error, error=error)
+
+
+# ------------------------------------------------------------------------ segmenting
+@dataclass(frozen=True)
+class SegmentSettings:
+    """How to segment: the model and the inference options the widget sets.
+
+    The fields are the arguments of :class:`~napari_medseg.inference.Segmenter`.
+
+    Attributes
+    ----------
+    model : str
+        Catalogue name or path (see :func:`describe_model`).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+    amp : bool
+        Mixed precision on CUDA.
+    overlap : float or None
+        Sliding-window overlap in [0, 1); None: the model's.
+    sw_batch_size : int or None
+        Windows per network call; None: the model's.
+    tta : bool
+        Test-time augmentation (flips).
+    trust_bundle : bool
+        The user ticked "Trust this bundle".
+    """
+
+    model: str
+    device: str = "auto"
+    amp: bool = True
+    overlap: float | None = None
+    sw_batch_size: int | None = None
+    tta: bool = False
+    trust_bundle: bool = False
+
+    def cache_key(self) -> tuple:
+        """What makes two loaded Segmenters interchangeable.
+
+        A model file or folder also counts with its modification time, so an
+        updated model on disk is loaded again.
+        """
+        path = Path(self.model).expanduser()
+        stamp = path.stat().st_mtime_ns if path.exists() else None
+        return (
+            self.model,
+            stamp,
+            self.device,
+            self.amp,
+            self.overlap,
+            self.sw_batch_size,
+            self.tta,
+        )
+
+
+class SegmenterCache:
+    """The last loaded :class:`~napari_medseg.inference.Segmenter`, reused while the
+    settings stay the same (thread-safe: the worker thread loads, the widget reads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self.segmenter: Segmenter | None = None
+
+    def get(self, settings: SegmentSettings) -> Segmenter:
+        """The cached Segmenter for ``settings``, or a newly loaded one (replacing it).
+
+        Raises
+        ------
+        ModelLoadError, ModelSpecError, BundleTrustError, DeviceError
+            From :class:`~napari_medseg.inference.Segmenter`.
+        """
+        from napari_medseg.inference import Segmenter
+
+        key = settings.cache_key()
+        with self._lock:
+            if self.segmenter is not None and key == self._key:
+                return self.segmenter
+            self.segmenter, self._key = None, None  # free the old network first
+            segmenter = Segmenter(**asdict(settings))  # its fields are Segmenter's arguments
+            self.segmenter, self._key = segmenter, key
+            return segmenter
+
+
+def segment_volumes(
+    cache_: SegmenterCache,
+    settings: SegmentSettings,
+    channels: Sequence[Volume],
+    progress: Any,
+    cancel: threading.Event,
+) -> SegmentationResult:
+    """Worker body: load (or reuse) the model, then segment ``channels``.
+
+    Raises
+    ------
+    InferenceCancelled
+        ``cancel`` was set (before, while or right after the model loaded, or
+        during the sliding window).
+    """
+    if cancel.is_set():
+        raise InferenceCancelled("segmentation cancelled before it started")
+    segmenter = cache_.get(settings)
+    if cancel.is_set():
+        raise InferenceCancelled("segmentation cancelled after the model loaded")
+    return segmenter.predict(list(channels), progress=progress, cancel=cancel)
+
+
+class ProgressRelay(QObject):
+    """``progress(done, total)`` callable from any thread; re-emitted as a Qt signal.
+
+    Made in the main thread, so slots connected to :attr:`progressed` run there
+    (queued) while the worker thread calls the relay.
+    """
+
+    progressed = Signal(int, int)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
+
+
+@cache
+def cancelable_bar_class() -> type:
+    """napari's ``cancelable_progress`` whose Cancel button calls ``cancel_callback``.
+
+    napari only calls the callback while iterating; a bar driven by ``update``
+    needs it called when the button is pressed.
+    """
+    from napari.utils import cancelable_progress
+
+    class CancelableBar(cancelable_progress):
+        def cancel(self) -> None:
+            super().cancel()
+            if self.cancel_callback is not None:
+                self.cancel_callback()
+
+    return CancelableBar
+
+
+# ---------------------------------------------------------------------- result layer
+def model_provenance(result: SegmentationResult) -> dict[str, Any]:
+    """``{"name", "settings"}`` of the model that made ``result`` (as ``medseg segment``'s
+    sidecar has it), stored in ``metadata["medseg"]["model"]``."""
+    return {"name": result.model_name, "settings": dict(result.settings)}
+
+
+def _display_labels(
+    result: SegmentationResult, geometry: DisplayGeometry, shape: tuple
+) -> np.ndarray:
+    labels = np.ascontiguousarray(geometry.to_display(result.labels))
+    if labels.shape != tuple(shape):
+        raise LayerGeometryError(
+            f"the segmentation has shape {labels.shape} in display order but the layer has "
+            f"{tuple(shape)}."
+        )
+    return labels
+
+
+def _class_kwargs(result: SegmentationResult) -> dict[str, Any]:
+    from napari_medseg._napari.label_classes import (
+        classes_from_label_classes,
+        layer_kwargs_for_classes,
+    )
+
+    return layer_kwargs_for_classes(classes_from_label_classes(result.label_classes))
+
+
+def labels_layer_data(
+    result: SegmentationResult, image_layer: Any, source: LayerVolume, name: str | None = None
+) -> tuple[np.ndarray, dict[str, Any], str]:
+    """A new labels ``LayerData`` for ``result`` on the grid of ``image_layer``.
+
+    Parameters
+    ----------
+    result : SegmentationResult
+        Labels on the source voxel grid, axes ``(I, J, K)``.
+    image_layer : napari.layers.Image
+        The segmented layer: the labels get its scale, translate (mm) and a copy of
+        its ``metadata["medseg"]`` (source affine, shape, files...).
+    source : LayerVolume
+        ``layer_volume(image_layer)``: its geometry maps source order to display order.
+    name : str, optional
+        Default ``"<image> <model>"``.
+
+    Returns
+    -------
+    tuple
+        ``(labels (S, P, L), kwargs, "labels")``; kwargs hold ``features`` (index,
+        name, color) and a colormap from the model's classes, and
+        ``metadata["medseg"]["model"]``.
+    """
+    data, kwargs, kind = labels_like(
+        image_layer, name=name or f"{image_layer.name} {result.model_name}"
+    )
+    labels = _display_labels(result, source.geometry, data.shape)
+    metadata = kwargs["metadata"]
+    medseg = metadata.setdefault(MEDSEG_KEY, {"kind": "labels"})
+    if geometry_from_metadata(metadata) is None:  # an image placed by hand: keep its grid
+        medseg.update(source.geometry.to_dict())
+    medseg["model"] = model_provenance(result)
+    kwargs.update(_class_kwargs(result))
+    return labels, kwargs, kind
+
+
+def check_same_grid(
+    target: Any, target_volume: LayerVolume, image: Any, source: LayerVolume
+) -> None:
+    """Raise when labels layer ``target`` is not on the voxel grid of image ``image``.
+
+    Raises
+    ------
+    LayerGeometryError
+        Names both layers and their shapes.
+    """
+    same = tuple(target.data.shape) == tuple(image.data.shape) and same_source_grid(
+        target_volume, source
+    )
+    if not same:
+        raise LayerGeometryError(
+            f"labels layer {target.name!r} (shape {tuple(target.data.shape)}) is not on the "
+            f"voxel grid of image {image.name!r} (shape {tuple(image.data.shape)}): it cannot "
+            "hold this segmentation. Choose 'New layer', or a labels layer made on this scan."
+        )
+
+
+def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) -> bool:
+    """Put ``result`` into an existing labels layer on the same grid (undoable).
+
+    The layer keeps its name, metadata and geometry; its voxels, features and colormap
+    become the model's and ``metadata["medseg"]["model"]`` is updated. The change is
+    one item of the layer's undo history (costs a copy of the old and new voxels)
+    when the layer's dtype holds the new labels; otherwise its data is replaced.
+
+    Returns
+    -------
+    bool
+        Whether napari's undo can restore the previous voxels.
+    """
+    labels = _display_labels(result, source.geometry, layer.data.shape)
+    old = np.asarray(layer.data)
+    undoable = (
+        isinstance(layer.data, np.ndarray)
+        and np.can_cast(labels.dtype, old.dtype, casting="safe")
+        and hasattr(layer, "_save_history")
+    )
+    if undoable:
+        whole = tuple(slice(None) for _ in range(labels.ndim))
+        new = labels.astype(old.dtype, copy=False)
+        layer._save_history((whole, old.copy(), new))  # napari's (indices, before, after)
+        layer.data[whole] = new
+        layer.refresh()
+    else:
+        layer.data = labels
+    for key, value in _class_kwargs(result).items():
+        setattr(layer, key, value)
+    if layer.metadata is None:
+        layer.metadata = {}
+    layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = model_provenance(result)
+    return undoable
+
+
+# ------------------------------------------------------------------------------ job
+@dataclass(eq=False, kw_only=True)
+class SegmentJob(Job):
+    """One run: a worker job (cancel event, worker) plus what the run needs.
+
+    Attributes
+    ----------
+    image : napari.layers.Image
+        The segmented layer (its first channel).
+    source : LayerVolume
+        ``layer_volume(image)``: the input on the source grid.
+    settings : SegmentSettings
+    target : napari.layers.Labels or None
+        The labels layer to replace (None: add a new layer).
+    relay : ProgressRelay
+        Carries the worker's progress to the main thread.
+    bar : napari.utils.progress or None
+        The progress bar, until :meth:`close_bar`.
+    """
+
+    kind: str = "segment"
+    image: Any
+    source: LayerVolume
+    settings: SegmentSettings
+    target: Any = None
+    relay: ProgressRelay | None = None
+    bar: Any = None
+
+    def close_bar(self) -> None:
+        """Close the progress bar (once)."""
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()
+
+
+def is_cancelled(job: SegmentJob, error: BaseException | None = None) -> bool:
+    """Whether the run ended because Cancel was pressed (not because it failed)."""
+    return job.cancel.is_set() and (error is None or isinstance(error, InferenceCancelled))
+
+
+def device_choices() -> list[str]:
+    """Device names offered: ``auto`` and ``cpu``, plus ``cuda``/``mps`` when torch
+    is imported and sees them (torch is not imported here)."""
+    choices = ["auto", "cpu"]
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return choices
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        choices += ["cuda"] + ([f"cuda:{i}" for i in range(count)] if count > 1 else [])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def probe_devices() -> list[str]:
+    """:func:`device_choices` after importing torch (a few seconds the first time)."""
+    import torch  # noqa: F401
+
+    return device_choices()
