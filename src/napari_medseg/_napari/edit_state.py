@@ -9,28 +9,44 @@ desktop editor uses); saving removes the marker. What counts as an edit:
   refresh, so an edit is recognised by the undo/redo history having changed);
 - the whole data replaced (``events.data``), e.g. a new segmentation.
 
-The state lives in ``layer.metadata["medseg"]``: ``modified`` (bool) and
-``saved_path`` (the last file written, "" if none).
+An undo back to the saved state still counts as an edit (the layer stays
+marked): the data is not compared with the file.
+
+The state (modified or not, the last file written, how many edits were made)
+is kept per layer object in this module, not in ``layer.metadata``: napari's
+*Duplicate layer* gives the copy the same metadata dict, and an edit of the copy
+must not mark the original (nor a save of one clear the other).
 """
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 #: Appended to the name of a layer with unsaved edits.
 UNSAVED_MARKER = " *"
 
+
+@dataclass
+class _EditState:
+    modified: bool = False
+    saved_path: str = ""
+    edits: int = 0
+
+
+#: layer -> its state (dropped with the layer)
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 #: layer -> its watcher (kept alive as long as the layer: napari holds bound methods weakly)
 _WATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _state(layer: Any) -> dict[str, Any]:
-    from napari_medseg._napari.layers import MEDSEG_KEY
-
-    if layer.metadata is None:
-        layer.metadata = {}
-    return layer.metadata.setdefault(MEDSEG_KEY, {})
+def _state(layer: Any) -> _EditState:
+    state = _STATES.get(layer)
+    if state is None:
+        state = _STATES[layer] = _EditState()
+    return state
 
 
 def base_name(layer: Any) -> str:
@@ -41,33 +57,59 @@ def base_name(layer: Any) -> str:
 
 def is_modified(layer: Any) -> bool:
     """Whether the layer has edits that are not saved."""
-    from napari_medseg._napari.layers import MEDSEG_KEY
-
-    return bool((layer.metadata or {}).get(MEDSEG_KEY, {}).get("modified", False))
+    state = _STATES.get(layer)
+    return bool(state is not None and state.modified)
 
 
 def saved_path(layer: Any) -> str:
     """The file the layer was last saved to ("" if never)."""
-    from napari_medseg._napari.layers import MEDSEG_KEY
+    state = _STATES.get(layer)
+    return state.saved_path if state is not None else ""
 
-    return str((layer.metadata or {}).get(MEDSEG_KEY, {}).get("saved_path", "") or "")
+
+def edit_count(layer: Any) -> int:
+    """How many edits were recorded on the layer (see :func:`mark_saved`)."""
+    state = _STATES.get(layer)
+    return state.edits if state is not None else 0
 
 
 def mark_modified(layer: Any) -> None:
-    """Record that the layer has unsaved edits and add the marker to its name."""
-    _state(layer)["modified"] = True
+    """Record an unsaved edit and add the marker to the layer's name."""
+    state = _state(layer)
+    state.modified = True
+    state.edits += 1
     if not str(layer.name).endswith(UNSAVED_MARKER):
         layer.name = base_name(layer) + UNSAVED_MARKER
 
 
-def mark_saved(layer: Any, path: str = "") -> None:
-    """Record that the layer's data is saved (to ``path``) and drop the marker."""
+def mark_saved(layer: Any, path: str = "", *, edits: int | None = None) -> bool:
+    """Record that the layer's data is saved (to ``path``) and drop the marker.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    path : str
+        The file written (remembered by :func:`saved_path`).
+    edits : int, optional
+        :func:`edit_count` when the written data was taken from the layer. When
+        the layer was edited after that (a save that runs in a worker while the
+        user paints), only ``path`` is recorded: the newer edits are not in the
+        file, so the layer stays marked.
+
+    Returns
+    -------
+    bool
+        Whether the layer is now marked as saved.
+    """
     state = _state(layer)
-    state["modified"] = False
     if path:
-        state["saved_path"] = str(path)
+        state.saved_path = str(path)
+    if edits is not None and edits != state.edits:
+        return False
+    state.modified = False
     if str(layer.name).endswith(UNSAVED_MARKER):
         layer.name = base_name(layer)
+    return True
 
 
 def _history_key(layer: Any) -> tuple:
@@ -107,6 +149,7 @@ def track_edits(layer: Any) -> None:
 __all__ = [
     "UNSAVED_MARKER",
     "base_name",
+    "edit_count",
     "is_modified",
     "mark_modified",
     "mark_saved",

@@ -397,7 +397,7 @@ def _geometry_from_transform(shape: tuple[int, ...], attributes: dict[str, Any])
     )
 
 
-def _protected_sources(medseg: dict[str, Any], kind: str) -> list[str]:
+def protected_sources(medseg: dict[str, Any], kind: str) -> list[str]:
     """Scans that must not be overwritten: every image opened in this session.
 
     A labels file the layer was read from is not protected: editing a label map
@@ -498,7 +498,7 @@ def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -
             sform_code=int(medseg.get("sform_code", 1) or 0),
             qform_affine=np.asarray(qform_affine, dtype=float) if qform_affine else None,
             description=description,
-            protect=_protected_sources(medseg, kind),
+            protect=protected_sources(medseg, kind),
         )
     except MedsegError:
         raise
