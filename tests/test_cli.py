@@ -215,5 +215,56 @@ def test_demo_without_a_usable_display_runs_headless(tmp_path):
     labels = nib.load(sample_path("chest_ct_tumour"))
     expected_ml = np.count_nonzero(labels.dataobj) * abs(np.linalg.det(labels.affine[:3, :3])) / 1e3
     assert f"{expected_ml:.2f} mL" in volume_line
+    _check_demo_segmentation(out, result.stdout)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = medseg("demo", "--headless", "--out", out)  # the earlier output is left alone
     assert again.returncode == 0 and "left as it is" in again.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def _check_demo_segmentation(out, stdout):
+    """The demo's label map, DICOM SEG and report: on the scan's grid, and what they claim."""
+    import csv
+
+    import highdicom as hd
+
+    from napari_medseg.io.reader import read_scan
+
+    sample = nib.load(sample_path("chest_ct"))
+    seg_file = nib.load(out / "chest_ct_segmentation.nii.gz")
+    assert seg_file.shape == sample.shape
+    np.testing.assert_allclose(seg_file.affine, sample.affine, atol=1e-4)
+    labels = np.asanyarray(seg_file.dataobj)
+    names = json.loads((out / "chest_ct_segmentation.json").read_text())["labels"]
+    # the report equals `medseg report` run by a user on the saved files
+    user = out.parent / "user_report.csv"
+    ran = medseg(
+        "report",
+        out / "chest_ct_segmentation.nii.gz",
+        "--image",
+        sample_path("chest_ct"),
+        "--lesions",
+        "-o",
+        user,
+    )
+    assert ran.returncode == 0, ran.stderr
+    with open(out / "chest_ct_report.csv") as f:
+        demo_rows = list(csv.DictReader(f))
+    with open(user) as f:
+        user_rows = list(csv.DictReader(f))
+    assert [r["label"] for r in demo_rows] == [r["label"] for r in user_rows]
+    for demo_row, user_row in zip(demo_rows, user_rows, strict=True):
+        assert demo_row == user_row
+        value = int(demo_row["label"])
+        assert demo_row["name"] == names[str(value)]
+        assert int(demo_row["voxels"]) == np.count_nonzero(labels == value)
+        # the printed table shows the same volume
+        line = next(x for x in stdout.splitlines() if x.split()[:1] == [str(value)])
+        assert names[str(value)] in line
+        assert f"{float(demo_row['volume_ml']):.2f}" in line
+    # the DICOM SEG references the DICOM series and holds the labels slice by slice
+    dicom = read_scan(sample_path("chest_ct_dicom"))
+    seg = hd.seg.segread(out / "chest_ct_segmentation_seg.dcm")
+    referenced = {s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence}
+    assert referenced == {dicom.metadata.series_uid}
+    assert len(seg.SegmentSequence) == len(np.unique(labels[labels > 0]))

@@ -255,10 +255,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         description=f"medseg {result.model_name}",
         protect=protect,
     )
-    model_provenance = {"name": result.model_name, "settings": result.settings}
     write_sidecar(
         sidecar,
-        sidecar_content(result.label_classes, model_provenance, Path(args.inputs[0]).name),
+        sidecar_content(result.label_classes, result.provenance(), Path(args.inputs[0]).name),
         protect,
     )
     if probabilities_path is not None:

@@ -107,7 +107,12 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     """
     from napari_medseg.class_table import classes_from_label_classes
     from napari_medseg.io.dicom_seg import write_dicom_seg
-    from napari_medseg.label_sidecar import sidecar_content, sidecar_path, write_sidecar
+    from napari_medseg.label_sidecar import (
+        read_sidecar_model,
+        sidecar_content,
+        sidecar_path,
+        write_sidecar,
+    )
     from napari_medseg.models.registry import DEFAULT_MODEL
     from napari_medseg.report import build_report, write_report
     from napari_medseg.report_text import report_table
@@ -118,7 +123,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     if labels_path.exists():
         echo(f"  {labels_path} exists; left as it is (measuring it)")
         labels = read_scan(labels_path)
-        classes = {}
+        classes, provenance = {}, read_sidecar_model(sidecar_path(labels_path))
     else:
         from napari_medseg.inference import Segmenter
 
@@ -139,7 +144,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
             description=f"medseg {result.model_name}",
             protect=protect,
         )
-        provenance = {"name": result.model_name, "settings": result.settings}
+        provenance = result.provenance()
         content = sidecar_content(result.label_classes, provenance, Path(scan.metadata.source).name)
         write_sidecar(sidecar_path(labels_path), content, protect)
         written += [str(labels_path), str(sidecar_path(labels_path))]
@@ -159,7 +164,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
             written.append(str(seg_path))
             echo(f"Saved a DICOM SEG that references the DICOM series: {seg_path}")
     names = {value: name for value, (name, _) in classes.items()} or _sidecar_names(labels_path)
-    report = build_report(labels, scan, names=names, lesions=True)
+    report = build_report(labels, scan, names=names, lesions=True, model=provenance)
     report_path = out_dir / REPORT_NAME
     if report_path.exists():
         echo(f"  {report_path} exists; left as it is")

@@ -115,6 +115,11 @@ class SegmentationResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def provenance(self) -> dict[str, Any]:
+        """``{"name", "settings"}`` of the model run: what sidecars, layer metadata
+        (``metadata["medseg"]["model"]``) and reports record about it."""
+        return {"name": self.model_name, "settings": dict(self.settings)}
+
 
 class _Ticker:
     """Reports ``progress(done, total)``: monotonic, ending exactly at ``total``.

@@ -308,12 +308,6 @@ def cancelable_bar_class() -> type:
 
 
 # ---------------------------------------------------------------------- result layer
-def model_provenance(result: SegmentationResult) -> dict[str, Any]:
-    """``{"name", "settings"}`` of the model that made ``result`` (as ``medseg segment``'s
-    sidecar has it), stored in ``metadata["medseg"]["model"]``."""
-    return {"name": result.model_name, "settings": dict(result.settings)}
-
-
 def _display_labels(
     result: SegmentationResult, geometry: DisplayGeometry, shape: tuple
 ) -> np.ndarray:
@@ -367,7 +361,7 @@ def labels_layer_data(
     medseg = metadata.setdefault(MEDSEG_KEY, {"kind": "labels"})
     if geometry_from_metadata(metadata) is None:  # an image placed by hand: keep its grid
         medseg.update(source.geometry.to_dict())
-    medseg["model"] = model_provenance(result)
+    medseg["model"] = result.provenance()
     kwargs.update(_class_kwargs(result))
     return labels, kwargs, kind
 
@@ -425,7 +419,7 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
         setattr(layer, key, value)
     if layer.metadata is None:
         layer.metadata = {}
-    layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = model_provenance(result)
+    layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = result.provenance()
     return undoable
 
 
