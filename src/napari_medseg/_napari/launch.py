@@ -9,7 +9,19 @@ from typing import Any
 import numpy as np
 
 PLUGIN = "napari-medseg"
-DOCKED_WIDGETS = ("DICOM series browser", "View orientation")
+
+#: Widgets docked at start, in order, and whether each joins the previous dock as a tab.
+#: The workflow (segment -> correct -> save) shares one tabbed dock; the live report
+#: has its own, so its numbers stay in sight while editing.
+DOCKED_WIDGETS = (
+    ("Segment", False),
+    ("Label tools", True),
+    ("Save labels", True),
+    ("Window presets", True),
+    ("DICOM series browser", True),
+    ("View orientation", True),
+    ("Report", False),
+)
 
 
 def make_viewer(path: str | Path | None = None, viewer=None):
@@ -38,8 +50,13 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     if viewer is None:
         viewer = napari.Viewer(title="napari-medseg")
         _use_most_of_the_screen(viewer)
-    for widget_name in DOCKED_WIDGETS:
-        viewer.window.add_plugin_dock_widget(PLUGIN, widget_name)
+    docks = {}
+    for widget_name, tabify in DOCKED_WIDGETS:
+        docks[widget_name], _ = viewer.window.add_plugin_dock_widget(
+            PLUGIN, widget_name, tabify=tabify
+        )
+    _process_events()
+    docks[DOCKED_WIDGETS[0][0]].raise_()  # the first tab (Segment) in front
     if path is None:
         layers = viewer.open_sample(PLUGIN, "chest_ct")
     else:
