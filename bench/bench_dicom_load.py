@@ -43,7 +43,6 @@ Both readers must give identical voxel values and the same geometry (affine to
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
@@ -535,14 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     text = run(args)
     print(text)
     if args.write_results:
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(RESULTS, "a") as f:
-            f.write(
-                f"\n## DICOM series load, {stamp}\n\n"
-                f"`python bench/bench_dicom_load.py --rounds {args.rounds}`\n\n"
-                f"{text}\n"
-            )
-        print(f"appended to {RESULTS}")
+        from _results import append_section
+
+        append_section(
+            "DICOM series load",
+            f"`python bench/bench_dicom_load.py --rounds {args.rounds}`\n\n{text}",
+        )
     return 0
 
 

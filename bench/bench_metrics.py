@@ -46,7 +46,6 @@ tens of seconds).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import resource
 import statistics
@@ -452,9 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     text = run(args)
     print(text)
     if args.write_results:
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-        with open(RESULTS, "a") as handle:
-            handle.write(f"\n## Label-map measurements, {stamp}\n\n{text}\n")
+        from _results import append_section
+
+        append_section("Label-map measurements", text)
     return 0
 
 

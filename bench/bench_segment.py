@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shlex
@@ -239,9 +238,10 @@ def machine() -> dict:
 
 
 def report(results: list[dict], info: dict, threads: int, argv: list[str]) -> str:
-    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    from _results import heading
+
     lines = [
-        f"## Segmentation, medseg vs monai.bundle run, {now}",
+        heading("Segmentation, medseg vs monai.bundle run"),
         "",
         f"`python bench/bench_segment.py {shlex.join(argv)}`".replace(" `", "`"),
         "",
@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, info, args.threads, sys.argv[1:] if argv is None else argv)
     print(text)
     if args.write_results:
-        with open(RESULTS, "a") as handle:
-            handle.write("\n" + text)
+        from _results import append_text
+
+        append_text(text)
     return 0
 
 
