@@ -19,7 +19,7 @@ def _canvas_box(viewer, world_box, canvas_hw):
     return lo, hi
 
 
-def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer, artifacts):
+def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer, qtbot, artifacts):
     from napari_medseg._napari.launch import DOCKED_WIDGETS, make_viewer
 
     viewer = make_napari_viewer(show=True)
@@ -44,5 +44,10 @@ def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer, ar
     zoom = viewer.scene.camera.zoom
     viewer.reset_view()
     np.testing.assert_allclose(zoom, viewer.scene.camera.zoom, rtol=1e-3)
-    # what `medseg demo` shows, for the README
+    # what `medseg demo` shows, for the README, once the live report has measured
+    from _helpers import dock
+
+    report = dock(viewer, "Report")
+    qtbot.waitUntil(lambda: report.report is not None and not report.live.busy, timeout=60_000)
+    assert [row.label for row in report.report.labels] == [1]  # the sample's tumour
     viewer.screenshot(str(artifacts / "medseg_demo.png"), canvas_only=False, flash=False)
