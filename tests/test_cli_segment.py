@@ -99,6 +99,50 @@ def test_segment_dicom_folder(models, tmp_path, capsys):
     assert labels.max() == 1
 
 
+def test_dicom_seg_of_a_dicom_input_references_its_series(models, tmp_path, capsys):
+    """--dicom-seg: every SEG frame is the label slice of the source image it references."""
+    import highdicom as hd
+    import pydicom
+
+    affine = make_affine("RAS", spacing=(0.7, 0.8, 2.5), origin=(10.0, -20.0, 30.0))
+    stored = np.random.default_rng(2).integers(0, 2048, SHAPE).astype(np.int16)
+    folder = tmp_path / "dicom"
+    write_dicom_series(stored, affine, folder, modality="CT", rescale_intercept=-1024.0)
+    out, seg_path = tmp_path / "labels.nii.gz", tmp_path / "labels_seg.dcm"
+    args = ["segment", str(folder), "-o", str(out), "--model", str(models["threshold"])]
+    assert main([*args, "--dicom-seg", str(seg_path)]) == 0, capsys.readouterr().err
+    labels = np.asarray(nib.load(out).dataobj)
+    seg = hd.seg.segread(seg_path)
+    source = read_scan(folder)
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.metadata.series_uid
+    assert seg.SegmentSequence[0].SegmentLabel == "class1"
+    assert seg.SegmentSequence[0].SegmentAlgorithmType == "AUTOMATIC"
+    # which slice each source file holds, from its own position (not from our writer)
+    inverse = np.linalg.inv(affine)
+    checked = 0
+    for path in source.metadata.files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        lps = np.asarray(ds.ImagePositionPatient, dtype=float)
+        k = int(round((inverse @ np.append(lps * [-1, -1, 1], 1.0))[2]))
+        expected = labels[:, :, k].T  # DICOM rows run along j here (RAS, no transpose)
+        if not expected.any():
+            continue
+        frame = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[ds.SOPInstanceUID], segment_numbers=[1]
+        )[0, :, :, 0]
+        assert np.array_equal(frame > 0, expected > 0), path
+        checked += 1
+    assert checked > 0
+    # a NIfTI input has no DICOM images to reference: refused before any work
+    nifti = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(stored, affine), nifti)
+    again = ["segment", str(nifti), "-o", str(tmp_path / "b.nii.gz"), "--model"]
+    code = main([*again, str(models["threshold"]), "--dicom-seg", str(tmp_path / "b.dcm")])
+    assert code == EXIT_BAD_INPUT and "needs a DICOM input" in capsys.readouterr().err
+    # the SEG is an output like the others: kept unless --overwrite
+    assert main([*args, "--dicom-seg", str(seg_path), "-o", str(tmp_path / "c.nii.gz")]) == 2
+
+
 def test_probabilities_and_multichannel(ct_nifti, models, tmp_path, capsys):
     path, hu, affine = ct_nifti
     second = tmp_path / "t2.nii.gz"

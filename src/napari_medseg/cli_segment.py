@@ -57,6 +57,11 @@ def register(commands) -> None:
         metavar="PROBS.nii.gz",
         help="also write class probabilities (4D float32, one volume per class) on the scan's grid",
     )
+    segment.add_argument(
+        "--dicom-seg",
+        metavar="SEG.dcm",
+        help="also write the labels as a DICOM SEG referencing the input DICOM series",
+    )
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--series", help="series key or SeriesInstanceUID (see `medseg info`)")
     segment.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
@@ -223,6 +228,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             raise MedsegError(
                 f"{out}: given both as -o and as --probabilities; name two different files."
             )
+    dicom_seg_path = Path(args.dicom_seg) if args.dicom_seg else None
+    if dicom_seg_path is not None:
+        _check_output(dicom_seg_path, args.overwrite, "DICOM SEG", args.inputs, nifti=False)
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.sw_batch_size is not None and args.sw_batch_size < 1:
@@ -246,6 +254,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     source = volumes[0]
     meta = source.metadata
+    if dicom_seg_path is not None and meta.format != "dicom":
+        raise MedsegError(
+            f"{args.inputs[0]}: --dicom-seg needs a DICOM input (a DICOM SEG references the "
+            "DICOM images it was drawn on); this input is "
+            f"{meta.format or 'not DICOM'}. Leave out --dicom-seg."
+        )
     write_nifti_like(
         out,
         result.labels,
@@ -262,6 +276,20 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     if probabilities_path is not None:
         _write_probabilities(probabilities_path, result.probabilities, out, protect)
+    if dicom_seg_path is not None:
+        from napari_medseg.class_table import classes_from_label_classes
+        from napari_medseg.io.dicom_seg import write_dicom_seg
+        from napari_medseg.volume import Volume
+
+        write_dicom_seg(
+            dicom_seg_path,
+            Volume(result.labels, result.affine, meta),
+            meta.files,
+            classes_from_label_classes(result.label_classes),
+            protect=protect,
+            overwrite=args.overwrite,
+            algorithm=result.provenance(),
+        )
     for warning in [*meta.warnings, *result.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
     settings = result.settings
@@ -271,6 +299,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 {
                     "output": str(out),
                     "probabilities": str(probabilities_path) if probabilities_path else None,
+                    "dicom_seg": str(dicom_seg_path) if dicom_seg_path else None,
                     "model": result.model_name,
                     "labels": label_volumes(result, source),
                     "settings": settings,
