@@ -360,7 +360,7 @@ def build_report(
                 "onto the label map's grid by nearest neighbour before comparing (distances "
                 "and volumes carry that resampling error)."
             )
-            logger.warning(message)
+            logger.info(message)  # users see it in report.notes (CLI, widget)
             notes.append(message)
             ref_array = resample_labels(ref_array, reference.affine, labels.shape, affine)
             resampled = True
