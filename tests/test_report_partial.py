@@ -196,3 +196,48 @@ def test_voxel_box_union_and_clipping():
     assert a.union(b) == VoxelBox((0, 3, 4), (5, 10, 7))
     assert a.union(None) == a
     assert VoxelBox((-3, 2, 0), (4, 40, 3)).clipped((3, 8, 9)) == VoxelBox((0, 2, 0), (3, 8, 3))
+
+
+def test_large_structures_edited_after_the_reference_give_the_full_report(monkeypatch):
+    """Structures big enough for the pruned diameter search, brushed near their surface
+    and compared with the map they were edited from (surface distances found by the
+    local KD-tree), on an oblique grid."""
+    from napari_medseg.surface import _BRUTE_FORCE_POINTS, hull_candidates, surface_mask
+
+    shape = (132, 120, 60)
+    affine = make_affine("LPS", spacing=(0.7, 0.8, 2.5), rotation_deg=(8.0, -12.0, 20.0))
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+
+    def ellipsoid(centre, radii):
+        return sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True)) <= 1
+
+    labels = np.zeros(shape, np.uint8, order="F")  # a napari layer seen in scan order
+    labels[ellipsoid((64, 30, 28), (62, 26, 14))] = 1  # elongated
+    labels[ellipsoid((76, 76, 32), (36 / 0.7, 36 / 0.8, 36 / 2.5))] = 2  # round in mm
+    labels[ellipsoid((70, 60, 30), (5, 5, 3))] = 3  # a small lesion
+    for value in (1, 2):
+        assert len(hull_candidates(labels == value)) > _BRUTE_FORCE_POINTS
+    rng = np.random.default_rng(12)
+    image = rng.integers(-1000, 1500, shape).astype(np.int16)
+    meta = ScanMetadata(source="ct.nii.gz", format="nifti", modality="CT", units="HU")
+    volumes = (
+        Volume(labels, affine, ScanMetadata(source="seg.nii.gz", format="nifti")),
+        Volume(image, affine, meta),
+        Volume(labels.copy(order="F"), affine, ScanMetadata(source="ref.nii.gz", format="nifti")),
+    )
+    settings = ReportSettings()  # distances and diameters on, as the widget starts
+    state = measure_report(*volumes, settings)
+    _forbid_full_reports(monkeypatch)
+    disc = np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 16
+    for step in range(6):
+        surface = np.argwhere(surface_mask(labels == 1 + step % 2))
+        i, j, k = surface[int(rng.integers(len(surface)))]
+        start = (max(i - 4, 0), max(j - 4, 0), k)
+        box = VoxelBox(start, (start[0] + 9, start[1] + 9, k + 1)).clipped(shape)
+        region = labels[box.slices()]
+        mask = disc[: region.shape[0], : region.shape[1], None]
+        value = int(rng.choice([0, 1, 2]))
+        changed = {int(v) for v in np.unique(region[mask])} | {value}
+        region[mask] = value
+        state = update_report(state, changed, box)
+        assert _document(state.report) == _document(_full(*volumes, settings)), f"edit {step}"

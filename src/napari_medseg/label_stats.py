@@ -1,7 +1,7 @@
 """Per-label measurements of a label map on its scan: volume, intensity, position, size.
 
 All numbers come from one :func:`~napari_medseg.tally.tally_labels` pass plus, for the
-maximum diameter, the surface of each label inside its bounding box.
+maximum diameter, a look at each label inside its bounding box.
 
 Conventions
 -----------
@@ -18,8 +18,8 @@ Conventions
 * Centroid: mean of the label's voxel centres, in RAS+ mm (+x towards the patient's
   right, +y anterior, +z superior; DICOM LPS coordinates are ``(-x, -y, z)``).
 * Bounding box: first and last voxel index along I, J, K, both included.
-* Maximum 3D diameter: largest distance between two surface voxel centres in mm
-  (:func:`~napari_medseg.surface.max_diameter_mm`).
+* Maximum 3D diameter: largest distance between two voxel centres of the label in
+  mm (:func:`~napari_medseg.surface.mask_diameter_mm`; the two lie on its surface).
 * ``touches_border``: the label reaches the first or last plane of the volume along
   some axis, so part of the structure may lie outside the scan. Its measurements
   are reported as they are (never set to zero); the flag says to read them with care.
@@ -128,9 +128,14 @@ def _histogram_stats(index: np.ndarray, values: np.ndarray, n_labels: int) -> di
     n_bins = high - low + 1
     if n_bins * n_labels > _HISTOGRAM_BINS:
         return None
-    code = index.astype(np.int64) * n_bins
-    code += values.astype(np.int64) - low
-    hist = np.bincount(code, minlength=n_labels * n_bins).reshape(n_labels, n_bins)
+    code = values.astype(np.intp)
+    code -= low
+    if index.size and index.min() == index.max():  # one label (a partial update's tally)
+        hist = np.zeros((n_labels, n_bins), dtype=np.intp)
+        hist[int(index[0])] = np.bincount(code, minlength=n_bins)
+    else:
+        code += index.astype(np.intp) * n_bins
+        hist = np.bincount(code, minlength=n_labels * n_bins).reshape(n_labels, n_bins)
     grid = np.arange(low, high + 1, dtype=np.float64)
     n = hist.sum(axis=1)
     out = {}
@@ -228,7 +233,7 @@ def intensity_statistics(tally: Tally, units: str = "") -> dict[int, IntensitySt
 def label_diameter_mm(
     labels: np.ndarray, value: int, low: np.ndarray, high: np.ndarray, linear: np.ndarray
 ) -> float:
-    """Maximum 3D diameter (mm) of one label, from its surface inside its bounding box."""
+    """Maximum 3D diameter (mm) of one label, measured inside its bounding box."""
     from napari_medseg.surface import mask_diameter_mm
 
     crop = labels[tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))]

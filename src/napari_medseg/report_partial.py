@@ -41,6 +41,7 @@ from napari_medseg.labelmaps import reorder_onto_grid
 from napari_medseg.lesions import DEFAULT_CONNECTIVITY, Lesion, LesionSummary, LesionTable
 from napari_medseg.metrics import DEFAULT_TOLERANCE_MM
 from napari_medseg.report import Report, build_report, padding_range
+from napari_medseg.surface import memory_axes
 from napari_medseg.tally import Tally, bounding_boxes, tally_labels
 from napari_medseg.volume import Volume
 
@@ -356,13 +357,20 @@ def _projections(mask: np.ndarray, box: VoxelBox, shape: tuple[int, ...]) -> lis
     """Per-plane voxel counts of a crop's mask along I, J, K of the full volume.
 
     Each array has shape (2, n_axis): row 0 (the "anything else" index) zero, row 1
-    the mask's voxels in each plane of the full volume.
+    the mask's voxels in each plane of the full volume. The mask is summed once along
+    its memory axis; the other two projections come from that plane of sums.
     """
+    axis = memory_axes(mask)[-1]
+    ones = mask.view(np.uint8)
+    others = tuple(a for a in range(3) if a != axis)
+    plane = ones.sum(axis=axis, dtype=np.int64)  # shape of the two other axes
+    counts = {axis: ones.sum(axis=others, dtype=np.int64)}
+    counts[others[0]] = plane.sum(axis=1)
+    counts[others[1]] = plane.sum(axis=0)
     out = []
-    for axis in range(3):
-        row = np.zeros((2, shape[axis]), np.int64)
-        others = tuple(a for a in range(3) if a != axis)
-        row[1, box.start[axis] : box.stop[axis]] = np.count_nonzero(mask, axis=others)
+    for a in range(3):
+        row = np.zeros((2, shape[a]), np.int64)
+        row[1, box.start[a] : box.stop[a]] = counts[a]
         out.append(row)
     return out
 
@@ -395,7 +403,10 @@ def _value_tally(arrays: _Arrays, value: int, box: VoxelBox) -> Tally:
         tally.ref_counts = np.array([0, ref_count], np.int64)
         tally.confusion = np.array([[0, ref_count - both], [count - both, both]], np.int64)
     if arrays.image is not None:
-        values = arrays.image[crop][mask]
+        image = arrays.image[crop]
+        axes = memory_axes(image)  # read in memory order: the histogram statistics
+        # (the only path a partial update takes, see _histogram_certain) ignore order
+        values = image.transpose(axes)[mask.transpose(axes)]
         keep = intensity_keep(values, arrays.exclude)
         excluded = 0
         if keep is not None:
