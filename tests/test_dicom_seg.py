@@ -409,3 +409,33 @@ def test_importing_the_module_loads_neither_highdicom_nor_torch():
     loaded = {name.split(".")[0] for name in json.loads(out.stdout)}
     assert "napari_medseg" in loaded
     assert not loaded & {"highdicom", "torch", "napari", "qtpy"}
+
+
+def test_class_names_in_any_script_and_with_backslashes_survive(tmp_path):
+    # a Latin-1 source (the usual ISO_IR 100), a patient name with umlauts, and class
+    # names Latin-1 cannot hold or that contain DICOM's value separator
+    series = write_series(tmp_path / "series", phantom(SHAPE), make_affine("LPS"))
+    for file in series.files:
+        ds = pydicom.dcmread(file)
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.PatientName = "Müller^Jürgen"
+        ds.save_as(file)
+    volume = read_scan(series.folder)
+    labels = _labels_on(volume, _truth(), series.affine)
+    classes = {1: ("肝臓", "#dc6440"), 7: ("Läsion\\links", "#0000ff"), 300: ("Опухоль", "")}
+    out = write_dicom_seg(
+        tmp_path / "seg.dcm", labels, volume.metadata.files, classes, algorithm="μ-net"
+    )
+    seg = pydicom.dcmread(out)
+    names = {int(s.SegmentNumber): s.SegmentLabel for s in seg.SegmentSequence}
+    assert names == {1: "肝臓", 2: "Läsion/links", 3: "Опухоль"}  # one value each, no "?"
+    assert str(seg.PatientName) == "Müller^Jürgen"
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert algorithm.AlgorithmName == "μ-net"
+    back = read_dicom_seg(out, volume)
+    assert {v: name for v, (name, _) in back.metadata.extra["classes"].items()} == {
+        1: "肝臓",
+        7: "Läsion/links",
+        300: "Опухоль",
+    }
+    np.testing.assert_array_equal(back.array, labels.array)

@@ -195,3 +195,22 @@ def check_same_grid(
 def voxel_volume_mm3(affine: np.ndarray) -> float:
     """Volume of one voxel, ``|det(affine[:3, :3])|``, in mm^3 (exact for oblique/sheared grids)."""
     return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])))
+
+
+def present_labels(array: np.ndarray) -> np.ndarray:
+    """Sorted positive values of a label map (int64; empty when there is no label).
+
+    Unsigned maps (the usual uint8/uint16) are counted with ``np.bincount``, several
+    times faster than ``np.unique`` on a whole CT-sized map.
+    """
+    array = np.asarray(array)
+    top = int(array.max()) if array.size else 0
+    if top <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.dtype.kind == "u" and top < 1 << 24:
+        counts = np.bincount(array.ravel(order="K"), minlength=top + 1)
+        values = np.flatnonzero(counts)
+    else:
+        values = np.unique(array)
+    values = values.astype(np.int64)
+    return values[values > 0]

@@ -134,3 +134,32 @@ def test_mark_saved_with_a_stale_edit_count(make_napari_viewer):
     assert is_modified(tumour) and tumour.name == "tumour *" and saved_path(tumour) == "a.nii.gz"
     assert mark_saved(tumour, "b.nii.gz", edits=edit_count(tumour))
     assert not is_modified(tumour) and tumour.name == "tumour"
+
+
+def test_the_marker_with_the_suffix_napari_adds_to_a_second_layer_of_one_name(
+    make_napari_viewer, qtbot, tmp_path
+):
+    # two runs of Segment give two layers "CT model"; napari keeps names unique, so
+    # marking the second one unsaved names it "CT model * [1]"
+    from napari.layers import Layer
+
+    from napari_medseg._napari.edit_state import mark_modified
+    from napari_medseg._napari.layers import labels_like
+
+    viewer = make_napari_viewer()
+    image, _ = open_sample(viewer, "chest_ct")
+    first = viewer.add_layer(Layer.create(*labels_like(image, name="CT model")))
+    mark_modified(first)
+    second = viewer.add_layer(Layer.create(*labels_like(image, name="CT model")))
+    mark_modified(second)
+    assert (first.name, second.name) == ("CT model *", "CT model * [1]")
+    assert base_name(second) == "CT model [1]"
+
+    widget = dock(viewer, "Save labels")
+    widget.layer_combo.set_layer(second)
+    assert "*" not in widget.nifti_edit.text()
+    _save(widget, qtbot, tmp_path / "second.nii.gz")
+    assert second.name == "CT model [1]" and not is_modified(second)  # no marker once saved
+    second.data_setitem(_display_indices(second, np.s_[0:2, 0:2, 0]), 2)
+    assert second.name == "CT model [1] *" and base_name(second) == "CT model [1]"
+    assert first.name == "CT model *" and is_modified(first)

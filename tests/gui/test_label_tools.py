@@ -269,6 +269,7 @@ def test_split_instances_gives_pieces_new_named_values(make_napari_viewer, qtbot
 
 def test_rename_and_recolour_the_label(sample, qtbot):
     _, _, labels, widget = sample
+    other_colour = labels.get_color(OTHER)
     widget.name_edit.setText("GTV")
     widget.name_edit.editingFinished.emit()
     widget.recolour_label("#00ff00")
@@ -279,6 +280,7 @@ def test_rename_and_recolour_the_label(sample, qtbot):
     assert widget.color_button.property("label_color") == "#00ff00"
     # the other label keeps the colour napari showed it in
     assert names[OTHER] == f"label_{OTHER}"
+    np.testing.assert_allclose(labels.get_color(OTHER), other_colour, atol=1 / 255)
     widget.label_spin.setValue(OTHER)
     assert labels.selected_label == OTHER
     assert widget.name_edit.text() == f"label_{OTHER}"
@@ -448,3 +450,77 @@ def test_closing_the_panel_lifts_the_hu_restriction(sample):
     assert not widget.hu_check.isChecked()
     labels.paint(target, 3)
     assert labels.data[target] == 3
+
+
+def test_a_label_without_a_class_is_painted_visibly(make_napari_viewer, qtbot):
+    # a model's output lists its classes; a value the table lacks (a new lesion the
+    # user paints) must still be shown, in the colour napari gives it on a plain layer
+    from napari_medseg._napari.label_classes import hex_color
+
+    viewer = make_napari_viewer()
+    data = np.zeros((10, 20, 20), dtype=np.uint8)
+    data[2:5, 2:8, 2:8] = 1
+    labels = viewer.add_labels(
+        data, name="CT model", **layer_kwargs_for_classes({1: ("liver", "#ff0000")})
+    )
+    plain = viewer.add_labels(np.zeros_like(data), name="plain")  # napari's own colours
+    widget = dock(viewer, "Label tools")
+    widget.labels_combo.set_layer(labels)
+    widget.label_spin.setValue(7)
+    assert labels.selected_label == 7
+    labels.paint((7, 12, 12), 7, refresh=True)
+    assert (np.asarray(labels.data) == 7).any()
+    assert labels.get_color(7)[3] == 1.0  # not transparent
+    np.testing.assert_allclose(labels.get_color(7), plain.get_color(7))
+    assert widget.color_button.property("label_color") == hex_color(plain.get_color(7), unit=True)
+    np.testing.assert_allclose(labels.get_color(1), (1.0, 0.0, 0.0, 1.0))  # the class colour
+
+    # renaming a label of a layer without classes must not hide the other values
+    widget.labels_combo.set_layer(plain)
+    widget.label_spin.setValue(1)
+    plain.paint((5, 5, 5), 1, refresh=True)
+    widget.rename_label("GTV")
+    plain.paint((5, 15, 15), 3, refresh=True)
+    assert plain.get_color(3)[3] == 1.0
+
+
+def test_a_tool_edit_shows_as_unsaved_without_the_save_widget(sample, qtbot):
+    from napari_medseg._napari.edit_state import base_name, is_modified
+
+    viewer, _, labels, widget = sample  # only the Label tools are docked
+    assert labels.name == "tumour" and not is_modified(labels)
+    assert _run(qtbot, widget, widget.largest_button) > 0
+    assert is_modified(labels) and labels.name == "tumour *" and base_name(labels) == "tumour"
+
+
+def test_splitting_past_255_after_converting_the_layer_to_uint16(make_napari_viewer, qtbot, notes):
+    # 300 separate lesions in a uint8 layer (a model's output): the split cannot give
+    # them values past 255; napari's "Convert to uint16" makes room, and the widget
+    # must then offer label values past 255 too
+    from napari.layers._layer_actions import _convert_dtype
+
+    viewer = make_napari_viewer()
+    data = np.zeros((6, 40, 60), dtype=np.uint8)
+    data[1:5:2, ::4, ::4] = 1  # 2 x 10 x 15 = 300 single-voxel pieces
+    labels = viewer.add_labels(data.copy(), name="lesions")
+    widget = dock(viewer, "Label tools")
+    widget.label_spin.setValue(1)
+    assert widget.label_spin.maximum() == 255
+
+    with qtbot.waitSignal(widget.tool_failed, timeout=WAIT_MS) as blocker:
+        widget.split_button.click()
+    assert "'lesions'" in blocker.args[1] and "Convert to uint16" in blocker.args[1]
+    assert any("Convert to uint16" in n for n in notes)
+    np.testing.assert_array_equal(labels.data, data)
+
+    viewer.layers.selection.active = labels
+    _convert_dtype(viewer.layers, "uint16")  # napari's layer menu action
+    assert labels.data.dtype == np.uint16
+    assert widget.label_spin.maximum() == 65535
+    widget.label_spin.setValue(300)
+    assert labels.selected_label == 300 and widget.value == 300
+    widget.label_spin.setValue(1)
+    assert _run(qtbot, widget, widget.split_button) == 299
+    assert sorted(np.unique(labels.data).tolist()) == list(range(0, 301))
+    labels.undo()
+    np.testing.assert_array_equal(labels.data, data)

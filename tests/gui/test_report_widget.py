@@ -124,7 +124,6 @@ def _sample(make_napari_viewer, qtbot):
 
 
 def test_report_matches_medseg_report_on_the_saved_file(make_napari_viewer, qtbot, tmp_path):
-    from napari_medseg._napari.writer import save_layer
     from napari_medseg.cli import main
 
     viewer = make_napari_viewer(show=True)
@@ -140,9 +139,13 @@ def test_report_matches_medseg_report_on_the_saved_file(make_napari_viewer, qtbo
     _setitem_cube(labels, _display_index(labels, affine, (60, 80, 20)), 3, 2)  # a second label
     _ready(qtbot, widget, lambda r: _voxels(r, 2) > 0)
 
+    # saved as a user does, with the Save widget (labels + the names file `report` reads)
     seg = tmp_path / "tumour_seg.nii.gz"
-    data, attributes, _ = labels.as_layer_data_tuple()
-    save_layer(str(seg), data, attributes, kind="labels")
+    save = dock(viewer, "Save labels")
+    save.layer_combo.set_layer(labels)
+    save.nifti_edit.setText(str(seg))
+    with qtbot.waitSignal(save.saved, timeout=60_000):
+        save.save_nifti()
     out = tmp_path / "cli.csv"
     source = image.metadata[MEDSEG_KEY]["source"]
     assert main(["report", str(seg), "--image", source, "-o", str(out)]) == 0
@@ -150,6 +153,7 @@ def test_report_matches_medseg_report_on_the_saved_file(make_napari_viewer, qtbo
 
     rows = label_rows(widget.report)
     assert [int(r["label"]) for r in cli_rows] == [r["label"] for r in rows] == [1, 2]
+    assert [r["name"] for r in cli_rows] == [r["name"] for r in rows] == ["tumour", "label_2"]
     shared = set(cli_rows[0]) & set(rows[0])
     assert {"voxels", "volume_ml", "intensity_mean", "intensity_sd", "diameter_mm"} <= shared
     for cli_row, row in zip(cli_rows, rows, strict=True):

@@ -288,3 +288,18 @@ def test_default_names(tmp_path):
     )
     assert default_nifti_path("", "", "x") is None
     assert seg_path_for(str(tmp_path / "ct_liver.nii.gz")) == str(tmp_path / "ct_liver_seg.dcm")
+
+
+def test_the_default_names_follow_a_renamed_layer(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    _, tumour = open_sample(viewer, "chest_ct")
+    widget = dock(viewer, "Save labels")
+    scan = Path(sample_path("chest_ct"))
+    assert Path(widget.nifti_edit.text()).name.endswith("_tumour.nii.gz")
+    tumour.name = "GTV"  # renamed in the layer list
+    nifti = Path(widget.nifti_edit.text())
+    assert nifti.parent == scan.parent and nifti.name.endswith("_GTV.nii.gz")
+    assert widget.seg_edit.text().endswith("_GTV_seg.dcm")
+    widget.nifti_edit.setText(str(tmp_path / "mine.nii.gz"))  # a name the user typed stays
+    tumour.name = "CTV"
+    assert widget.nifti_edit.text() == str(tmp_path / "mine.nii.gz")

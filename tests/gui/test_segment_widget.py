@@ -425,3 +425,67 @@ def test_options_reach_the_segmenter(make_napari_viewer, qtbot, tmp_path):
     assert (settings["overlap"], settings["sw_batch_size"], settings["tta"]) == (0.5, 3, True)
     assert settings["device"] == "cpu" and settings["amp"] is False  # AMP is for CUDA only
     assert len(settings["tta_flips"]) == 4  # identity + a flip along each axis
+
+
+def test_undoing_a_replacement_gives_the_layer_back_its_classes(
+    make_napari_viewer, qtbot, tmp_path
+):
+    # the user's contour, with its own class name, replaced by a model run and undone:
+    # the voxels AND the names, colours and model entry must be the user's again
+    from napari.layers import Layer
+
+    from napari_medseg._napari.label_classes import layer_classes, layer_kwargs_for_classes
+    from napari_medseg._napari.layers import labels_like
+
+    viewer = make_napari_viewer()
+    _, image = _scan(viewer, tmp_path)
+    data, kwargs, kind = labels_like(image, name="drawn")
+    kwargs.update(layer_kwargs_for_classes({7: ("tumour", "#00ff00")}))
+    target = viewer.add_layer(Layer.create(data, kwargs, kind))
+    target.data[10:20, 5:15, 8:30] = 7
+    before = target.data.copy()
+    mine = layer_classes(target)
+    widget = dock(viewer, "Segment")
+    _tiny(widget, tmp_path)
+    widget.output_combo.set_layer(target)
+    with qtbot.waitSignal(widget.segmented, timeout=30_000):
+        widget.run_button.click()
+    model_classes = layer_classes(target)
+    assert model_classes != mine and target.metadata["medseg"]["model"]["name"] == "tiny"
+
+    target.undo()
+    np.testing.assert_array_equal(target.data, before)
+    assert layer_classes(target) == mine
+    np.testing.assert_allclose(target.get_color(7), (0.0, 1.0, 0.0, 1.0))
+    assert "model" not in target.metadata["medseg"]  # hand-drawn: no model made these
+
+    target.redo()
+    assert layer_classes(target) == model_classes
+    assert target.metadata["medseg"]["model"]["name"] == "tiny"
+    target.undo()
+    assert layer_classes(target) == mine
+    target.data_setitem((np.array([0]), np.array([0]), np.array([0])), 7)  # a new edit
+    target.refresh()
+    assert layer_classes(target) == mine and "model" not in target.metadata["medseg"]
+
+
+def test_a_replacement_undo_cannot_restore_is_said_so(make_napari_viewer, qtbot, tmp_path, notes):
+    # an int8 layer cannot take the model's uint8 labels as a napari history item: the
+    # data is replaced, and the user must be told that undo will not bring it back
+    from napari.layers import Layer
+
+    from napari_medseg._napari.layers import labels_like
+
+    viewer = make_napari_viewer()
+    _, image = _scan(viewer, tmp_path)
+    target = viewer.add_layer(Layer.create(*labels_like(image, name="int8", dtype=np.int8)))
+    target.data[10:20, 5:15, 8:30] = 3
+    widget = dock(viewer, "Segment")
+    _tiny(widget, tmp_path)
+    widget.output_combo.set_layer(target)
+    with qtbot.waitSignal(widget.segmented, timeout=30_000) as blocker:
+        widget.run_button.click()
+    assert blocker.args[0] is target and not (np.asarray(target.data) == 3).any()
+    assert "added" not in widget.status.text()
+    assert "cannot be restored" in widget.status.text()
+    assert any("'int8'" in n and "undo cannot restore" in n for n in notes)

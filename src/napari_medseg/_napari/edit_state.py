@@ -12,6 +12,10 @@ desktop editor uses); saving removes the marker. What counts as an edit:
 An undo back to the saved state still counts as an edit (the layer stays
 marked): the data is not compared with the file.
 
+napari keeps layer names unique: a second unsaved ``"CT model"`` becomes
+``"CT model * [1]"``. The marker is recognised there too (before napari's
+`` [n]`` suffix), so :func:`base_name` gives ``"CT model [1]"`` and saving removes it.
+
 The state (modified or not, the last file written, how many edits were made)
 is kept per layer object in this module, not in ``layer.metadata``: napari's
 *Duplicate layer* gives the copy the same metadata dict, and an edit of the copy
@@ -20,12 +24,16 @@ must not mark the original (nor a save of one clear the other).
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 #: Appended to the name of a layer with unsaved edits.
 UNSAVED_MARKER = " *"
+
+#: A name carrying the marker, maybe followed by the `` [n]`` napari adds to keep names unique.
+_MARKED = re.compile(r"^(?P<base>.*) \*(?P<suffix> \[\d+\])?$", re.DOTALL)
 
 
 @dataclass
@@ -49,10 +57,17 @@ def _state(layer: Any) -> _EditState:
     return state
 
 
+def _has_marker(name: str) -> bool:
+    return _MARKED.match(name) is not None
+
+
 def base_name(layer: Any) -> str:
-    """The layer's name without the unsaved marker."""
+    """The layer's name without the unsaved marker (``"a * [1]"`` -> ``"a [1]"``)."""
     name = str(layer.name)
-    return name[: -len(UNSAVED_MARKER)] if name.endswith(UNSAVED_MARKER) else name
+    marked = _MARKED.match(name)
+    if marked is None:
+        return name
+    return marked.group("base") + (marked.group("suffix") or "")
 
 
 def is_modified(layer: Any) -> bool:
@@ -78,7 +93,7 @@ def mark_modified(layer: Any) -> None:
     state = _state(layer)
     state.modified = True
     state.edits += 1
-    if not str(layer.name).endswith(UNSAVED_MARKER):
+    if not _has_marker(str(layer.name)):
         layer.name = base_name(layer) + UNSAVED_MARKER
 
 
@@ -107,7 +122,7 @@ def mark_saved(layer: Any, path: str = "", *, edits: int | None = None) -> bool:
     if edits is not None and edits != state.edits:
         return False
     state.modified = False
-    if str(layer.name).endswith(UNSAVED_MARKER):
+    if _has_marker(str(layer.name)):
         layer.name = base_name(layer)
     return True
 

@@ -11,9 +11,10 @@ One convention for every widget: a labels layer made by napari-medseg carries a
 napari maps rows to label values through the ``index`` column, so hovering a
 voxel shows its class name in the status bar. The colours are also set as a
 :class:`napari.utils.colormaps.DirectLabelColormap`, so a label shows the colour
-of its class (0 stays transparent). A labels layer napari made itself (no
-features) gets ``label_<n>`` names and napari's own colours until the user
-renames or recolours a label.
+of its class (0 stays transparent; values without a class keep napari's own
+colours, so a new label painted on a model's output is visible). A labels layer
+napari made itself (no features) gets ``label_<n>`` names and napari's own colours
+until the user renames or recolours a label.
 """
 
 from __future__ import annotations
@@ -61,11 +62,24 @@ def features_table(classes: Mapping[int, tuple[str, str]]):
     )
 
 
-def colormap_for(classes: Mapping[int, tuple[str, str]]):
-    """A DirectLabelColormap: each value its class colour, 0 and unknown values as napari's."""
-    from napari.utils.colormaps import DirectLabelColormap
+#: Label values below this that have no class keep the colour napari gives them on a
+#: plain labels layer; higher ones share one colour. A direct colormap shows values it
+#: does not list as transparent: a label painted with a value the class table lacks
+#: (a new lesion on a model's output) would be invisible.
+UNLISTED_COLOURED_BELOW = 256
 
-    colors: dict[Any, Any] = {None: np.array([0.0, 0.0, 0.0, 0.0])}
+
+def colormap_for(classes: Mapping[int, tuple[str, str]]):
+    """A DirectLabelColormap: each value its class colour, 0 transparent, and values
+    without a class in the colour napari gives them (see :data:`UNLISTED_COLOURED_BELOW`).
+    """
+    from napari.utils.colormaps import DirectLabelColormap, label_colormap
+
+    napari_colours = label_colormap(49, 0.5, background_value=0)  # a plain layer's
+    values = np.arange(UNLISTED_COLOURED_BELOW + 1)
+    mapped = napari_colours.map(values)
+    colors: dict[Any, Any] = {None: mapped[-1]}
+    colors.update({int(v): c for v, c in zip(values[1:-1], mapped[1:-1], strict=True)})
     for value, (_, color) in classes.items():
         colors[int(value)] = rgba(color)
     colors[0] = np.array([0.0, 0.0, 0.0, 0.0])
@@ -131,21 +145,38 @@ def set_label_class(
     value = int(value)
     if value <= 0:
         raise ValueError("the background (0) has no name or colour to change")
-    classes = layer_classes(layer)
-    current_name, current_color = classes.get(value, (default_name(value), ""))
+    current_name, current_color = layer_classes(layer).get(value, (default_name(value), ""))
     if not current_color:
         current_color = hex_color(layer.get_color(value), unit=True)
-    if not classes:  # a napari-made layer: keep the colours napari shows for drawn labels
-        present = np.unique(np.asarray(layer.data))
-        for other in present[present > 0]:
-            classes[int(other)] = (
-                default_name(int(other)),
-                hex_color(layer.get_color(other), unit=True),
+    set_label_classes(
+        layer,
+        {
+            value: (
+                current_name if name is None else str(name),
+                current_color if color is None else hex_color(rgba(color), unit=True),
             )
-    classes[value] = (
-        current_name if name is None else str(name),
-        current_color if color is None else hex_color(rgba(color), unit=True),
+        },
     )
+
+
+def set_label_classes(layer: Any, changes: Mapping[int, tuple[str, str]]) -> None:
+    """Give label values of a labels layer names and colours, in one update.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    changes : mapping
+        ``{value: (name, "#rrggbb")}`` for values > 0; other classes are kept. Drawn
+        values without a class (all of them on a napari-made layer) get one, in the
+        colour they are shown in, so the new colormap does not recolour them.
+    """
+    from napari_medseg.labelmaps import present_labels
+
+    classes = layer_classes(layer)
+    for other in present_labels(layer.data).tolist():
+        if other not in classes:
+            classes[other] = (default_name(other), hex_color(layer.get_color(other), unit=True))
+    classes.update({int(v): (str(n), str(c)) for v, (n, c) in changes.items()})
     layer.features = features_table(classes)
     layer.colormap = colormap_for(classes)
 
@@ -161,4 +192,5 @@ __all__ = [
     "layer_kwargs_for_classes",
     "rgba",
     "set_label_class",
+    "set_label_classes",
 ]

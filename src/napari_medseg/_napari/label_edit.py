@@ -104,7 +104,8 @@ def _free_values(layer: Any, count: int) -> np.ndarray:
     if dtype.kind in "iu" and count and values[-1] > np.iinfo(dtype).max:
         raise LabelEditError(
             f"layer '{layer.name}' ({dtype}) has no room for {count} more label values "
-            f"(the highest is {np.iinfo(dtype).max})"
+            f"(the highest is {np.iinfo(dtype).max}); convert it to a wider type first "
+            "(right-click the layer: Convert data type > Convert to uint16)"
         )
     return values.astype(dtype)
 
@@ -134,7 +135,7 @@ def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Regio
     """
     from napari.utils.colormaps import label_colormap
 
-    from napari_medseg._napari.label_classes import hex_color, layer_classes, set_label_class
+    from napari_medseg._napari.label_classes import hex_color, layer_classes, set_label_classes
     from napari_medseg.label_stats import default_name
 
     count = int(instances.max(initial=0))
@@ -148,10 +149,16 @@ def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Regio
     classes = layer_classes(layer)
     if classes:  # else napari's own names and colours apply to the new values
         base = classes.get(int(value), (default_name(int(value)), ""))[0]
-        colours = label_colormap()
-        for number, new in enumerate(new_values, start=2):
-            colour = hex_color(colours.map(np.array([int(new)]))[0], unit=True)
-            set_label_class(layer, int(new), name=f"{base} {number}", color=colour)
+        colours = label_colormap().map(np.asarray(new_values, dtype=np.int64))
+        set_label_classes(
+            layer,
+            {
+                int(new): (f"{base} {number}", hex_color(colour, unit=True))
+                for number, (new, colour) in enumerate(
+                    zip(new_values, colours, strict=True), start=2
+                )
+            },
+        )
     return changed
 
 

@@ -17,12 +17,19 @@ TUMOUR_COLORS = ["transparent", "red", "lime", "dodgerblue", "yellow", "magenta"
 
 
 def _tumour_layer() -> LayerData:
+    from napari_medseg._napari.label_classes import features_table
     from napari_medseg._napari.layers import volume_to_layer_data
     from napari_medseg.io import read_scan
 
     volume = read_scan(sample_path("chest_ct_tumour"))
     return volume_to_layer_data(
-        volume, layer_type="labels", name="tumour", opacity=0.6, colormap=list(TUMOUR_COLORS)
+        volume,
+        layer_type="labels",
+        name="tumour",
+        opacity=0.6,
+        colormap=list(TUMOUR_COLORS),
+        # the class name shows on hover, in the report and in saved sidecars / DICOM SEG
+        features=features_table({1: ("tumour", "#ff0000")}),
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -397,6 +398,8 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
     become the model's and ``metadata["medseg"]["model"]`` is updated. The change is
     one item of the layer's undo history (costs a copy of the old and new voxels)
     when the layer's dtype holds the new labels; otherwise its data is replaced.
+    Undoing that item also gives the layer back its class names, colours and model
+    entry (the voxels are not the model's any more); redoing it gives it the model's.
 
     Returns
     -------
@@ -410,10 +413,13 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
         and np.can_cast(labels.dtype, old.dtype, casting="safe")
         and hasattr(layer, "_save_history")
     )
+    before = _LayerClasses.of(layer)
+    atom = None
     if undoable:
         whole = tuple(slice(None) for _ in range(labels.ndim))
         new = labels.astype(old.dtype, copy=False)
-        layer._save_history((whole, old.copy(), new))  # napari's (indices, before, after)
+        atom = (whole, old.copy(), new)  # napari's (indices, before, after)
+        layer._save_history(atom)
         layer.data[whole] = new
         layer.refresh()
     else:
@@ -423,7 +429,76 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
     if layer.metadata is None:
         layer.metadata = {}
     layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = result.provenance()
+    if atom is not None:
+        _ClassesFollowHistory(layer, atom, before, _LayerClasses.of(layer))
     return undoable
+
+
+_NO_MODEL = object()
+
+
+@dataclass(frozen=True)
+class _LayerClasses:
+    """What a labels layer says about its voxels besides the voxels: class names and
+    colours (features, colormap) and the model that made them."""
+
+    features: Any
+    colormap: Any
+    model: Any
+
+    @classmethod
+    def of(cls, layer: Any) -> _LayerClasses:
+        medseg = (layer.metadata or {}).get(MEDSEG_KEY)
+        model = medseg.get("model", _NO_MODEL) if isinstance(medseg, dict) else _NO_MODEL
+        return cls(layer.features.copy(), layer.colormap, model)
+
+    def give(self, layer: Any) -> None:
+        layer.features = self.features.copy()
+        layer.colormap = self.colormap
+        medseg = (layer.metadata or {}).get(MEDSEG_KEY)
+        if self.model is _NO_MODEL:
+            if isinstance(medseg, dict):
+                medseg.pop("model", None)
+        else:
+            if layer.metadata is None:
+                layer.metadata = {}
+            layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = self.model
+
+
+#: layer -> the watchers of its replaced segmentations (napari holds bound methods weakly)
+_FOLLOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class _ClassesFollowHistory:
+    """Give a layer the classes that go with its voxels when the replacement is undone
+    (``before``) or redone (``after``); stops once the history item is gone."""
+
+    def __init__(self, layer: Any, atom: tuple, before: _LayerClasses, after: _LayerClasses):
+        self.atom = atom
+        self.classes = {"undo": after, "redo": before}  # where the item is -> what applies
+        self.shown = "undo"
+        _FOLLOWERS.setdefault(layer, []).append(self)
+        layer.events.set_data.connect(self.on_set_data)  # undo and redo end in a refresh
+
+    def _where(self, layer: Any) -> str:
+        for name in ("undo", "redo"):
+            history = getattr(layer, f"_{name}_history", ())
+            if any(part is self.atom for item in history for part in item):
+                return name
+        return ""
+
+    def on_set_data(self, event: Any) -> None:
+        layer = event.source
+        where = self._where(layer)
+        if not where:  # replaced data, a new edit after an undo, or too old: done
+            layer.events.set_data.disconnect(self.on_set_data)
+            followers = _FOLLOWERS.get(layer, [])
+            if self in followers:
+                followers.remove(self)
+            return
+        if where != self.shown:
+            self.shown = where  # first: giving the classes refreshes the layer again
+            self.classes[where].give(layer)
 
 
 # ------------------------------------------------------------------------------ job

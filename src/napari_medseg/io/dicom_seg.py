@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ _TYPE2_SOURCE_ATTRIBUTES = (
     "AccessionNumber",
     "ReferringPhysicianName",
 )
+
+#: SpecificCharacterSet of a SEG with text outside ASCII: UTF-8, so that any class name
+#: (Greek, Cyrillic, Japanese...) is stored as it is instead of as "?".
+UTF8_CHARACTER_SET = "ISO_IR 192"
 
 _SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 
@@ -412,20 +417,6 @@ def _read_datasets(files: Sequence[str], where: str | PathLike) -> list[Any]:
 
 
 # ---------------------------------------------------------------- writing
-def _present_values(array: np.ndarray) -> np.ndarray:
-    """Sorted positive label values in ``array`` (int64)."""
-    top = int(array.max()) if array.size else 0
-    if top <= 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.dtype.kind == "u" and top < 1 << 24:
-        counts = np.bincount(array.ravel(order="K"), minlength=top + 1)
-        values = np.flatnonzero(counts)
-    else:
-        values = np.unique(array)
-    values = values.astype(np.int64)
-    return values[values > 0]
-
-
 def _algorithm(algorithm: str | Mapping[str, Any] | None) -> Any:
     """highdicom AlgorithmIdentificationSequence for a model (name, version, settings)."""
     import highdicom as hd
@@ -446,9 +437,9 @@ def _algorithm(algorithm: str | Mapping[str, Any] | None) -> Any:
     if len(",".join(f"{k}={v}" for k, v in parameters.items())) > 10240:  # LT limit
         parameters = {}
     return hd.AlgorithmIdentificationSequence(
-        name=str(info.get("name") or "model")[:64],
+        name=_lo_text(info.get("name") or "model") or "model",
         family=codes.DCM.ArtificialIntelligence,
-        version=str(info.get("version") or "unknown")[:64],
+        version=_lo_text(info.get("version") or "unknown") or "unknown",
         source="napari-medseg",
         parameters=parameters or None,
     )
@@ -462,6 +453,31 @@ def _hex_rgb(color: str) -> tuple[int, int, int] | None:
         return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
     except ValueError:
         return None
+
+
+def _lo_text(text: Any) -> str:
+    """``text`` as a DICOM LO value (a name, a description): at most 64 characters,
+    no backslash (it separates values: ``"a\\b"`` would become two labels) nor
+    control characters."""
+    cleaned = re.sub(r"[\x00-\x1f\x7f]+", " ", str(text)).replace("\\", "/")
+    return cleaned.strip()[:64]
+
+
+def _use_utf8_when_needed(seg: Any) -> None:
+    """Store the SEG's text as UTF-8 when a name or description is not ASCII.
+
+    highdicom keeps the source's character set (often ISO_IR 100, Latin-1): pydicom
+    would write a class name it cannot encode as "?" with only a Python warning.
+    Every text value is held decoded, so the patient and study attributes copied from
+    the source are re-encoded correctly too.
+    """
+    texts = [str(item.get("SegmentLabel", "")) for item in seg.SegmentSequence]
+    texts.append(str(seg.get("SeriesDescription", "")))
+    for item in seg.SegmentSequence:
+        for algorithm in item.get("SegmentationAlgorithmIdentificationSequence", []):
+            texts += [str(algorithm.get(k, "")) for k in ("AlgorithmName", "AlgorithmVersion")]
+    if not all(text.isascii() for text in texts):
+        seg.SpecificCharacterSet = UTF8_CHARACTER_SET
 
 
 def _segment_descriptions(
@@ -481,7 +497,7 @@ def _segment_descriptions(
         rgb = _hex_rgb(color) if color else None
         description = hd.seg.SegmentDescription(
             segment_number=number,
-            segment_label=(str(name) or default_name(int(value)))[:64],
+            segment_label=_lo_text(name) or default_name(int(value)),
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=algorithm_type,
@@ -557,7 +573,7 @@ def write_dicom_seg(
         ``path`` is a source file or in ``protect``.
     """
     from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
-    from napari_medseg.labelmaps import LabelMapError, as_label_array
+    from napari_medseg.labelmaps import LabelMapError, as_label_array, present_labels
 
     path = Path(path)
     files = [
@@ -572,7 +588,7 @@ def write_dicom_seg(
         array = as_label_array(labels.array, labels.metadata.source or "labels")
     except LabelMapError as error:
         raise DicomSegError(path, f"the label map cannot be stored: {error}") from error
-    values = _present_values(array)
+    values = present_labels(array)
     if values.size == 0:
         raise DicomSegError(path, "the label map is empty: there is no segment to write.")
     if values.size > MAX_SEGMENTS:
@@ -603,7 +619,8 @@ def write_dicom_seg(
     seg = _build_seg(
         path, datasets, planes, values, classes or {}, algorithm_type, algorithm, series_number
     )
-    seg.SeriesDescription = str(series_description)[:64]
+    seg.SeriesDescription = _lo_text(series_description)
+    _use_utf8_when_needed(seg)
     with atomic_output(path, suffix=".dcm") as temporary:
         seg.save_as(temporary, enforce_file_format=True)
     logger.info(

@@ -334,17 +334,19 @@ class LabelToolsWidget(QWidget):
         return int(self.label_spin.value())
 
     def _on_labels_layer(self, *_: Any) -> None:
+        from napari_medseg._napari.edit_state import track_edits
+
         layer = self.labels_combo.layer()
         if layer is self._events_layer:
             return
         self._disconnect_layer()
         if layer is not None:
+            track_edits(layer)  # the tools' edits show as unsaved without the Save widget
             layer.events.selected_label.connect(self._on_selected_label)
             layer.events.preserve_labels.connect(self._on_preserve_labels)
+            layer.events.data.connect(self._on_layer_data)
             self._events_layer = layer
-            dtype = np.dtype(layer.data.dtype)
-            high = np.iinfo(dtype).max if dtype.kind in "iu" else 2**31 - 1
-            self.label_spin.setMaximum(int(min(high, 2**31 - 1)))
+            self._on_layer_data()
             self.label_spin.setValue(max(1, int(layer.selected_label)))
             self._on_preserve_labels()
         self._show_label()
@@ -358,6 +360,15 @@ class LabelToolsWidget(QWidget):
         if layer is not None:
             layer.events.selected_label.disconnect(self._on_selected_label)
             layer.events.preserve_labels.disconnect(self._on_preserve_labels)
+            layer.events.data.disconnect(self._on_layer_data)
+
+    def _on_layer_data(self, *_: Any) -> None:
+        """The labels the layer's dtype holds (napari's *Convert to uint16* changes it)."""
+        layer = self._events_layer
+        if layer is not None:
+            dtype = np.dtype(layer.data.dtype)
+            high = np.iinfo(dtype).max if dtype.kind in "iu" else 2**31 - 1
+            self.label_spin.setMaximum(int(min(high, 2**31 - 1)))
 
     def _on_selected_label(self, *_: Any) -> None:
         layer = self._events_layer

@@ -341,8 +341,8 @@ class SaveWidget(QWidget):
         self._on_layer_changed(self.layer())  # an image on its grid may have come or gone
 
     def _on_renamed(self, *_: Any) -> None:
-        if self._alive():
-            self._update_status()
+        if self._alive():  # the default file names follow the layer's name
+            self._on_layer_changed(self.layer())
 
     def _on_layer_changed(self, layer: Any) -> None:
         from napari_medseg._napari.edit_state import base_name

@@ -463,7 +463,12 @@ class SegmentWidget(QWidget):
             return
         notify_warnings(result.warnings, context=job.image.name)
         seconds = result.timings_s.get("total", 0.0)
-        how = "replaced (Ctrl+Z restores it)" if undoable else "added"
+        if layer is not job.target:
+            how = "added"
+        elif undoable:
+            how = "replaced (Ctrl+Z restores it)"
+        else:
+            how = "replaced (its previous voxels cannot be restored by undo)"
         self.status.setText(f"{layer.name}: {how}; {result.model_name}, {seconds:.1f} s.")
         self._finish(job)
         self.segmented.emit(layer)
@@ -478,8 +483,15 @@ class SegmentWidget(QWidget):
 
         target, undoable = job.target, False
         if target is not None and target in self.viewer.layers:
+            dtype = target.data.dtype
             undoable = replace_labels(target, result, job.source)
             layer = target
+            if not undoable:
+                notify_warning(
+                    f"labels layer {target.name!r} ({dtype}) cannot hold the labels of "
+                    f"{result.model_name} ({result.labels.dtype}) as an undoable edit: its "
+                    "data was replaced and undo cannot restore the previous voxels."
+                )
         else:
             if target is not None:
                 notify_warning(
