@@ -23,10 +23,12 @@ What is timed (``time.perf_counter``, median over the labels / rounds)
    grow by 3 mm. From the button's action to the edit written into the layer (one
    undo step) and the events processed; each edit is undone before the next.
    The first label warms up and is not counted (the very first use of a tool also
-   pays one-time imports, up to about a second). Compared in the same run with the same operation done the plain way, on the whole
-   volume of that label with ``scipy.ndimage`` (what a user would run from napari's
-   console without the plugin: the peer for this interaction, since 3D Slicer's and
-   ITK-SNAP's editors cannot run here).
+   pays one-time imports, up to about a second). Compared in the same run (timed
+   after ours, so its GB-sized temporaries do not slow our clicks) with the same
+   operation done the plain way, on the whole volume of that label with
+   ``scipy.ndimage`` (what a user would run from napari's console without the
+   plugin: the peer for this interaction, since 3D Slicer's and ITK-SNAP's editors
+   cannot run here).
 3. **Report refresh for one label** (*Report*, default settings: image statistics
    and maximum diameters): a brush-10 dab on one label, then the time from the
    debounce timer firing to the table showing the new numbers (the 250 ms debounce
