@@ -303,3 +303,35 @@ def test_the_default_names_follow_a_renamed_layer(make_napari_viewer, qtbot, tmp
     widget.nifti_edit.setText(str(tmp_path / "mine.nii.gz"))  # a name the user typed stays
     tumour.name = "CTV"
     assert widget.nifti_edit.text() == str(tmp_path / "mine.nii.gz")
+
+
+def test_a_model_output_edited_by_hand_is_saved_as_semiautomatic(
+    make_napari_viewer, qtbot, tmp_path
+):
+    """Untouched model labels are AUTOMATIC; after a brush stroke, SEMIAUTOMATIC."""
+    viewer = make_napari_viewer(show=True)
+    open_sample(viewer, "chest_ct_dicom")
+    segment, widget = dock(viewer, "Segment"), dock(viewer, "Save labels")
+    with qtbot.waitSignal(segment.segmented, timeout=180_000) as blocker:
+        segment.run()
+    labels = blocker.args[0]
+    widget.layer_combo.set_layer(labels)
+
+    def save_both(stem: str):
+        widget.nifti_edit.setText(str(tmp_path / f"{stem}.nii.gz"))
+        widget.seg_edit.setText(str(tmp_path / f"{stem}_seg.dcm"))
+        _save(widget, qtbot, widget.save_button)
+        _save(widget, qtbot, widget.seg_button)
+        seg = hd.seg.segread(tmp_path / f"{stem}_seg.dcm")
+        types = {s.SegmentAlgorithmType for s in seg.SegmentSequence}
+        model = json.loads((tmp_path / f"{stem}.json").read_text())["model"]
+        return types, model
+
+    types, model = save_both("as_segmented")
+    assert types == {"AUTOMATIC"} and "edited_by_hand" not in model
+    _paint_source_block(labels, value=6)
+    types, model = save_both("corrected")
+    assert types == {"SEMIAUTOMATIC"} and model["edited_by_hand"] is True
+    assert model["name"] == labels.metadata[MEDSEG_KEY]["model"]["name"]
+    # the layer's own provenance is not changed by saving
+    assert "edited_by_hand" not in labels.metadata[MEDSEG_KEY]["model"]

@@ -41,6 +41,7 @@ class _EditState:
     modified: bool = False
     saved_path: str = ""
     edits: int = 0
+    model_edits: int | None = None  # edits when a model last wrote the whole layer
 
 
 #: layer -> its state (dropped with the layer)
@@ -95,6 +96,21 @@ def mark_modified(layer: Any) -> None:
     state.edits += 1
     if not _has_marker(str(layer.name)):
         layer.name = base_name(layer) + UNSAVED_MARKER
+
+
+def mark_model_output(layer: Any) -> None:
+    """Record that a model just wrote the layer's labels (see :func:`edited_since_model`)."""
+    state = _state(layer)
+    state.model_edits = state.edits
+
+
+def edited_since_model(layer: Any) -> bool:
+    """Whether the layer was edited (brush, tools, undo) after a model last wrote it.
+
+    False for layers no model wrote. Files record such labels as semi-automatic.
+    """
+    state = _STATES.get(layer)
+    return state is not None and state.model_edits is not None and state.edits > state.model_edits
 
 
 def mark_saved(layer: Any, path: str = "", *, edits: int | None = None) -> bool:

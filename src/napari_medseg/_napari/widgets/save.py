@@ -220,10 +220,18 @@ def _sidecar_content(layer: Any, classes: dict[int, tuple[str, str]], source: st
 
 
 def _model(layer: Any) -> Any:
-    """``metadata["medseg"]["model"]`` of the layer (None for hand-drawn labels)."""
+    """``metadata["medseg"]["model"]`` of the layer (None for hand-drawn labels).
+
+    A model output edited by hand since gets ``"edited_by_hand": True`` added (in the
+    copy returned), so sidecars and DICOM SEG files do not pass it off as the model's.
+    """
+    from napari_medseg._napari.edit_state import edited_since_model
     from napari_medseg._napari.layers import MEDSEG_KEY
 
-    return ((layer.metadata or {}).get(MEDSEG_KEY) or {}).get("model")
+    model = ((layer.metadata or {}).get(MEDSEG_KEY) or {}).get("model")
+    if isinstance(model, dict) and edited_since_model(layer):
+        return {**model, "edited_by_hand": True}
+    return model
 
 
 @dataclass(eq=False)
@@ -509,6 +517,9 @@ class SaveWidget(QWidget):
             protect=list(self.scan.protect),
             overwrite=self.replace_check.isChecked(),
             algorithm=model if isinstance(model, str | dict) else None,
+            algorithm_type=(
+                "SEMIAUTOMATIC" if isinstance(model, dict) and model.get("edited_by_hand") else None
+            ),
         )
 
     def _start(self, job: _Job, function: Any, *args: Any, **kwargs: Any) -> None:

@@ -477,7 +477,11 @@ class SegmentWidget(QWidget):
         """Add the result as a new layer, or put it into the chosen labels layer."""
         from napari.layers import Layer
 
-        from napari_medseg._napari.edit_state import mark_modified, track_edits
+        from napari_medseg._napari.edit_state import (
+            mark_model_output,
+            mark_modified,
+            track_edits,
+        )
         from napari_medseg._napari.notifications import notify_warning
         from napari_medseg._napari.segment_job import labels_layer_data, replace_labels
 
@@ -502,6 +506,7 @@ class SegmentWidget(QWidget):
             self.viewer.add_layer(layer)  # (returns napari's public-only proxy of it)
         track_edits(layer)
         mark_modified(layer)
+        mark_model_output(layer)
         return layer, undoable
 
     def _on_errored(self, job: SegmentJob, error: BaseException) -> None:
