@@ -27,9 +27,6 @@ import numpy as np
 from napari_medseg.class_table import classes_from_label_classes, hex_color
 from napari_medseg.label_stats import default_name
 
-#: Feature columns, in order.
-FEATURE_COLUMNS = ("index", "name", "color")
-
 
 def rgba(color: str | Iterable[float]) -> np.ndarray:
     """A colour as napari's RGBA floats in [0, 1] (``"#rrggbb"`` or 0-255 RGB)."""
@@ -182,7 +179,6 @@ def set_label_classes(layer: Any, changes: Mapping[int, tuple[str, str]]) -> Non
 
 
 __all__ = [
-    "FEATURE_COLUMNS",
     "classes_from_label_classes",
     "colormap_for",
     "features_table",
