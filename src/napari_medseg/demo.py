@@ -107,6 +107,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     """
     from napari_medseg.class_table import classes_from_label_classes
     from napari_medseg.io.dicom_seg import write_dicom_seg
+    from napari_medseg.label_names import read_label_names
     from napari_medseg.label_sidecar import (
         read_sidecar_model,
         sidecar_content,
@@ -120,10 +121,9 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     written: list[str] = []
     protect = [scan.metadata.source, dicom_scan.metadata.source, *dicom_scan.metadata.files]
     labels_path = out_dir / SEGMENTATION_NAME
+    result = None
     if labels_path.exists():
         echo(f"  {labels_path} exists; left as it is (measuring it)")
-        labels = read_scan(labels_path)
-        classes, provenance = {}, read_sidecar_model(sidecar_path(labels_path))
     else:
         from napari_medseg.inference import Segmenter
 
@@ -144,26 +144,29 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
             description=f"medseg {result.model_name}",
             protect=protect,
         )
-        provenance = result.provenance()
-        content = sidecar_content(result.label_classes, provenance, Path(scan.metadata.source).name)
+        content = sidecar_content(
+            result.label_classes, result.provenance(), Path(scan.metadata.source).name
+        )
         write_sidecar(sidecar_path(labels_path), content, protect)
         written += [str(labels_path), str(sidecar_path(labels_path))]
         echo(f"Saved the label map on the scan's grid: {labels_path}")
-        labels = read_scan(labels_path)
-        classes = classes_from_label_classes(result.label_classes)
-        seg_path = out_dir / DICOM_SEG_NAME
-        if not seg_path.exists():
-            write_dicom_seg(
-                seg_path,
-                labels,
-                dicom_scan.metadata.files,
-                classes,
-                protect=protect,
-                algorithm=result.model_name,
-            )
-            written.append(str(seg_path))
-            echo(f"Saved a DICOM SEG that references the DICOM series: {seg_path}")
-    names = {value: name for value, (name, _) in classes.items()} or _sidecar_names(labels_path)
+    # what is measured (and exported) is the file as saved, with its sidecar's names
+    labels = read_scan(labels_path)
+    sidecar = sidecar_path(labels_path)
+    names = read_label_names(sidecar) if sidecar.is_file() else None
+    provenance = read_sidecar_model(sidecar)
+    seg_path = out_dir / DICOM_SEG_NAME
+    if result is not None and not seg_path.exists():
+        write_dicom_seg(
+            seg_path,
+            labels,
+            dicom_scan.metadata.files,
+            classes_from_label_classes(result.label_classes),
+            protect=protect,
+            algorithm=result.model_name,
+        )
+        written.append(str(seg_path))
+        echo(f"Saved a DICOM SEG that references the DICOM series: {seg_path}")
     report = build_report(labels, scan, names=names, lesions=True, model=provenance)
     report_path = out_dir / REPORT_NAME
     if report_path.exists():
@@ -174,15 +177,6 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     for line in report_table(report):
         echo(f"  {line}")
     return written
-
-
-def _sidecar_names(labels_path: Path) -> dict[int, str] | None:
-    """Label names from the sidecar ``medseg segment`` (and this demo) writes, if any."""
-    from napari_medseg.label_names import read_label_names
-    from napari_medseg.label_sidecar import sidecar_path
-
-    sidecar = sidecar_path(labels_path)
-    return read_label_names(sidecar) if sidecar.is_file() else None
 
 
 def open_in_napari(path: str | Path | None) -> None:
