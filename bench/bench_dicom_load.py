@@ -110,7 +110,7 @@ def ensure_data(shape: tuple[int, int, int], regen: bool = False) -> Path:
     """Generate the benchmark series if it is missing (or ``regen``); return its folder."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-    from napari_medseg.io.dicom_export import write_dicom_series
+    from napari_medseg.synthetic.dicom_series import write_dicom_series
 
     folder = data_dir(shape)
     stamp = folder.with_suffix(".json")

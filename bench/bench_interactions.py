@@ -122,7 +122,7 @@ def plain_tool(name: str, mask: np.ndarray, spacing) -> np.ndarray:
     """The tool done the plain way: ``scipy.ndimage`` on the label's whole-volume mask."""
     from scipy import ndimage
 
-    from napari_medseg import editing
+    from napari_medseg.labels import editing
 
     if name == "fill holes":
         return ndimage.binary_fill_holes(mask)
@@ -204,7 +204,7 @@ def mark_debounce_fired() -> None:
 def time_report(viewer, widget, layer, slices, rounds: int):
     """Brush dabs on label edges: debounce fired -> table shown; and a full build_report."""
     from napari_medseg._napari.layer_volume import layer_volume
-    from napari_medseg.report import build_report
+    from napari_medseg.measure.report import build_report
 
     marks = MARKS
     widget.shown.connect(lambda *_: marks.__setitem__("shown", time.perf_counter()))

@@ -128,9 +128,9 @@ def make_data(shape=SHAPE, n_labels=N_LABELS, seed=SEED):
 
 
 def ours_one_pass(labels, reference, image, affine):
-    from napari_medseg.label_stats import label_statistics
-    from napari_medseg.metrics import compare_labels
-    from napari_medseg.tally import tally_labels
+    from napari_medseg.measure.overlap import compare_labels
+    from napari_medseg.measure.stats import label_statistics
+    from napari_medseg.measure.tally import tally_labels
 
     tally = tally_labels(labels, reference, image)
     stats = label_statistics(labels, affine, image, diameters=False, tally=tally)
@@ -201,7 +201,7 @@ def scipy_boxes_centroids(labels, values):
 
 
 def ours_distances(labels, reference, affine, tally):
-    from napari_medseg.metrics import compare_labels
+    from napari_medseg.measure.overlap import compare_labels
 
     return compare_labels(labels, reference, affine, tally=tally)
 
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> str:
     import monai
     import torch
 
-    from napari_medseg.label_stats import label_statistics
+    from napari_medseg.measure.stats import label_statistics
 
     warnings.filterwarnings("ignore")  # MONAI's deprecation chatter
     torch.set_num_threads(os.cpu_count() or 1)

@@ -35,7 +35,7 @@ from train_default_models import (  # noqa: E402
     machine_description,
 )
 
-from napari_medseg.phantom import PHANTOM_LABELS, make_phantom  # noqa: E402
+from napari_medseg.synthetic.phantom import PHANTOM_LABELS, make_phantom  # noqa: E402
 
 LOG = logging.getLogger("evaluate_default_models")
 
@@ -48,7 +48,7 @@ def evaluate_model(spec_path: Path, seeds: list[int], threads: int) -> dict:
     """Dice per class of one model on the phantoms of ``seeds`` (source grid)."""
     import torch
 
-    from napari_medseg.inference import Segmenter
+    from napari_medseg.inference.segmenter import Segmenter
 
     torch.set_num_threads(threads)
     segmenter = Segmenter(spec_path, device="cpu")

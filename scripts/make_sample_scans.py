@@ -255,7 +255,7 @@ def write_dicom(hu: np.ndarray, affine: np.ndarray, folder: Path) -> list[Path]:
     """
     from pydicom.uid import JPEG2000Lossless, RLELossless
 
-    from napari_medseg.io.dicom_export import write_dicom_series
+    from napari_medseg.synthetic.dicom_series import write_dicom_series
 
     stored = (hu.astype(np.int32) + 1024).astype(np.int16)
     kwargs = dict(

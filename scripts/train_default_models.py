@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_medseg.models.spec import IntensitySpec, ModelSpec, NetworkSpec
-from napari_medseg.phantom import PHANTOM_LABELS, make_phantom
+from napari_medseg.synthetic.phantom import PHANTOM_LABELS, make_phantom
 
 LOG = logging.getLogger("train_default_models")
 
@@ -111,7 +111,7 @@ class Profile:
 
 _DESCRIPTION = (
     "{dims} MONAI U-Net trained only on synthetic abdominal CT phantoms "
-    "(napari_medseg.phantom): body, liver, spleen, right and left kidney, liver/kidney "
+    "(napari_medseg.synthetic.phantom): body, liver, spleen, right and left kidney, liver/kidney "
     "tumours. For demonstration and testing of napari-medseg; it has never seen a real "
     "patient and is NOT for clinical or research use. See MODEL_CARD.md."
 )
@@ -232,9 +232,9 @@ def _cache_key(spec: ModelSpec, seed: int, spacing) -> str:
     """Hash of everything a model-grid case depends on: the code making it, the spec's
     grid and intensity settings, the seed and the spacing override."""
     import napari_medseg.models.preprocess as preprocess
-    import napari_medseg.phantom as phantom
-    import napari_medseg.phantom_shapes as phantom_shapes
     import napari_medseg.resample as resample
+    import napari_medseg.synthetic.phantom as phantom
+    import napari_medseg.synthetic.shapes as phantom_shapes
 
     digest = hashlib.sha256()
     for module in (phantom, phantom_shapes, preprocess, resample):

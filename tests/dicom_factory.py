@@ -1,6 +1,6 @@
 """Build small DICOM series with known geometry and the quirks real folders have.
 
-Built on :func:`napari_medseg.io.dicom_export.write_dicom_series`. Every helper
+Built on :func:`napari_medseg.synthetic.dicom_series.write_dicom_series`. Every helper
 returns what was written, so tests can compare the reader against ground truth:
 the stored array ``(I, J, K)``, its voxel -> RAS+ affine and the HU values.
 """
@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from napari_medseg.io.dicom_export import write_dicom_series
+from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

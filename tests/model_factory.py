@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_medseg.models.spec import IntensitySpec, LabelClass, ModelSpec, NetworkSpec
+from napari_medseg.labels.classes import LabelClass
+from napari_medseg.models.spec import IntensitySpec, ModelSpec, NetworkSpec
 
 #: Arguments of the tiny MONAI UNet the tests use (a few thousand parameters).
 TINY_UNET = {"channels": [4, 8], "strides": [2], "num_res_units": 0}

@@ -100,3 +100,17 @@ def test_wheel_carries_manifest_and_samples(tmp_path):
         assert f"napari_medseg/models/default/{model}.pt" in names
     assert "napari_medseg/models/default/MODEL_CARD.md" in names
     assert "napari_medseg/models/zoo_bundles.json" in names
+
+
+def test_the_console_entry_point_stays_a_function_once_every_cli_module_is_loaded():
+    # a submodule named like the entry point would replace it on the package
+    import importlib
+    import inspect
+    import pkgutil
+
+    import napari_medseg.cli as cli
+
+    for module in pkgutil.iter_modules(cli.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"napari_medseg.cli.{module.name}")
+    assert inspect.isfunction(cli.main)

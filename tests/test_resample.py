@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from geometry_cases import ORIENTATIONS, make_affine, orientation_affine
 
 from napari_medseg.resample import resample_labels, same_grid
 from napari_medseg.volume import RAS_TO_LPS
-from tests.geometry_cases import ORIENTATIONS, make_affine, orientation_affine
 
 
 def _sitk_image(array: np.ndarray, affine: np.ndarray) -> sitk.Image:

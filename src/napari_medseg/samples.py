@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from napari_medseg.io.errors import ScanReadError
+from napari_medseg.errors import ScanReadError
 
 #: Environment variable that points to a folder holding the sample files.
 SAMPLE_ENV = "MEDSEG_SAMPLE_SCANS"

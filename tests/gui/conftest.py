@@ -22,10 +22,6 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
-# tests/geometry_cases.py (shared with the core tests) lives one folder up
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(0, str(HERE.parent))
-
 _HAS_DISPLAY = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or (
     sys.platform in ("darwin", "win32")
 )

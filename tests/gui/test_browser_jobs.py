@@ -12,7 +12,7 @@ import threading
 import numpy as np
 from geometry_cases import make_affine
 
-from napari_medseg.io.dicom_export import write_dicom_series
+from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 N_FILES = 40
 

@@ -12,7 +12,7 @@ from geometry_cases import make_affine, orientation_affine
 from napari_medseg._napari.layers import MEDSEG_KEY, labels_like
 from napari_medseg.geometry import DisplayGeometry
 from napari_medseg.io import read_scan
-from napari_medseg.io.dicom_export import write_dicom_series
+from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 SHAPE = (12, 10, 7)  # columns (I), rows (J), slices (K)
 PAINT_VOXELS = [(0, 0, 0), (11, 9, 6), (3, 5, 2), (7, 1, 5)]

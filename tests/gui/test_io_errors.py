@@ -9,7 +9,7 @@ from _helpers import ras_to_world, save_nifti
 from geometry_cases import make_affine, orientation_affine
 
 from napari_medseg._napari.reader import get_reader
-from napari_medseg.io.errors import OverwriteSourceError, ScanWriteError
+from napari_medseg.errors import OverwriteSourceError, ScanWriteError
 
 
 def test_get_reader_refuses_what_it_cannot_read(tmp_path):

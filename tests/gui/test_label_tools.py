@@ -21,8 +21,8 @@ from napari.utils.interactions import (
 )
 from scipy import ndimage
 
-from napari_medseg import editing
 from napari_medseg._napari.label_classes import layer_kwargs_for_classes
+from napari_medseg.labels import editing
 
 WAIT_MS = 30_000
 HU_RANGE = (-100.0, 200.0)

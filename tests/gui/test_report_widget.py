@@ -26,8 +26,14 @@ from napari_medseg._napari.label_classes import label_names, set_label_class
 from napari_medseg._napari.layer_volume import layer_volume
 from napari_medseg._napari.layers import MEDSEG_KEY, labels_like
 from napari_medseg._napari.widgets.report import format_value
-from napari_medseg.io.errors import OverwriteSourceError, ScanWriteError
-from napari_medseg.report import build_report, label_rows, lesion_rows, report_to_dict, write_report
+from napari_medseg.errors import OverwriteSourceError, ScanWriteError
+from napari_medseg.measure.report import (
+    build_report,
+    label_rows,
+    lesion_rows,
+    report_to_dict,
+    write_report,
+)
 
 WAIT_MS = 30000
 
@@ -400,7 +406,7 @@ def test_export_writes_what_write_report_writes(make_napari_viewer, qtbot, tmp_p
 def test_export_refuses_to_write_over_a_source_file(make_napari_viewer, qtbot, tmp_path):
     from geometry_cases import make_affine
 
-    from napari_medseg.io.dicom_export import write_dicom_series
+    from napari_medseg.synthetic.dicom_series import write_dicom_series
 
     folder = tmp_path / "series"
     write_dicom_series(np.full((12, 10, 6), 40, np.int16), make_affine("LPS"), folder)

@@ -87,7 +87,7 @@ def test_browser_screenshot_with_sample_dicom(make_napari_viewer, qtbot, tmp_pat
     from geometry_cases import make_affine
 
     sample = sample_path("chest_ct_dicom")
-    from napari_medseg.io import dicom_export as export
+    from napari_medseg.synthetic import dicom_series as export
 
     study = tmp_path / "study"
     shutil.copytree(sample, study / "chest_ct")

@@ -21,7 +21,7 @@ from model_factory import random_volume, write_unet_model
 from napari_medseg._napari.edit_state import is_modified
 from napari_medseg._napari.label_classes import hex_color
 from napari_medseg.geometry import display_geometry
-from napari_medseg.inference import Segmenter
+from napari_medseg.inference.segmenter import Segmenter
 from napari_medseg.io.reader import read_scan
 from napari_medseg.models.registry import DEFAULT_MODEL, default_specs
 from napari_medseg.samples import sample_path

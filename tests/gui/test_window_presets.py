@@ -7,8 +7,8 @@ import pydicom
 from _helpers import dock, open_sample
 from dicom_factory import make_affine
 
-from napari_medseg.io.dicom_export import write_dicom_series
 from napari_medseg.samples import sample_path
+from napari_medseg.synthetic.dicom_series import write_dicom_series
 from napari_medseg.window_presets import CT_WINDOWS
 
 

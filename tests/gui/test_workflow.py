@@ -13,7 +13,7 @@ import numpy as np
 from _helpers import dock
 
 from napari_medseg.io.reader import read_scan
-from napari_medseg.report import build_report, label_rows
+from napari_medseg.measure.report import build_report, label_rows
 from napari_medseg.samples import sample_path
 
 TUMOUR = 6  # the default model's tumour class

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg._napari.label_edit import LabelEditError
-from napari_medseg.editing import in_range
+from napari_medseg.labels.editing import in_range
 
 #: The Labels method every paint operation calls with (data, mask, new_label, slice_key).
 _HOOK = "_apply_mask_to_data"

@@ -24,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.class_table import classes_from_label_classes, hex_color
-from napari_medseg.label_stats import default_name
+from napari_medseg.labels.classes import classes_from_label_classes, default_name, hex_color
 
 
 def rgba(color: str | Iterable[float]) -> np.ndarray:
@@ -167,7 +166,7 @@ def set_label_classes(layer: Any, changes: Mapping[int, tuple[str, str]]) -> Non
         values without a class (all of them on a napari-made layer) get one, in the
         colour they are shown in, so the new colormap does not recolour them.
     """
-    from napari_medseg.labelmaps import present_labels
+    from napari_medseg.labels.maps import present_labels
 
     classes = layer_classes(layer)
     for other in present_labels(layer.data).tolist():

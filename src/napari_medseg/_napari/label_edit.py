@@ -1,6 +1,6 @@
 """Apply label edits to a napari Labels layer as ONE undoable step, and find where to edit.
 
-A label tool plans its change with :mod:`napari_medseg.editing` (on a crop of the
+A label tool plans its change with :mod:`napari_medseg.labels.editing` (on a crop of the
 layer's data) and writes it here with :func:`apply_label_change`: every changed voxel
 goes through ``Labels.data_setitem`` inside ``Labels.block_history()``, so napari
 records the whole run as one history item: one ``layer.undo()`` (Ctrl+Z) reverts it,
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.editing import LabelChange, Region, plan_label_change, plan_relabel
-from napari_medseg.io.errors import MedsegError
+from napari_medseg.errors import MedsegError
+from napari_medseg.labels.editing import LabelChange, Region, plan_label_change, plan_relabel
 
 
 class LabelEditError(MedsegError):
@@ -113,7 +113,7 @@ def _free_values(layer: Any, count: int) -> np.ndarray:
 def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Region) -> int:
     """Give instances 2..n of label ``value`` new label values, as one undo step.
 
-    Instance 1 (the largest, see :func:`napari_medseg.editing.split_instances`) keeps
+    Instance 1 (the largest, see :func:`napari_medseg.labels.editing.split_instances`) keeps
     ``value``; the others get the next unused values in order. When the layer keeps
     class names (features), the new values are named ``"<name> 2"``, ``"<name> 3"``...
     and coloured with napari's label colours.
@@ -136,7 +136,7 @@ def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Regio
     from napari.utils.colormaps import label_colormap
 
     from napari_medseg._napari.label_classes import hex_color, layer_classes, set_label_classes
-    from napari_medseg.label_stats import default_name
+    from napari_medseg.labels.classes import default_name
 
     count = int(instances.max(initial=0))
     if count < 2:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.errors import MedsegError
 from napari_medseg.geometry import DisplayGeometry
-from napari_medseg.io.errors import MedsegError
 from napari_medseg.volume import ScanMetadata, Volume
 
 

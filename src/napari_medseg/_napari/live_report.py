@@ -5,10 +5,10 @@ until edits pause (a single-shot ``QTimer``, 250 ms by default), and measures in
 napari worker, so the viewer never waits for a measurement:
 
 * the first time, and whenever the layers, the settings or a layer's whole data
-  change, a full report (:func:`~napari_medseg.report_partial.measure_report`);
+  change, a full report (:func:`~napari_medseg.measure.incremental.measure_report`);
 * after a paint, fill, label-tool change, undo or redo, only the label values the
   edit touched, inside the edited region and their previous bounding boxes
-  (:func:`~napari_medseg.report_partial.update_report`), with the same numbers.
+  (:func:`~napari_medseg.measure.incremental.update_report`), with the same numbers.
 
 What an edit touched is read from napari's undo history: a paint event carries the
 history item (its atoms hold the changed positions and the values before and
@@ -37,10 +37,10 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from napari_medseg._napari.edit_state import _history_key
 from napari_medseg._napari.label_classes import label_names
 from napari_medseg._napari.layer_volume import LayerVolume, layer_volume
+from napari_medseg.errors import MedsegError
 from napari_medseg.geometry import DisplayGeometry
-from napari_medseg.io.errors import MedsegError
-from napari_medseg.labelmaps import GridMismatchError, describe_grid, reorder_onto_grid
-from napari_medseg.report_partial import (
+from napari_medseg.labels.maps import GridMismatchError, describe_grid, reorder_onto_grid
+from napari_medseg.measure.incremental import (
     MeasuredReport,
     ReportSettings,
     VoxelBox,
@@ -275,7 +275,7 @@ class LiveReport(QObject):
     Signals
     -------
     updated(object)
-        A :class:`~napari_medseg.report_partial.MeasuredReport` of the data as it is
+        A :class:`~napari_medseg.measure.incremental.MeasuredReport` of the data as it is
         now (main thread).
     failed(str)
         Measuring failed; the message names the layer and the problem (it is also

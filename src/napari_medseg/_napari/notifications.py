@@ -56,7 +56,7 @@ def notify_error(error: BaseException | str, *, context: str = "") -> None:
     Parameters
     ----------
     error : BaseException or str
-        Typed errors of :mod:`napari_medseg.io.errors` already name the file and
+        Typed errors of :mod:`napari_medseg.errors` already name the file and
         the problem; other exceptions are shown as ``"<Type>: <message>"``.
     context : str
         Prefix naming what was being done (e.g. the file), added when the message
@@ -64,7 +64,7 @@ def notify_error(error: BaseException | str, *, context: str = "") -> None:
     """
     from napari.utils.notifications import show_error
 
-    from napari_medseg.io.errors import MedsegError
+    from napari_medseg.errors import MedsegError
 
     if isinstance(error, BaseException):
         text = str(error)

@@ -104,11 +104,11 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
 
     Raises
     ------
-    napari_medseg.io.errors.ScanReadError
+    napari_medseg.errors.ScanReadError
         After showing its message as a napari notification.
     """
     from napari_medseg._napari.notifications import notify_error
-    from napari_medseg.io.errors import MedsegError
+    from napari_medseg.errors import MedsegError
 
     if isinstance(path, list | tuple):
         paths = [os.fspath(p) for p in path]
@@ -187,8 +187,8 @@ def looks_like_labels(volume: Any) -> bool:
 def _dicom_layers(path: str) -> list[LayerData]:
     from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
     from napari_medseg._napari.notifications import notify_error, notify_info, notify_warnings
+    from napari_medseg.errors import MedsegError
     from napari_medseg.io.dicom import index_dicom, read_dicom_series, series_of_file
-    from napari_medseg.io.errors import MedsegError
 
     p = Path(path)
     if p.is_file() and not is_dicomdir_name(p):

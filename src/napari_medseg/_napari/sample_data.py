@@ -36,8 +36,8 @@ def _tumour_layer() -> LayerData:
 def _load(sample_key: str, name: str) -> list[LayerData]:
     from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
     from napari_medseg._napari.notifications import notify_error, notify_warnings
+    from napari_medseg.errors import MedsegError
     from napari_medseg.io import read_scan
-    from napari_medseg.io.errors import MedsegError
 
     try:
         image = volume_to_layer_data(read_scan(sample_path(sample_key)), name=name)

@@ -1,15 +1,14 @@
 """The plumbing of the Segment widget: models, the worker job, the result layer.
 
-- :func:`describe_model` says what the widget needs to know about a model before it
-  is loaded (input channels, sliding-window defaults, whether it must be trusted),
-  reading only JSON: no torch.
-- :class:`SegmenterCache` keeps the last :class:`~napari_medseg.inference.Segmenter`,
+- What a model is before it loads comes from
+  :func:`napari_medseg.models.describe.describe_model` (JSON only, no torch).
+- :class:`SegmenterCache` keeps the last :class:`~napari_medseg.inference.segmenter.Segmenter`,
   so a second run with the same settings does not load the model again.
 - :func:`segment_volumes` is the worker body: load (or reuse) the model and predict.
 - :class:`ProgressRelay` carries ``progress(done, total)`` calls from the worker
   thread to the main thread as a queued Qt signal.
 - :func:`labels_layer_data` and :func:`replace_labels` turn a
-  :class:`~napari_medseg.inference.SegmentationResult` (labels on the source voxel
+  :class:`~napari_medseg.inference.segmenter.SegmentationResult` (labels on the source voxel
   grid, axes ``(I, J, K)``) into labels in the image layer's display order
   ``(S, P, L)``, with the model's class names and colours in the layer's features
   and the model's name and settings in ``metadata["medseg"]["model"]``.
@@ -33,144 +32,15 @@ from qtpy.QtCore import QObject, Signal
 from napari_medseg._napari.jobs import Job
 from napari_medseg._napari.layer_volume import LayerGeometryError, LayerVolume, same_source_grid
 from napari_medseg._napari.layers import MEDSEG_KEY, geometry_from_metadata, labels_like
-from napari_medseg.inference import InferenceCancelled
+from napari_medseg.errors import Cancelled
+from napari_medseg.progress import raise_if_cancelled
 
 if TYPE_CHECKING:
     from napari_medseg.geometry import DisplayGeometry
-    from napari_medseg.inference import SegmentationResult, Segmenter
+    from napari_medseg.inference.segmenter import SegmentationResult, Segmenter
     from napari_medseg.volume import Volume
 
 logger = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- models
-@dataclass(frozen=True)
-class ModelChoice:
-    """What is known about a model before it is loaded (read from JSON only).
-
-    Attributes
-    ----------
-    ref : str
-        What :func:`napari_medseg.models.registry.load_model` takes: a catalogue
-        name, a bundle folder, a spec JSON or a network file.
-    kind : {"catalogue", "bundle", "file"}
-        A catalogue entry, a bundle folder outside the catalogue, or a model file.
-    in_channels : int or None
-        Input channels (None: not known before download or load).
-    channel_names : tuple of str
-        Names of the input channels, when the model gives them.
-    overlap : float or None
-        The model's sliding-window overlap (None: the model decides when loaded).
-    sw_batch_size : int or None
-        The model's windows per network call.
-    needs_trust : bool
-        A bundle folder outside the catalogue: its configs run Python code.
-    summary : str
-        One line for the widget (title, or what is wrong).
-    error : str
-        Why the model cannot be used ("" when it can).
-    """
-
-    ref: str
-    kind: str
-    in_channels: int | None = 1
-    channel_names: tuple[str, ...] = ()
-    overlap: float | None = None
-    sw_batch_size: int | None = None
-    needs_trust: bool = False
-    summary: str = ""
-    error: str = ""
-
-
-def _from_spec(ref: str, kind: str, spec: Any) -> ModelChoice:
-    return ModelChoice(
-        ref,
-        kind,
-        in_channels=int(spec.in_channels),
-        channel_names=tuple(spec.channel_names or ()),
-        overlap=float(spec.overlap),
-        sw_batch_size=int(spec.sw_batch_size),
-        summary=spec.title or spec.name,
-    )
-
-
-def _from_bundle(ref: str, kind: str, folder: Path) -> ModelChoice:
-    from napari_medseg.models.bundle_config import BundleError, read_bundle_info
-
-    try:
-        info = read_bundle_info(folder)
-    except BundleError as error:
-        return ModelChoice(ref, kind, None, summary=str(error), error=str(error))
-    title = f"{info.name} {info.version}".strip()
-    return ModelChoice(
-        ref,
-        kind,
-        in_channels=int(info.in_channels),
-        channel_names=tuple(info.channel_names),
-        needs_trust=kind == "bundle",
-        summary=f"MONAI bundle {title}",
-    )
-
-
-def _from_file(path: Path) -> ModelChoice:
-    from napari_medseg.models.registry import NETWORK_SUFFIXES
-    from napari_medseg.models.spec import ModelSpec, ModelSpecError
-
-    ref = str(path)
-    spec_file = path if path.suffix.lower() == ".json" else path.with_suffix(".json")
-    if path.suffix.lower() not in (".json", *NETWORK_SUFFIXES):
-        error = (
-            f"{path}: not a model file; expected a spec .json or a network file "
-            f"({', '.join(NETWORK_SUFFIXES)}) with a .json spec beside it."
-        )
-        return ModelChoice(ref, "file", None, summary=error, error=error)
-    if not spec_file.is_file():
-        error = (
-            f"{path}: a network file needs a JSON spec beside it ({spec_file.name} not "
-            "found): it says which channels, grid, window and labels the network expects."
-        )
-        return ModelChoice(ref, "file", None, summary=error, error=error)
-    try:
-        return _from_spec(ref, "file", ModelSpec.from_json(spec_file))
-    except ModelSpecError as error:
-        return ModelChoice(ref, "file", None, summary=str(error), error=str(error))
-
-
-def describe_model(ref: str) -> ModelChoice:
-    """What the widget shows and checks for a model, without importing torch.
-
-    Parameters
-    ----------
-    ref : str
-        A catalogue name, a MONAI bundle folder, a spec JSON or a network file
-        (``.ts``, ``.pt``...) with a JSON spec beside it.
-
-    Returns
-    -------
-    ModelChoice
-        ``error`` says what is wrong when the model cannot be used as given.
-    """
-    from napari_medseg.models import registry
-
-    path = Path(str(ref)).expanduser()
-    specs = registry.default_specs()
-    if str(ref) in specs:
-        return _from_spec(str(ref), "catalogue", specs[str(ref)][0])
-    entry = registry.find_entry(str(ref))
-    if entry is not None:  # a zoo bundle: channels known once it is downloaded
-        from napari_medseg.models.zoo import bundle_cache_dir, get_entry
-
-        cached = bundle_cache_dir() / get_entry(entry.name).folder_name
-        if registry.is_bundle_folder(cached):
-            return _from_bundle(entry.name, "catalogue", cached)
-        summary = f"{entry.title or entry.name} (downloaded on first use)"
-        return ModelChoice(entry.name, "catalogue", None, summary=summary)
-    if path.is_dir():
-        return _from_bundle(str(path), "bundle", path)
-    if path.is_file():
-        return _from_file(path)
-    error = f"{ref}: no such model file or folder, and not a catalogue name."
-    return ModelChoice(str(ref), "file", None, summary=error, error=error)
 
 
 # ------------------------------------------------------------------------ segmenting
@@ -178,12 +48,12 @@ def describe_model(ref: str) -> ModelChoice:
 class SegmentSettings:
     """How to segment: the model and the inference options the widget sets.
 
-    The fields are the arguments of :class:`~napari_medseg.inference.Segmenter`.
+    The fields are the arguments of :class:`~napari_medseg.inference.segmenter.Segmenter`.
 
     Attributes
     ----------
     model : str
-        Catalogue name or path (see :func:`describe_model`).
+        Catalogue name or path (see :func:`napari_medseg.models.describe.describe_model`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
     amp : bool
@@ -226,7 +96,7 @@ class SegmentSettings:
 
 
 class SegmenterCache:
-    """The last loaded :class:`~napari_medseg.inference.Segmenter`, reused while the
+    """The last loaded :class:`~napari_medseg.inference.segmenter.Segmenter`, reused while the
     settings stay the same (thread-safe: the worker thread loads, the widget reads)."""
 
     def __init__(self) -> None:
@@ -240,9 +110,9 @@ class SegmenterCache:
         Raises
         ------
         ModelLoadError, ModelSpecError, BundleTrustError, DeviceError
-            From :class:`~napari_medseg.inference.Segmenter`.
+            From :class:`~napari_medseg.inference.segmenter.Segmenter`.
         """
-        from napari_medseg.inference import Segmenter
+        from napari_medseg.inference.segmenter import Segmenter
 
         key = settings.cache_key()
         with self._lock:
@@ -265,15 +135,13 @@ def segment_volumes(
 
     Raises
     ------
-    InferenceCancelled
+    Cancelled
         ``cancel`` was set (before, while or right after the model loaded, or
         during the sliding window).
     """
-    if cancel.is_set():
-        raise InferenceCancelled("segmentation cancelled before it started")
+    raise_if_cancelled(cancel, "segmentation cancelled before it started")
     segmenter = cache_.get(settings)
-    if cancel.is_set():
-        raise InferenceCancelled("segmentation cancelled after the model loaded")
+    raise_if_cancelled(cancel, "segmentation cancelled after the model loaded")
     return segmenter.predict(list(channels), progress=progress, cancel=cancel)
 
 
@@ -538,7 +406,7 @@ class SegmentJob(Job):
 
 def is_cancelled(job: SegmentJob, error: BaseException | None = None) -> bool:
     """Whether the run ended because Cancel was pressed (not because it failed)."""
-    return job.cancel.is_set() and (error is None or isinstance(error, InferenceCancelled))
+    return job.cancel.is_set() and (error is None or isinstance(error, Cancelled))
 
 
 def device_choices() -> list[str]:

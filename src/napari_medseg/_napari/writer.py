@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.errors import MedsegError, ScanWriteError
 from napari_medseg.geometry import RAS_TO_WORLD, DisplayGeometry, voxel_spacing
-from napari_medseg.io.errors import MedsegError, ScanWriteError
 
 logger = logging.getLogger(__name__)
 

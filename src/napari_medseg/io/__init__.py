@@ -5,15 +5,15 @@ Use :func:`read_scan` for any supported input; it dispatches on what the path is
 
 from __future__ import annotations
 
-from napari_medseg.io.errors import (
+from napari_medseg.errors import (
     AmbiguousSeriesError,
+    Cancelled,
     EmptyFolderError,
     FileError,
     InconsistentSeriesError,
     MedsegError,
     NotAScanError,
     OverwriteSourceError,
-    ReadCancelled,
     ScanReadError,
     ScanWriteError,
     SeriesNotFoundError,
@@ -31,7 +31,7 @@ __all__ = [
     "MedsegError",
     "NotAScanError",
     "OverwriteSourceError",
-    "ReadCancelled",
+    "Cancelled",
     "ScanReadError",
     "ScanWriteError",
     "SeriesNotFoundError",

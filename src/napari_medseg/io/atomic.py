@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
 
-from napari_medseg.io.errors import OverwriteSourceError
+from napari_medseg.errors import OverwriteSourceError
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.io.errors import FileError, ScanReadError, ScanWriteError
+from napari_medseg.errors import FileError, ScanReadError, ScanWriteError
 from napari_medseg.volume import RAS_TO_LPS, ScanMetadata, Volume
 
 logger = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def place_frames(
         grid without a frame (a series read with gaps) are allowed here; see
         :func:`_check_unreferenced`.
     """
-    from napari_medseg.labelmaps import describe_grid
+    from napari_medseg.labels.maps import describe_grid
 
     error = error or SegGridError
     grid = describe_grid(shape, affine)
@@ -489,7 +489,7 @@ def _segment_descriptions(
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from napari_medseg.label_stats import default_name
+    from napari_medseg.labels.classes import default_name
 
     out = []
     for number, value in enumerate(values.tolist(), start=1):
@@ -573,7 +573,7 @@ def write_dicom_seg(
         ``path`` is a source file or in ``protect``.
     """
     from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
-    from napari_medseg.labelmaps import LabelMapError, as_label_array, present_labels
+    from napari_medseg.labels.maps import LabelMapError, as_label_array, present_labels
 
     path = Path(path)
     files = [
@@ -704,7 +704,7 @@ def _segment_values(seg: Any) -> tuple[dict[int, int], dict[int, tuple[str, str]
     """Segment number -> label value, and ``{value: (name, "#rrggbb")}``."""
     import highdicom as hd
 
-    from napari_medseg.class_table import hex_color
+    from napari_medseg.labels.classes import hex_color
 
     values: dict[int, int] = {}
     classes: dict[int, tuple[str, str]] = {}

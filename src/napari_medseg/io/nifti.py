@@ -16,15 +16,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from napari_medseg.geometry import OBLIQUE_TOLERANCE_DEG, shear_deg
-from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
-from napari_medseg.io.errors import (
+from napari_medseg.errors import (
     NotAScanError,
     ScanReadError,
     ScanWriteError,
     TruncatedFileError,
     UnsupportedVolumeError,
 )
+from napari_medseg.geometry import OBLIQUE_TOLERANCE_DEG, shear_deg
+from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.volume import ScanMetadata, Volume
 
 logger = logging.getLogger(__name__)

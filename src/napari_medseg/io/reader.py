@@ -5,7 +5,7 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from napari_medseg.io.errors import NotAScanError, ScanReadError
+from napari_medseg.errors import NotAScanError, ScanReadError
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, is_nifti_path, read_nifti
 from napari_medseg.io.sniff import has_dicom_preamble, has_nifti_magic, is_dicomdir_name
 from napari_medseg.volume import Volume

@@ -12,7 +12,7 @@ Two kinds of network (``spec.network.kind``):
     nnU-Net exports...) with the JSON spec saying how to feed it.
 
 Either way the network comes back on the CPU, in eval mode, with gradients off; the
-:class:`~napari_medseg.inference.Segmenter` moves it to its device. Every problem
+:class:`~napari_medseg.inference.segmenter.Segmenter` moves it to its device. Every problem
 raises :class:`~napari_medseg.models.errors.ModelLoadError` naming the file at fault.
 """
 

@@ -24,6 +24,7 @@ import json
 import re
 from pathlib import Path
 
+from napari_medseg.labels.classes import LabelClass, default_color
 from napari_medseg.models.bundle_config import (
     BundleError,
     BundleInfo,
@@ -39,7 +40,7 @@ from napari_medseg.models.bundle_config import (
     target_name,
 )
 from napari_medseg.models.loaded import LoadedModel
-from napari_medseg.models.spec import LabelClass, ModelSpec, NetworkSpec, default_color
+from napari_medseg.models.spec import ModelSpec, NetworkSpec
 
 __all__ = [
     "BundleError",
@@ -107,7 +108,7 @@ def _out_channels(parser, info: BundleInfo, network) -> int:
 
 
 def load_bundle(folder: str | Path, trust: bool = False) -> LoadedModel:
-    """Load a MONAI bundle folder, ready for :class:`~napari_medseg.inference.Segmenter`.
+    """Load a MONAI bundle folder, ready for :class:`~napari_medseg.inference.segmenter.Segmenter`.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_medseg.io.errors import FileError
+from napari_medseg.errors import FileError
 
 #: Where the JSON spec format for TorchScript and MONAI models is documented.
 SPEC_DOCS = "See docs/models.md."

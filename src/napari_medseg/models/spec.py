@@ -14,59 +14,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from napari_medseg.io.errors import FileError
-
-#: Colours for labels that do not state one (RGB, 0-255), cycled by label value.
-DEFAULT_COLORS: tuple[tuple[int, int, int], ...] = (
-    (0, 0, 0),
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (250, 190, 212),
-    (0, 128, 128),
-    (220, 190, 255),
-    (170, 110, 40),
-    (128, 0, 0),
-    (170, 255, 195),
-    (128, 128, 0),
-    (0, 0, 128),
-)
+from napari_medseg.errors import FileError
+from napari_medseg.labels.classes import LabelClass, default_color
 
 
 class ModelSpecError(FileError):
     """A model spec (or bundle config) is missing, malformed or inconsistent."""
-
-
-def default_color(value: int) -> tuple[int, int, int]:
-    """Colour of label ``value`` when the model does not state one (0 is black)."""
-    if value == 0:
-        return DEFAULT_COLORS[0]
-    return DEFAULT_COLORS[1 + (value - 1) % (len(DEFAULT_COLORS) - 1)]
-
-
-@dataclass(frozen=True)
-class LabelClass:
-    """One output class of a model.
-
-    Attributes
-    ----------
-    value : int
-        Value of the class in the label map (0 is background).
-    name : str
-        Human-readable name, e.g. ``"liver"``.
-    color : tuple of int
-        RGB colour, 0-255.
-    """
-
-    value: int
-    name: str
-    color: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from napari_medseg.io.errors import FileError
+from napari_medseg.errors import FileError
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_medseg.models.loaded import LoadedModel

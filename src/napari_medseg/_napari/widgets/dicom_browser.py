@@ -9,7 +9,7 @@ Each scan or load is a :class:`~napari_medseg._napari.jobs.Job` (its worker and 
 *Cancel* sets the event: a load stops between and inside series
 (``read_dicom_series(cancel=...)``), a scan stops at the next file because the
 progress callback that ``index_dicom`` calls after each header raises
-:class:`~napari_medseg.io.errors.ReadCancelled`. When the widget is destroyed or
+:class:`~napari_medseg.errors.Cancelled`. When the widget is destroyed or
 its viewer closed, the running job is cancelled the same way and its callbacks
 no longer touch the widget or the viewer.
 """
@@ -320,11 +320,11 @@ class DicomBrowser(QWidget):
 
     def _on_error(self, job: Job, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
-        from napari_medseg.io.errors import ReadCancelled
+        from napari_medseg.errors import Cancelled
 
         if not self._current(job):
             return
-        if isinstance(error, ReadCancelled) and job.cancel.is_set():
+        if isinstance(error, Cancelled) and job.cancel.is_set():
             self.status.setText("Scan cancelled." if job.kind == "scan" else "Load cancelled.")
             self._done()
             self.cancelled.emit(job.kind)
@@ -404,15 +404,15 @@ def _scan_progress(cancel: threading.Event, emit: Any, folder: str) -> Any:
     """``progress(done, total)`` for ``index_dicom``, run in the worker thread.
 
     ``index_dicom`` calls it after each file header and lets its exceptions
-    through, so raising :class:`ReadCancelled` here is how Cancel stops a scan.
+    through, so raising :class:`Cancelled` here is how Cancel stops a scan.
     Progress reaches the widget through a Qt signal (queued to the main thread),
     about 50 times per scan.
     """
-    from napari_medseg.io.errors import ReadCancelled
+    from napari_medseg.errors import Cancelled
 
     def progress(done: int, total: int) -> None:
         if cancel.is_set():
-            raise ReadCancelled(f"{folder}: DICOM scan cancelled after {done} of {total} files.")
+            raise Cancelled(f"{folder}: DICOM scan cancelled after {done} of {total} files.")
         if done == total or done % max(1, total // 50) == 0:
             emit(done, total)
 
@@ -425,15 +425,15 @@ def _read_series_iter(series: Sequence[Any], cancel: threading.Event):
     Gaps do not stop a read: missing slices are filled and reported as warnings.
     Setting ``cancel`` stops between (and inside) series.
     """
-    from napari_medseg.io.dicom import ReadCancelled, read_dicom_series
-    from napari_medseg.io.errors import MedsegError
+    from napari_medseg.errors import Cancelled, MedsegError
+    from napari_medseg.io.dicom import read_dicom_series
 
     for info in series:
         if cancel.is_set():
             return
         try:
             yield info, read_dicom_series(info, cancel=cancel, allow_gaps=True), None
-        except ReadCancelled:
+        except Cancelled:
             return
         except MedsegError as error:
             yield info, None, error

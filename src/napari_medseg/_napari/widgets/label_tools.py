@@ -1,6 +1,6 @@
 """Label tools: edit one label of a Labels layer; every tool run is one napari undo step.
 
-Tools (:mod:`napari_medseg.editing` does the work): fill holes (3D or slice by
+Tools (:mod:`napari_medseg.labels.editing` does the work): fill holes (3D or slice by
 slice), remove islands smaller than N mL, keep the largest component, split into
 instances (each component its own label value), smooth (median / opening / closing
 with a ball of N mm), grow or shrink by N mm, interpolate between drawn slices, and
@@ -51,7 +51,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg import editing
 from napari_medseg._napari.label_edit import (
     LabelEditError,
     apply_instances,
@@ -61,7 +60,8 @@ from napari_medseg._napari.label_edit import (
     view_slice,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
-from napari_medseg.io.errors import MedsegError
+from napari_medseg.errors import MedsegError
+from napari_medseg.labels import editing
 
 if TYPE_CHECKING:
     import napari

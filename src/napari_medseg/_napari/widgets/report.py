@@ -39,14 +39,14 @@ from qtpy.QtWidgets import (
 from napari_medseg._napari.live_report import LiveReport
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.volume_chart import Bar, VolumeChart
-from napari_medseg.lesions import CONNECTIVITY_RANK, DEFAULT_CONNECTIVITY
-from napari_medseg.report_partial import ReportSettings
+from napari_medseg.labels.components import CONNECTIVITY_RANK, DEFAULT_CONNECTIVITY
+from napari_medseg.measure.incremental import ReportSettings
 
 if TYPE_CHECKING:
     import napari
 
-    from napari_medseg.report import Report
-    from napari_medseg.report_partial import MeasuredReport
+    from napari_medseg.measure.incremental import MeasuredReport
+    from napari_medseg.measure.report import Report
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class ReportWidget(QWidget):
     Signals
     -------
     shown(object)
-        The :class:`~napari_medseg.report.Report` the tables now show.
+        The :class:`~napari_medseg.measure.report.Report` the tables now show.
     """
 
     shown = Signal(object)
@@ -312,7 +312,7 @@ class ReportWidget(QWidget):
     def _default_image(self, labels: Any) -> Any:
         """The image layer on the labels' source grid (None when there is none)."""
         from napari_medseg._napari.layer_volume import layer_volume, same_source_grid
-        from napari_medseg.io.errors import MedsegError
+        from napari_medseg.errors import MedsegError
 
         if labels is None:
             return None
@@ -420,7 +420,7 @@ class ReportWidget(QWidget):
             self._export_now(path, overwrite)
 
     def _show(self, report: Report | None) -> None:
-        from napari_medseg.report import label_rows, lesion_rows
+        from napari_medseg.measure.report import label_rows, lesion_rows
 
         self._label_rows = label_rows(report) if report is not None else []
         self._lesion_rows = lesion_rows(report) if report is not None else []
@@ -435,7 +435,7 @@ class ReportWidget(QWidget):
 
     def label_table_columns(self) -> list[str]:
         """Columns the label table shows now."""
-        from napari_medseg.report import label_columns
+        from napari_medseg.measure.report import label_columns
 
         if self.report is None:
             return []
@@ -443,7 +443,7 @@ class ReportWidget(QWidget):
 
     def lesion_table_columns(self) -> list[str]:
         """Columns the lesion table shows now."""
-        from napari_medseg.report import lesion_columns
+        from napari_medseg.measure.report import lesion_columns
 
         if self.report is None:
             return []
@@ -501,7 +501,7 @@ class ReportWidget(QWidget):
     def _go_to(self, row: dict[str, Any]) -> None:
         from napari_medseg._napari.live_report import ras_to_layer_world
         from napari_medseg._napari.notifications import notify_error
-        from napari_medseg.io.errors import MedsegError
+        from napari_medseg.errors import MedsegError
 
         ras = [row.get(f"centroid_{axis}_ras_mm") for axis in "xyz"]
         layer = self.live.labels_layer
@@ -547,8 +547,8 @@ class ReportWidget(QWidget):
         OverwriteSourceError
             ``path`` is one of the layers' source files.
         """
-        from napari_medseg.io.errors import ScanWriteError
-        from napari_medseg.report import write_report
+        from napari_medseg.errors import ScanWriteError
+        from napari_medseg.measure.report import write_report
 
         if self.report is None:
             raise ScanWriteError(
@@ -558,7 +558,7 @@ class ReportWidget(QWidget):
 
     def _export_now(self, path: str, overwrite: bool) -> None:
         from napari_medseg._napari.notifications import notify_error, notify_info
-        from napari_medseg.io.errors import MedsegError
+        from napari_medseg.errors import MedsegError
 
         try:
             written = self.export(path, overwrite=overwrite)
@@ -581,7 +581,7 @@ class ReportWidget(QWidget):
         return str(folder / f"{name}_report{suffix}")
 
     def _export_dialog(self, suffix: str) -> None:
-        from napari_medseg.report import report_outputs
+        from napari_medseg.measure.report import report_outputs
 
         if self.report is None:
             self.status.setText("Nothing to export yet.")

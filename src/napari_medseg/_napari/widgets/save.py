@@ -199,7 +199,7 @@ def _write_nifti(
 ) -> str:
     """Write the labels NIfTI, then its sidecar (runs in a worker)."""
     from napari_medseg._napari.writer import save_layer
-    from napari_medseg.label_sidecar import write_sidecar
+    from napari_medseg.io.sidecar import write_sidecar
 
     written = save_layer(path, data, attributes, kind="labels")
     write_sidecar(sidecar, content, protect)
@@ -208,8 +208,8 @@ def _write_nifti(
 
 def _sidecar_content(layer: Any, classes: dict[int, tuple[str, str]], source: str) -> dict:
     from napari_medseg._napari.label_classes import rgba
-    from napari_medseg.label_sidecar import sidecar_content
-    from napari_medseg.models.spec import LabelClass
+    from napari_medseg.io.sidecar import sidecar_content
+    from napari_medseg.labels.classes import LabelClass
 
     rows = [
         LabelClass(value, name, tuple(int(round(v * 255)) for v in rgba(color)[:3]))
@@ -428,8 +428,8 @@ class SaveWidget(QWidget):
 
     def _check_target(self, path: str, what: str) -> bool:
         """Refuse an empty name, a source scan, or an existing file without the tick."""
+        from napari_medseg.errors import OverwriteSourceError
         from napari_medseg.io.atomic import refuse_source_overwrite
-        from napari_medseg.io.errors import OverwriteSourceError
 
         if not path:
             self._refuse(f"Choose a file name for the {what}.")
@@ -452,9 +452,9 @@ class SaveWidget(QWidget):
         from napari_medseg._napari.edit_state import edit_count
         from napari_medseg._napari.label_classes import layer_classes
         from napari_medseg._napari.writer import full_resolution
-        from napari_medseg.io.errors import ScanWriteError
+        from napari_medseg.errors import ScanWriteError
         from napari_medseg.io.nifti import check_nifti_name
-        from napari_medseg.label_sidecar import sidecar_path
+        from napari_medseg.io.sidecar import sidecar_path
 
         layer = self.layer()
         if layer is None or self.job is not None:

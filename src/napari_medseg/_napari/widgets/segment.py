@@ -7,7 +7,7 @@ an existing one on the same voxel grid (replaced in one undoable step).
 
 Run hands the layers to the core as volumes on their source grid
 (:func:`~napari_medseg._napari.layer_volume.layer_volume`) and runs
-:class:`~napari_medseg.inference.Segmenter` in a napari worker; the model loads
+:class:`~napari_medseg.inference.segmenter.Segmenter` in a napari worker; the model loads
 there too, so building the widget never imports torch. napari's progress bar
 follows the network calls and has a Cancel button, as has the widget; a
 cancelled run adds and replaces nothing. The loaded model is kept for the next
@@ -40,17 +40,16 @@ from qtpy.QtWidgets import (
 
 from napari_medseg._napari.jobs import JobSlot, worker_classes
 from napari_medseg._napari.segment_job import (
-    ModelChoice,
     SegmenterCache,
     SegmentJob,
     SegmentSettings,
-    describe_model,
     device_choices,
     is_cancelled,
     probe_devices,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
-from napari_medseg.io.errors import MedsegError
+from napari_medseg.errors import MedsegError
+from napari_medseg.models.describe import ModelChoice, describe_model
 
 if TYPE_CHECKING:
     import napari

@@ -23,16 +23,22 @@ import os
 import threading
 from pathlib import Path
 
-from napari_medseg.io.dicom.assemble import ProgressCallback, ReadCancelled, read_dicom_series
+from napari_medseg.errors import (
+    AmbiguousSeriesError,
+    Cancelled,
+    EmptyFolderError,
+    SeriesNotFoundError,
+)
+from napari_medseg.io.dicom.assemble import read_dicom_series
 from napari_medseg.io.dicom.header import read_header
 from napari_medseg.io.dicom.index import describe_series, index_dicom, index_files
 from napari_medseg.io.dicom.records import FrameRef, SeriesInfo, SeriesList, SkippedFile
-from napari_medseg.io.errors import AmbiguousSeriesError, EmptyFolderError, SeriesNotFoundError
+from napari_medseg.progress import Progress
 from napari_medseg.volume import Volume
 
 __all__ = [
     "FrameRef",
-    "ReadCancelled",
+    "Cancelled",
     "SeriesInfo",
     "SeriesList",
     "SkippedFile",
@@ -125,7 +131,7 @@ def read_dicom(
     series_key: str | None = None,
     *,
     allow_gaps: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> Volume:
     """Read a DICOM file, folder or DICOMDIR into a volume.

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
+from napari_medseg.errors import InconsistentSeriesError
 from napari_medseg.io.dicom.metadata import series_metadata
 from napari_medseg.io.dicom.pixels import (
     check_decoder,
@@ -27,9 +28,9 @@ from napari_medseg.io.dicom.pixels import (
     read_native_into,
     stored_range,
 )
-from napari_medseg.io.dicom.records import FrameRef, ProgressCallback, SeriesInfo
+from napari_medseg.io.dicom.records import FrameRef, SeriesInfo
 from napari_medseg.io.dicom.stack import StackPlan, direction_cosines, plan_stack
-from napari_medseg.io.errors import InconsistentSeriesError, ReadCancelled
+from napari_medseg.progress import Progress, raise_if_cancelled
 from napari_medseg.volume import RAS_TO_LPS, Volume
 
 logger = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def _worker_count() -> int:
 def read_dicom_series(
     series: SeriesInfo,
     *,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
     allow_gaps: bool = False,
 ) -> Volume:
@@ -309,7 +310,7 @@ def read_dicom_series(
     progress : callable, optional
         ``progress(done, total)``, called in the caller's thread as slices arrive.
     cancel : threading.Event, optional
-        When set, the read stops and raises :class:`ReadCancelled`.
+        When set, the read stops and raises :class:`Cancelled`.
     allow_gaps : bool
         Missing slices (a step of at least 1.5 expected steps; the expected
         step is the smallest cluster of steps, cross-checked with
@@ -345,7 +346,7 @@ def read_dicom_series(
         Naming the file and what to do.
     ScanReadError
         A file was moved, deleted or made unreadable since it was indexed.
-    ReadCancelled
+    Cancelled
         ``cancel`` was set.
     """
     frames = series.frames
@@ -356,8 +357,7 @@ def read_dicom_series(
             f"series {series.key} has no image frames.",
             "Index the folder again with index_dicom() and choose a series it lists.",
         )
-    if cancel is not None and cancel.is_set():
-        raise ReadCancelled("DICOM read cancelled")
+    raise_if_cancelled(cancel, "DICOM read cancelled")
     plan = plan_stack(frames, allow_gaps=allow_gaps)
     checked: set[str] = set()
     for k_slot in plan.slots:
@@ -380,8 +380,7 @@ def read_dicom_series(
     workers = min(_worker_count(), len(tasks))
     if workers <= 1:
         for path, items in tasks:
-            if cancel is not None and cancel.is_set():
-                raise ReadCancelled("DICOM read cancelled")
+            raise_if_cancelled(cancel, "DICOM read cancelled")
             done += assembler.run_task(path, items, stop)
             if progress is not None:
                 progress(done, total)
@@ -397,15 +396,13 @@ def read_dicom_series(
                         done += future.result()
                     if progress is not None and finished:
                         progress(done, total)
-                    if cancel is not None and cancel.is_set():
-                        raise ReadCancelled("DICOM read cancelled")
+                    raise_if_cancelled(cancel, "DICOM read cancelled")
             except BaseException:
                 stop.set()
                 for future in pending:
                     future.cancel()
                 raise
-    if cancel is not None and cancel.is_set():
-        raise ReadCancelled("DICOM read cancelled")
+    raise_if_cancelled(cancel, "DICOM read cancelled")
 
     block = assembler.result()
     affine = RAS_TO_LPS @ plan.affine_lps

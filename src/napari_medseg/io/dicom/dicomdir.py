@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from napari_medseg.io.errors import ScanReadError
+from napari_medseg.errors import ScanReadError
 from napari_medseg.io.sniff import is_dicomdir_name
 
 

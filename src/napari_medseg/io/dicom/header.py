@@ -16,7 +16,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from napari_medseg.io.dicom.multiframe import enhanced_frames
-from napari_medseg.io.dicom.records import FrameRef, SkippedFile
+from napari_medseg.io.dicom.records import FrameRef, SkippedFile, copy_frame
+from napari_medseg.io.dicom.values import to_float, to_floats, to_int, to_str
 from napari_medseg.io.sniff import classify_dicom_head, is_dicomdir_name
 
 logger = logging.getLogger(__name__)
@@ -102,54 +103,6 @@ _HEAD_BYTES = 64 * 1024
 _PIXEL_DATA_TAG = 0x7FE00010
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LOCALIZER_WORDS = {"LOCALIZER", "SCOUT"}
-
-
-def to_float(value: Any, default: float | None = None) -> float | None:
-    """DICOM DS/IS/FD value (or the first of several) -> float, else ``default``."""
-    if value is None:
-        return default
-    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
-        if len(value) == 0:
-            return default
-        value = value[0]
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return default
-    return out if out == out else default  # NaN -> default
-
-
-def to_floats(value: Any, count: int) -> tuple[float, ...] | None:
-    """Multi-valued DS -> tuple of ``count`` floats, or None when absent/bad."""
-    if value is None:
-        return None
-    try:
-        items = [float(v) for v in value]
-    except (TypeError, ValueError):
-        return None
-    if len(items) != count or any(v != v for v in items):
-        return None
-    return tuple(items)
-
-
-def to_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        try:
-            return int(float(value))
-        except (TypeError, ValueError):
-            return None
-
-
-def to_str(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
 
 
 def sop_class_name(uid: str) -> str:
@@ -308,10 +261,10 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
 
     Raises
     ------
-    napari_medseg.io.errors.NotAScanError, TruncatedFileError
+    napari_medseg.errors.NotAScanError, TruncatedFileError
         Only when ``explicit`` is True.
     """
-    from napari_medseg.io.errors import NotAScanError, TruncatedFileError
+    from napari_medseg.errors import NotAScanError, TruncatedFileError
 
     def skip(reason: str, kind: str, fix: str = "") -> SkippedFile:
         if explicit:
@@ -485,7 +438,7 @@ def _frames_from_header(
     else:
         frames = []
         for index in range(n_frames):
-            ref = base if n_frames == 1 else _copy_frame(base)
+            ref = base if n_frames == 1 else copy_frame(base)
             ref.frame = index
             if n_frames > 1:
                 # classic multi-frame: one position for all frames; no per-frame geometry
@@ -495,12 +448,3 @@ def _frames_from_header(
         for ref in frames:
             ref.pixel_offset = base.pixel_offset + ref.frame * base.frame_bytes
     return frames
-
-
-def _copy_frame(ref: FrameRef) -> FrameRef:
-    """Shallow copy of a FrameRef (``info`` stays shared, split values copied)."""
-    out = FrameRef(path=ref.path)
-    for name in FrameRef.__slots__:  # type: ignore[attr-defined]
-        setattr(out, name, getattr(ref, name))
-    out.split_values = dict(ref.split_values)
-    return out

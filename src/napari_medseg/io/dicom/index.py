@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg.errors import EmptyFolderError, InconsistentSeriesError, ScanReadError
 from napari_medseg.geometry import orientation_code
 from napari_medseg.io.dicom.dicomdir import dicomdir_files, is_dicomdir
 from napari_medseg.io.dicom.header import read_header, sop_class_name
 from napari_medseg.io.dicom.records import (
     FrameRef,
-    ProgressCallback,
     SeriesInfo,
     SeriesList,
     SkippedFile,
@@ -28,7 +29,7 @@ from napari_medseg.io.dicom.stack import (
     direction_cosines,
     plan_stack,
 )
-from napari_medseg.io.errors import EmptyFolderError, InconsistentSeriesError, ScanReadError
+from napari_medseg.progress import Progress, raise_if_cancelled
 from napari_medseg.volume import RAS_TO_LPS
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ def _walk(folder: Path) -> list[str]:
     return out
 
 
-def _index_dicomdir(path: Path, progress: ProgressCallback | None) -> SeriesList:
+def _index_dicomdir(
+    path: Path, progress: Progress | None, cancel: threading.Event | None
+) -> SeriesList:
     """Index the files a DICOMDIR references; walk its folder when none is there.
 
     Referenced files that are missing are listed in ``SeriesList.skipped``.
@@ -75,14 +78,14 @@ def _index_dicomdir(path: Path, progress: ProgressCallback | None) -> SeriesList
                 len(missing),
                 missing[0],
             )
-        return index_files(found + missing, root=path, progress=progress)
+        return index_files(found + missing, root=path, progress=progress, cancel=cancel)
     logger.warning(
         "%s: none of the %d file(s) the DICOMDIR references exist; searching its folder",
         path,
         len(missing),
     )
     try:
-        return index_files(_walk(path.parent), root=path, progress=progress)
+        return index_files(_walk(path.parent), root=path, progress=progress, cancel=cancel)
     except EmptyFolderError as error:
         found_text = (
             f"DICOMDIR references {len(missing)} file(s), none found (not even with other "
@@ -280,7 +283,12 @@ def _ts_name(uid: str) -> str:
     return UID(uid).name or uid
 
 
-def index_dicom(path: str | os.PathLike, *, progress: ProgressCallback | None = None) -> SeriesList:
+def index_dicom(
+    path: str | os.PathLike,
+    *,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> SeriesList:
     """Find the image series in a DICOM file, a folder (recursive) or a DICOMDIR.
 
     Only headers are read (pixel data is skipped), so indexing is fast.
@@ -293,6 +301,9 @@ def index_dicom(path: str | os.PathLike, *, progress: ProgressCallback | None = 
         ``DICOMDIR`` (the files it references).
     progress : callable, optional
         ``progress(done, total)`` called after each file.
+    cancel : threading.Event, optional
+        Checked before each file; when set, indexing stops and raises
+        :class:`~napari_medseg.errors.Cancelled`.
 
     Returns
     -------
@@ -311,15 +322,19 @@ def index_dicom(path: str | os.PathLike, *, progress: ProgressCallback | None = 
         ``path`` is a single file that is not a readable DICOM image.
     EmptyFolderError
         A folder or DICOMDIR holds no DICOM image.
+    Cancelled
+        ``cancel`` was set.
     """
     root = Path(path)
     if not root.exists():
         raise ScanReadError(root, "no such file or folder.", "Check the path.")
     if root.is_dir():
-        return index_files(_walk(root), root=root, progress=progress)
+        return index_files(_walk(root), root=root, progress=progress, cancel=cancel)
     if is_dicomdir(root):
-        return _index_dicomdir(root, progress)
-    return index_files([os.fspath(root)], root=root, explicit=True, progress=progress)
+        return _index_dicomdir(root, progress, cancel)
+    return index_files(
+        [os.fspath(root)], root=root, explicit=True, progress=progress, cancel=cancel
+    )
 
 
 def index_files(
@@ -327,7 +342,8 @@ def index_files(
     *,
     root: str | os.PathLike,
     explicit: bool = False,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> SeriesList:
     """Index a given list of files (see :func:`index_dicom`).
 
@@ -341,12 +357,17 @@ def index_files(
         ``files`` is the one file the user named: problems raise.
     progress : callable, optional
         ``progress(done, total)`` after each file.
+    cancel : threading.Event, optional
+        Checked before each file (see :func:`index_dicom`).
     """
     root = Path(root)
     frames: list[FrameRef] = []
     skipped: list[SkippedFile] = []
     total = len(files)
     for done, file in enumerate(files, start=1):
+        raise_if_cancelled(
+            cancel, f"{root}: DICOM scan cancelled after {done - 1} of {total} files."
+        )
         result = read_header(file, explicit=explicit)
         if isinstance(result, SkippedFile):
             logger.debug("skipping %s: %s", result.path, result.reason)
@@ -357,7 +378,7 @@ def index_files(
             progress(done, total)
 
     if explicit and not frames:
-        from napari_medseg.io.errors import NotAScanError
+        from napari_medseg.errors import NotAScanError
 
         reason = skipped[0].reason if skipped else "holds no image."
         raise NotAScanError(root, reason, "Open a DICOM image file or a folder of them.")

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from napari_medseg.io.dicom.records import FrameRef
+from napari_medseg.io.dicom.records import FrameRef, copy_frame
+from napari_medseg.io.dicom.values import to_float, to_floats, to_int, to_str
 
 #: Dimension index pointers that describe where a frame is in space, not which volume.
 _SPATIAL_POINTERS = {
@@ -52,7 +53,6 @@ def enhanced_frames(ds: Any, base: FrameRef) -> list[FrameRef]:
     list of FrameRef
         In frame order; ``frame`` is the 0-based frame number in the file.
     """
-    from napari_medseg.io.dicom.header import _copy_frame, to_float, to_floats, to_int, to_str
 
     per_frame_seq = ds.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = ds.get("SharedFunctionalGroupsSequence") or []
@@ -75,7 +75,7 @@ def enhanced_frames(ds: Any, base: FrameRef) -> list[FrameRef]:
     frames: list[FrameRef] = []
     for index in range(n_frames):
         per_frame = per_frame_seq[index]
-        ref = _copy_frame(base)
+        ref = copy_frame(base)
         ref.frame = index
         orient = _lookup(per_frame, shared, "PlaneOrientationSequence")
         ref.iop = to_floats(orient.get("ImageOrientationPatient"), 6) if orient else base.iop

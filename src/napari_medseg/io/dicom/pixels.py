@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
-from napari_medseg.io.dicom.records import FrameRef
-from napari_medseg.io.errors import (
+from napari_medseg.errors import (
     ScanReadError,
     TruncatedFileError,
     UnsupportedTransferSyntaxError,
     UnsupportedVolumeError,
 )
+from napari_medseg.io.dicom.records import FrameRef
 
 _NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 _SEQUENCE_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"

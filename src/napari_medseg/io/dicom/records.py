@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 #: ``progress(done, total)``: called as work advances (frames, files).
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(eq=False, slots=True)
@@ -267,3 +265,12 @@ class SeriesList(list):
     def __init__(self, items: Any = (), skipped: list[SkippedFile] | None = None) -> None:
         super().__init__(items)
         self.skipped: list[SkippedFile] = list(skipped or [])
+
+
+def copy_frame(ref: FrameRef) -> FrameRef:
+    """Shallow copy of a FrameRef (``info`` stays shared, split values copied)."""
+    out = FrameRef(path=ref.path)
+    for name in FrameRef.__slots__:  # type: ignore[attr-defined]
+        setattr(out, name, getattr(ref, name))
+    out.split_values = dict(ref.split_values)
+    return out

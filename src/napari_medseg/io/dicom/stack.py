@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_medseg.errors import InconsistentSeriesError
 from napari_medseg.io.dicom.records import FrameRef
 from napari_medseg.io.dicom.spacing import StepEstimate, estimate_step
-from napari_medseg.io.errors import InconsistentSeriesError
 
 #: Two frames closer than this along the normal (mm) sit at the same position.
 DUPLICATE_TOL_MM = 0.01

@@ -1,0 +1,131 @@
+"""``medseg info``: what is in a scan file, or the series in a DICOM folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_medseg.cli.common import ALLOW_GAPS_HELP, format_spacing
+
+
+def _volume_summary(volume) -> dict:
+    """Summary of a read volume, without patient identifiers."""
+    import numpy as np
+
+    from napari_medseg.geometry import obliquity_deg
+
+    meta = volume.metadata
+    array = volume.array
+    return {
+        "source": meta.source,
+        "format": meta.format,
+        "modality": meta.modality or "unknown",
+        "series_uid": meta.series_uid,
+        "description": meta.series_description,
+        "shape": list(volume.shape),
+        "spacing_mm": [round(float(s), 6) for s in volume.spacing],
+        "orientation": volume.orientation,
+        "obliquity_deg": round(obliquity_deg(volume.affine), 4),
+        "dtype": str(array.dtype),
+        "value_range": [float(np.min(array)), float(np.max(array))] if array.size else [],
+        "units": meta.units,
+        "qform_code": meta.qform_code,
+        "sform_code": meta.sform_code,
+        "affine_ras_mm": [[round(float(v), 6) for v in row] for row in volume.affine],
+        "warnings": list(meta.warnings),
+    }
+
+
+def _print_volume_summary(summary: dict) -> None:
+    print(f"{summary['source']}  ({summary['format']})")
+    if summary["description"]:
+        print(f"  description : {summary['description']}")
+    print(f"  modality    : {summary['modality']}")
+    print(f"  shape       : {' x '.join(str(n) for n in summary['shape'])} voxels (I, J, K)")
+    print(f"  spacing     : {format_spacing(summary['spacing_mm'])} mm")
+    print(f"  orientation : {summary['orientation']} (RAS+ axis code of I, J, K)")
+    if summary["obliquity_deg"] > 0.001:
+        print(f"  obliquity   : {summary['obliquity_deg']:.3f} deg")
+    low, high = summary["value_range"] or (float("nan"), float("nan"))
+    print(f"  values      : {summary['dtype']}, {low:g} .. {high:g} {summary['units']}".rstrip())
+    for warning in summary["warnings"]:
+        print(f"  warning     : {warning}")
+
+
+def _series_summary(series) -> dict:
+    fields = (
+        "key",
+        "uid",
+        "number",
+        "description",
+        "modality",
+        "n_slices",
+        "rows",
+        "columns",
+        "pixel_spacing",
+        "slice_spacing",
+        "orientation",
+        "is_localizer",
+        "is_multiframe",
+        "warnings",
+    )
+    out = {}
+    for name in fields:
+        value = getattr(series, name, None)
+        if isinstance(value, tuple):
+            value = list(value)
+        out[name] = value
+    return out
+
+
+def _print_series_table(path: Path, rows: list[dict]) -> None:
+    print(f"{path}: {len(rows)} series")
+    for row in rows:
+        spacing = list(row.get("pixel_spacing") or []) + [row.get("slice_spacing") or 0.0]
+        kind = " [localizer]" if row.get("is_localizer") else ""
+        print(
+            f"  {row['key']}{kind}\n"
+            f"      {row.get('modality') or '?'}  #{row.get('number')}  "
+            f"{row.get('description') or '(no description)'}\n"
+            f"      {row['n_slices']} slices of {row['rows']} x {row['columns']}, "
+            f"spacing {format_spacing(spacing)} mm, orientation {row.get('orientation')}"
+        )
+        for warning in row.get("warnings") or []:
+            print(f"      warning: {warning}")
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``medseg info PATH``: what is in a file or folder."""
+    from napari_medseg.io.reader import is_volume_file, read_scan
+
+    path = Path(args.path)
+    if is_volume_file(path) or args.series:
+        volume = read_scan(
+            path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
+        )
+        summary = _volume_summary(volume)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            _print_volume_summary(summary)
+        return 0
+    from napari_medseg.io.dicom import index_dicom
+
+    rows = [_series_summary(series) for series in index_dicom(path)]
+    if args.json:
+        print(json.dumps({"source": str(path), "series": rows}, indent=2))
+    else:
+        _print_series_table(path, rows)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``info`` to the ``medseg`` sub-commands."""
+    info = commands.add_parser("info", help="summarise a scan, or the series in a DICOM folder")
+    info.add_argument("path", help="NIfTI file, DICOM file, DICOM folder or DICOMDIR")
+    info.add_argument("--series", help="series key or SeriesInstanceUID: summarise that volume")
+    info.add_argument("--volume", type=int, help="volume of a 4D NIfTI (0-based)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
+    info.set_defaults(func=cmd_info)

@@ -1,0 +1,328 @@
+"""``medseg segment`` and ``medseg models``.
+
+``segment`` reads a scan (NIfTI file or DICOM series; several paths for a multi-channel
+model), runs a model and writes the label map on the scan's own voxel grid, with its
+affine and qform/sform codes. ``models`` lists the catalogue without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from napari_medseg.cli.common import ALLOW_GAPS_HELP
+from napari_medseg.errors import MedsegError
+
+#: Why a bundle folder needs --trust-bundle, shown when it is missing.
+TRUST_HELP = (
+    "trust a MONAI bundle folder that is not in the catalogue: bundle configs run "
+    "Python expressions, so only pass this for bundles from a source you trust"
+)
+
+
+def register(commands) -> None:
+    """Add the ``segment`` and ``models`` sub-commands to ``medseg``'s sub-parsers."""
+    from napari_medseg.models.registry import DEFAULT_MODEL
+
+    segment = commands.add_parser(
+        "segment",
+        help="segment a scan with a model; labels land on the scan's own voxel grid",
+        description="Segment a scan (NIfTI or DICOM) and write the labels as NIfTI on the "
+        "scan's voxel grid. Several inputs are the channels of a multi-channel model "
+        "(e.g. T1 T1c T2 FLAIR), all on one grid; the first sets the output grid.",
+    )
+    segment.add_argument("inputs", nargs="+", metavar="INPUT", help="scan file or DICOM folder")
+    segment.add_argument("-o", "--output", required=True, help="output labels .nii.gz / .nii")
+    segment.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"catalogue name (see `medseg models`), MONAI bundle folder, spec .json, or "
+        f"TorchScript file with a .json spec beside it (default: {DEFAULT_MODEL})",
+    )
+    segment.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
+    )
+    segment.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    segment.add_argument("--sw-batch-size", type=int, help="windows per network call")
+    segment.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    segment.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: average over axis flips"
+    )
+    segment.add_argument("--trust-bundle", action="store_true", help=TRUST_HELP)
+    segment.add_argument(
+        "--probabilities",
+        metavar="PROBS.nii.gz",
+        help="also write class probabilities (4D float32, one volume per class) on the scan's grid",
+    )
+    segment.add_argument(
+        "--dicom-seg",
+        metavar="SEG.dcm",
+        help="also write the labels as a DICOM SEG referencing the input DICOM series",
+    )
+    segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    segment.add_argument("--series", help="series key or SeriesInstanceUID (see `medseg info`)")
+    segment.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
+    segment.add_argument("--json", action="store_true", help="print the summary as JSON")
+    segment.set_defaults(func=cmd_segment)
+
+    models = commands.add_parser("models", help="list the models of the catalogue")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(func=cmd_models)
+
+
+# -- models -------------------------------------------------------------------------------
+def models_table(entries) -> str:
+    """The catalogue as a text table (name, kind, modality, dims, labels)."""
+    rows = [("NAME", "KIND", "MODALITY", "DIMS", "LABELS")]
+    for entry in entries:
+        labels = ", ".join(entry.labels) or "(after download)"
+        if len(labels) > 60:
+            labels = labels[:57] + "..."
+        dims = f"{entry.spatial_dims}D" if entry.spatial_dims else "?"
+        rows.append((entry.name, entry.kind, entry.modality or "any", dims, labels))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[4]
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def list_models(as_json: bool = False) -> str:
+    """What ``medseg models`` prints (imports no torch)."""
+    from napari_medseg.models.registry import catalogue
+
+    entries = catalogue()
+    if as_json:
+        return json.dumps([entry.to_dict() for entry in entries], indent=2)
+    return models_table(entries)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``medseg models``: the catalogue."""
+    print(list_models(args.json))
+    return 0
+
+
+# -- segment ------------------------------------------------------------------------------
+class _ProgressBar:
+    """``progress(done, total)`` on stderr: a bar on a terminal, a line per 10 % otherwise."""
+
+    def __init__(self, label: str, stream=None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = time.perf_counter()
+        self.last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        fraction = done / total if total else 1.0
+        if self.tty:
+            width = 30
+            filled = int(round(width * fraction))
+            elapsed = time.perf_counter() - self.started
+            self.stream.write(
+                f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{done}/{total} {elapsed:5.1f}s"
+            )
+            if done >= total:
+                self.stream.write("\n")
+            self.stream.flush()
+            return
+        tenth = int(fraction * 10)
+        if tenth > self.last_tenth and (done == 0 or tenth > 0):
+            self.last_tenth = tenth
+            print(f"{self.label}: {done}/{total} window batches", file=self.stream, flush=True)
+
+
+def _check_output(path: Path, overwrite: bool, what: str, inputs, nifti: bool = True) -> None:
+    """Refuse a bad name, an input scan, or an existing file without ``--overwrite``."""
+    from napari_medseg.io.atomic import refuse_source_overwrite
+    from napari_medseg.io.nifti import check_nifti_name
+
+    if nifti:
+        check_nifti_name(path)
+    refuse_source_overwrite(path, inputs)  # before "pass --overwrite", which would not help
+    if path.exists() and not overwrite:
+        raise MedsegError(f"{path}: already exists; pass --overwrite to replace the {what}.")
+
+
+def _write_probabilities(path: Path, probabilities, labels_path: Path, protect) -> None:
+    """4D float32 NIfTI ``(I, J, K, C)`` with the geometry of the labels just written.
+
+    The header (sform, qform and their codes, including ``write_nifti``'s handling of
+    sheared gantry-tilt grids) is copied from ``labels_path``, so both files share one
+    geometry policy.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
+
+    refuse_source_overwrite(path, protect)
+    labels = nib.load(labels_path)
+    header = labels.header.copy()
+    header.set_data_dtype(np.float32)
+    header.set_intent("none")
+    header["cal_min"], header["cal_max"] = 0, 0
+    image = nib.Nifti1Image(np.moveaxis(probabilities, 0, -1), labels.affine, header=header)
+    with atomic_output(path) as temporary:
+        nib.save(image, temporary)
+
+
+def label_volumes(result, volume) -> list[dict]:
+    """Voxel count and volume (mL) of every label the model names or the result holds."""
+    import numpy as np
+
+    voxel_ml = abs(float(np.linalg.det(volume.affine[:3, :3]))) / 1000.0
+    counts = np.bincount(result.labels.ravel())
+    names = {label.value: label.name for label in result.label_classes}
+    rows = []
+    for value in sorted(set(names) | {v for v in range(len(counts)) if counts[v]}):
+        if value == 0:
+            continue
+        n = int(counts[value]) if value < len(counts) else 0
+        rows.append(
+            {
+                "value": value,
+                "name": names.get(value, f"label {value}"),
+                "voxels": n,
+                "volume_ml": round(n * voxel_ml, 3),
+            }
+        )
+    return rows
+
+
+def _refuse_untrusted_bundle(model: str, trusted: bool) -> None:
+    """Stop before any work when ``model`` is a bundle folder and trust was not given."""
+    from napari_medseg.models.registry import is_bundle_folder
+
+    if not trusted and is_bundle_folder(Path(model)):
+        raise MedsegError(
+            f"{model}: is a MONAI bundle folder that is not in the catalogue. Bundle configs "
+            "run Python expressions (and may import the bundle's own scripts), so loading it "
+            "runs its code. Pass --trust-bundle if you trust where it came from."
+        )
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    """``medseg segment INPUT... -o OUT.nii.gz``: labels on the scan's own grid."""
+
+    from napari_medseg.inference.segmenter import Segmenter
+    from napari_medseg.io.nifti import write_nifti_like
+    from napari_medseg.io.reader import read_scan
+    from napari_medseg.io.sidecar import sidecar_content, sidecar_path, write_sidecar
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite, "labels", args.inputs)
+    sidecar = sidecar_path(out)
+    _check_output(sidecar, args.overwrite, "label names file", args.inputs, nifti=False)
+    _refuse_untrusted_bundle(args.model, args.trust_bundle)
+    probabilities_path = Path(args.probabilities) if args.probabilities else None
+    if probabilities_path is not None:
+        _check_output(probabilities_path, args.overwrite, "probabilities", args.inputs)
+        if probabilities_path.resolve() == out.resolve():
+            raise MedsegError(
+                f"{out}: given both as -o and as --probabilities; name two different files."
+            )
+    dicom_seg_path = Path(args.dicom_seg) if args.dicom_seg else None
+    if dicom_seg_path is not None:
+        _check_output(dicom_seg_path, args.overwrite, "DICOM SEG", args.inputs, nifti=False)
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.sw_batch_size is not None and args.sw_batch_size < 1:
+        raise MedsegError(f"--sw-batch-size must be >= 1, got {args.sw_batch_size}")
+    volumes = [
+        read_scan(path, series_key=args.series, allow_gaps=args.allow_gaps) for path in args.inputs
+    ]
+    protect = [p for v in volumes for p in (v.metadata.source, *v.metadata.files)]
+    segmenter = Segmenter(
+        args.model,
+        device=args.device,
+        amp=not args.no_amp,
+        overlap=args.overlap,
+        sw_batch_size=args.sw_batch_size,
+        tta=args.tta,
+        trust_bundle=args.trust_bundle,
+    )
+    progress = None if args.json else _ProgressBar(f"segment ({segmenter.device})")
+    result = segmenter.predict(
+        volumes, progress=progress, return_probabilities=probabilities_path is not None
+    )
+    source = volumes[0]
+    meta = source.metadata
+    if dicom_seg_path is not None and meta.format != "dicom":
+        raise MedsegError(
+            f"{args.inputs[0]}: --dicom-seg needs a DICOM input (a DICOM SEG references the "
+            "DICOM images it was drawn on); this input is "
+            f"{meta.format or 'not DICOM'}. Leave out --dicom-seg."
+        )
+    write_nifti_like(
+        out,
+        result.labels,
+        result.affine,
+        source,
+        kind="labels",
+        description=f"medseg {result.model_name}",
+        protect=protect,
+    )
+    write_sidecar(
+        sidecar,
+        sidecar_content(result.label_classes, result.provenance(), Path(args.inputs[0]).name),
+        protect,
+    )
+    if probabilities_path is not None:
+        _write_probabilities(probabilities_path, result.probabilities, out, protect)
+    if dicom_seg_path is not None:
+        from napari_medseg.io.dicom_seg import write_dicom_seg
+        from napari_medseg.labels.classes import classes_from_label_classes
+        from napari_medseg.volume import Volume
+
+        write_dicom_seg(
+            dicom_seg_path,
+            Volume(result.labels, result.affine, meta),
+            meta.files,
+            classes_from_label_classes(result.label_classes),
+            protect=protect,
+            overwrite=args.overwrite,
+            algorithm=result.provenance(),
+        )
+    for warning in [*meta.warnings, *result.warnings]:
+        print(f"warning: {warning}", file=sys.stderr)
+    settings = result.settings
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "output": str(out),
+                    "probabilities": str(probabilities_path) if probabilities_path else None,
+                    "dicom_seg": str(dicom_seg_path) if dicom_seg_path else None,
+                    "model": result.model_name,
+                    "labels": label_volumes(result, source),
+                    "settings": settings,
+                    "timings_s": result.timings_s,
+                    "warnings": result.warnings,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    print(
+        f"wrote {out}: {' x '.join(map(str, result.labels.shape))} voxels on the grid of "
+        f"{meta.source or args.inputs[0]}"
+    )
+    for row in label_volumes(result, source):
+        print(
+            f"  {row['value']:>3} {row['name']:<24} {row['voxels']:>10} voxels "
+            f"{row['volume_ml']:>10.2f} mL"
+        )
+    print(
+        f"model {result.model_name} on {settings['device']}"
+        f"{' (AMP)' if settings['amp'] else ''}{', TTA' if settings['tta'] else ''}: "
+        f"{result.timings_s['total']:.1f} s (network {result.timings_s['network']:.1f} s)"
+    )
+    return 0

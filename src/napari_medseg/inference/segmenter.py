@@ -1,0 +1,656 @@
+"""Segment scans with a loaded model: load once, predict many.
+
+A :class:`Segmenter` holds one network on one device. :meth:`Segmenter.predict`
+takes the input channels on the scan's grid and returns a :class:`SegmentationResult`
+whose labels lie on that same grid, with the same affine:
+
+1. the model's ``preprocess`` puts the channels on the model grid (reorient,
+   resample, intensity transform);
+2. a sliding window (:mod:`napari_medseg.inference.sliding_window`: MONAI's window placement and
+   gaussian blending) runs the network; the volume is cut into blocks at the window
+   edges and every block is finalised as soon as its last window is done: divided by
+   its blending weight and turned into labels (argmax for ``softmax`` models;
+   ``sigmoid >= 0.5`` (or the bundle's threshold) painted in ``paint_order`` for
+   ``sigmoid`` models), then freed.
+   The float accumulator only holds the blocks under windows still to come (about the
+   overlap slab behind the current row of windows plus that row), and the label map on
+   the model grid is uint8 (uint16 above 255 classes);
+3. ``postprocess_labels`` runs on the model grid, then the labels go back to the scan's
+   grid by nearest neighbour (:func:`napari_medseg.resample.resample_labels`).
+
+Float probabilities are only kept when asked (``return_probabilities=True``): then
+the full ``(K, X, Y, Z)`` float32 map is kept on the model grid, and each channel is
+interpolated linearly onto the scan's grid, costing ``K`` float volumes of the scan's
+size. MONAI bundles always pay this (they invert float probability maps for every
+class, then argmax); it is why this engine is lighter, and the only source of label
+differences from a bundle's own run (voxels at label boundaries).
+
+3D models run their windows with the model grid's longest axis as the outer loop and
+its shortest as the inner one (the fewest voxels waiting for windows to come). 2D
+models run slice by slice along ``spec.slice_axis``: each slice is a sliding-window
+pass of its own (windows of several slices share a network call, ``sw_batch_size`` at
+a time), identical to running MONAI's 2D ``sliding_window_inference`` on every slice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medseg.errors import FileError, MedsegError
+from napari_medseg.io.nifti import label_dtype_for_range
+from napari_medseg.labels.classes import LabelClass
+from napari_medseg.models.loaded import LoadedModel
+from napari_medseg.progress import Progress, raise_if_cancelled
+from napari_medseg.resample import resample_labels, same_grid
+from napari_medseg.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+
+class InputChannelsError(FileError):
+    """The input channels do not fit the model (count, or not on one voxel grid)."""
+
+
+class InferenceMemoryError(MedsegError):
+    """The device ran out of memory even with CPU stitching and one window per call."""
+
+
+class ModelRunError(FileError):
+    """The network does not run on the windows its spec describes.
+
+    For example a spec whose ``in_channels`` differs from the network's, or a window
+    (``roi_size``) a U-Net cannot take, or an output whose size is not the window's.
+    The message names the model (its spec file, bundle folder or name).
+    """
+
+
+@dataclass
+class SegmentationResult:
+    """Labels of one scan, on the scan's own voxel grid.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray
+        Shape ``(I, J, K)`` of the source volume (the first input channel), uint8
+        (uint16 when a label value exceeds 255); 0 is background.
+    affine : numpy.ndarray
+        4x4 voxel -> RAS mm matrix, a copy of the source volume's affine.
+    label_classes : tuple of LabelClass
+        Value, name and colour of every class the model outputs.
+    probabilities : numpy.ndarray or None
+        float32 ``(C, I, J, K)`` class probabilities (softmax, or per-channel sigmoid)
+        interpolated linearly onto the source grid; only with ``return_probabilities``.
+    model_name : str
+        Catalogue name of the model.
+    settings : dict
+        Device, AMP, sliding-window and TTA settings, model grid and model source (for
+        the provenance of reports).
+    timings_s : dict
+        Seconds spent in ``preprocess``, ``network`` (sliding window and stitching),
+        ``postprocess`` (label clean-up and resampling) and ``total``.
+    warnings : list of str
+        What the user should know (e.g. a fallback to CPU stitching).
+    """
+
+    labels: np.ndarray
+    affine: np.ndarray
+    label_classes: tuple[LabelClass, ...]
+    probabilities: np.ndarray | None
+    model_name: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def provenance(self) -> dict[str, Any]:
+        """``{"name", "settings"}`` of the model run: what sidecars, layer metadata
+        (``metadata["medseg"]["model"]``) and reports record about it."""
+        return {"name": self.model_name, "settings": dict(self.settings)}
+
+
+class _Ticker:
+    """Reports ``progress(done, total)``: monotonic, ending exactly at ``total``.
+
+    After a retry (an out-of-memory fallback restarts the windows, maybe with another
+    number of calls) the count is rescaled and held until it passes what was shown.
+    """
+
+    def __init__(self, callback: Progress | None, total: int) -> None:
+        self.callback = callback
+        self.total = total
+        self.raw_total = total
+        self.raw_done = 0
+        self.shown = 0
+        if callback is not None:
+            callback(0, total)
+
+    def restart(self, raw_total: int) -> None:
+        self.raw_total = max(raw_total, 1)
+        self.raw_done = 0
+
+    def step(self) -> None:
+        self.raw_done += 1
+        value = min(self.total, self.total * self.raw_done // self.raw_total)
+        if value > self.shown:
+            self.shown = value
+            if self.callback is not None:
+                self.callback(value, self.total)
+
+    def finish(self) -> None:
+        if self.shown < self.total:
+            self.shown = self.total
+            if self.callback is not None:
+                self.callback(self.total, self.total)
+
+
+def _first_tensor(output):
+    """The segmentation output of a network: a tensor, or the first of a tuple/list.
+
+    None when it is neither (the caller says what was expected).
+    """
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, list | tuple) and output and isinstance(output[0], torch.Tensor):
+        return output[0]  # deep supervision heads: the first is the full-resolution one
+    return None
+
+
+def _is_torchscript(network) -> bool:
+    """Whether ``network`` is a TorchScript module (whose layout is left alone)."""
+    import torch
+
+    return isinstance(network, torch.jit.ScriptModule)
+
+
+def resample_probabilities(
+    probabilities: np.ndarray,
+    affine: np.ndarray,
+    target_shape: tuple[int, int, int],
+    target_affine: np.ndarray,
+) -> np.ndarray:
+    """Interpolate ``(K, X, Y, Z)`` probabilities linearly onto another voxel grid.
+
+    Each target voxel centre is mapped into the source grid through the affines and
+    the value is trilinearly interpolated; centres beyond the source grid's edge take
+    the nearest edge value (the model grid covers the scan's field of view, so this is
+    at most half a voxel).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(K, *target_shape)``.
+    """
+    from scipy import ndimage
+
+    from napari_medseg.resample import grid_transform
+
+    transform = grid_transform(affine, target_affine)
+    out = np.empty((probabilities.shape[0], *target_shape), dtype=np.float32)
+    for channel in range(probabilities.shape[0]):
+        ndimage.affine_transform(
+            probabilities[channel],
+            transform[:3, :3],
+            offset=transform[:3, 3],
+            output_shape=tuple(target_shape),
+            output=out[channel],
+            order=1,
+            mode="nearest",
+        )
+    return out
+
+
+class Segmenter:
+    """Run one model on many scans.
+
+    Parameters
+    ----------
+    model : LoadedModel, str or Path
+        A loaded model, or what :func:`napari_medseg.models.registry.load_model`
+        accepts: a catalogue name, a MONAI bundle folder, a spec JSON file or a
+        TorchScript file with a sidecar JSON spec.
+    device : str
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+        ``"mps"``.
+    amp : bool
+        Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
+    overlap : float, optional
+        Sliding-window overlap in [0, 1); None takes the model's.
+    sw_batch_size : int, optional
+        Windows (2D: slices or in-slice windows) per network call; None takes the model's.
+    tta : bool
+        Test-time augmentation: every window also runs flipped along each spatial axis
+        of the model grid, one axis at a time (3D: identity + 3 flips; 2D: identity + 2
+        in-plane flips); the softmax/sigmoid probabilities of the passes are averaged
+        before blending. Costs one network call per pass.
+    trust_bundle : bool
+        Allow a bundle folder outside the catalogue (its configs run Python code).
+
+    Raises
+    ------
+    DeviceError
+        The device is not available.
+    ModelLoadError, ModelSpecError
+        The model cannot be loaded.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel | str | Path,
+        device: str = "auto",
+        amp: bool = True,
+        overlap: float | None = None,
+        sw_batch_size: int | None = None,
+        tta: bool = False,
+        trust_bundle: bool = False,
+    ) -> None:
+        from napari_medseg.inference.devices import (
+            amp_enabled,
+            network_memory_format,
+            resolve_device,
+        )
+
+        self.device = resolve_device(device)
+        if not isinstance(model, LoadedModel):
+            from napari_medseg.models.registry import load_model
+
+            model = load_model(model, trust_bundle=trust_bundle)
+        self.model = model
+        spec = model.spec
+        self.overlap = spec.overlap if overlap is None else float(overlap)
+        if not 0.0 <= self.overlap < 1.0:
+            raise MedsegError(f"overlap must be in [0, 1), got {overlap}")
+        self.sw_batch_size = spec.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
+        if self.sw_batch_size < 1:
+            raise MedsegError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+        self.amp = amp_enabled(self.device, amp)
+        self.tta = bool(tta)
+        self.network = model.network.to(self.device).eval()
+        self.memory_format = network_memory_format(self.device, spec.spatial_dims)
+        if self.memory_format is not None and not _is_torchscript(self.network):
+            self.network = self.network.to(memory_format=self.memory_format)
+        else:  # TorchScript modules keep their layout; so do their inputs
+            self.memory_format = None
+
+    @property
+    def spec(self):
+        """The model's :class:`~napari_medseg.models.spec.ModelSpec`."""
+        return self.model.spec
+
+    @property
+    def label_classes(self) -> tuple[LabelClass, ...]:
+        """The classes the model outputs."""
+        return tuple(self.model.spec.labels)
+
+    # -- public ------------------------------------------------------------------------
+    def predict(
+        self,
+        channels: Volume | Sequence[Volume],
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+        return_probabilities: bool = False,
+    ) -> SegmentationResult:
+        """Segment one scan.
+
+        Parameters
+        ----------
+        channels : Volume or sequence of Volume
+            The scan (one volume per input channel, all on one grid, in the model's
+            channel order). The first channel's grid is the output grid.
+        progress : callable, optional
+            ``progress(done, total)``: called with ``(0, total)`` first, then after
+            every network call; ``total`` = window batches x TTA passes, known up
+            front; ``done`` never decreases and ends at ``total``.
+        cancel : threading.Event, optional
+            Checked before every network call; when set, :class:`Cancelled`
+            is raised (within one window batch).
+        return_probabilities : bool
+            Also return float32 probabilities on the source grid (costs ``K`` float
+            volumes on the model grid and on the source grid).
+
+        Raises
+        ------
+        InputChannelsError
+            Wrong number of channels, or channels on different grids.
+        Cancelled
+            ``cancel`` was set.
+        ModelRunError
+            The network does not run on the windows its spec describes (channels,
+            window size), or returns an output of another size.
+        InferenceMemoryError
+            The device ran out of memory even with CPU stitching and one window per call.
+        """
+        import torch
+
+        started = time.perf_counter()
+        volumes = [channels] if isinstance(channels, Volume) else list(channels)
+        if not volumes:
+            raise InputChannelsError("input", "no input volume given.")
+        source = volumes[0]
+        try:
+            prepared = self.model.preprocess(volumes)
+        except ValueError as error:
+            raise InputChannelsError(
+                source.metadata.source or "input", f"{error}.", self._channels_hint()
+            ) from None
+        image, model_affine = prepared.image, np.asarray(prepared.affine, dtype=float)
+        del prepared
+        preprocessed = time.perf_counter()
+        warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
+        with torch.inference_mode():
+            labels, probabilities, run = self._run_with_fallback(
+                image, progress, cancel, return_probabilities, warnings
+            )
+        del image
+        networked = time.perf_counter()
+        if self.model.postprocess_labels is not None:
+            labels = np.asarray(self.model.postprocess_labels(labels)).astype(
+                labels.dtype, copy=False
+            )
+        on_source_grid = same_grid(labels.shape, model_affine, source.shape, source.affine)
+        if not on_source_grid:
+            labels = resample_labels(labels, model_affine, source.shape, source.affine)
+        if probabilities is not None and not on_source_grid:
+            probabilities = resample_probabilities(
+                probabilities, model_affine, source.shape, source.affine
+            )
+        finished = time.perf_counter()
+        spec = self.model.spec
+        settings = {
+            "model": spec.name,
+            "model_source": self.model.source,
+            "model_details": dict(self.model.details),
+            "device": str(self.device),
+            "amp": self.amp,
+            "overlap": self.overlap,
+            "sw_batch_size": self.sw_batch_size,
+            "roi_size": list(spec.roi_size),
+            "blend_mode": spec.blend_mode,
+            "sigma_scale": spec.sigma_scale,
+            "activation": spec.activation,
+            "spatial_dims": spec.spatial_dims,
+            "tta": self.tta,
+            "model_grid_shape": list(run["model_shape"]),
+            "model_grid_spacing_mm": [
+                round(float(s), 6) for s in np.sqrt((model_affine[:3, :3] ** 2).sum(axis=0))
+            ],
+            "source_shape": list(source.shape),
+            "torch": torch.__version__,
+            **run["settings"],
+        }
+        timings = {
+            "preprocess": preprocessed - started,
+            "network": networked - preprocessed,
+            "postprocess": finished - networked,
+            "total": finished - started,
+        }
+        return SegmentationResult(
+            labels=np.ascontiguousarray(labels),
+            affine=np.array(source.affine, dtype=float, copy=True),
+            label_classes=self.label_classes,
+            probabilities=probabilities,
+            model_name=spec.name,
+            settings=settings,
+            timings_s={k: round(v, 4) for k, v in timings.items()},
+            warnings=warnings,
+        )
+
+    # -- internals -----------------------------------------------------------------------
+    def _channels_hint(self) -> str:
+        spec = self.model.spec
+        names = f" ({', '.join(spec.channel_names)})" if spec.channel_names else ""
+        return (
+            f"Give {spec.in_channels} input scan(s){names}, in this order, all on one voxel grid."
+        )
+
+    def _run_error(self, problem: str) -> ModelRunError:
+        """A :class:`ModelRunError` naming the model and what to check in its spec."""
+        return ModelRunError(
+            self.model.source or self.model.spec.name,
+            problem,
+            "Check that the spec's in_channels, spatial_dims and roi_size fit the network "
+            "(e.g. a U-Net needs a window divisible by the product of its strides).",
+        )
+
+    def _call_network(self, x):
+        """One network call: ``(B, C, *window)`` -> ``(B, K, *window)`` logits, float32.
+
+        Raises
+        ------
+        ModelRunError
+            The network fails on the window, or returns another batch or window size.
+        """
+        import torch
+
+        from napari_medseg.inference.devices import autocast
+
+        try:
+            with autocast(self.device, self.amp):
+                output = self.network(x)
+        except torch.cuda.OutOfMemoryError:
+            raise  # handled by the fallback
+        except RuntimeError as error:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            lines = lines or [type(error).__name__]
+            # TorchScript puts its interpreter traceback first and the reason last
+            detail = (lines[-1] if "TorchScript interpreter" in lines[0] else lines[0])[:200]
+            if "out of memory" in detail.lower():  # e.g. MPS, which has no OutOfMemoryError
+                raise InferenceMemoryError(
+                    f"{self.device} ran out of memory ({detail}). Use --device cpu, or a "
+                    "smaller --sw-batch-size."
+                ) from error
+            raise self._run_error(
+                f"the network fails on a batch of windows of shape {tuple(x.shape)}: {detail}."
+            ) from error
+        y = _first_tensor(output)
+        if y is None:
+            raise self._run_error(
+                f"the network returned a {type(output).__name__}; a tensor (B, K, *window) "
+                "(or a tuple whose first item is one) is expected."
+            )
+        if y.ndim != x.ndim or y.shape[0] != x.shape[0] or y.shape[2:] != x.shape[2:]:
+            raise self._run_error(
+                f"the network returned shape {tuple(y.shape)} for windows of shape "
+                f"{tuple(x.shape)}; its output must be (B, K, *window), the window's size."
+            )
+        return y.float()
+
+    def _layout(self, shape: tuple[int, int, int]):
+        """Axis order of the window loops (inner to outer), window size and overlap in that
+        order, and the TTA flips."""
+        spec = self.model.spec
+        if spec.spatial_dims == 2:
+            band_axis = spec.slice_axis
+            in_plane = [a for a in range(3) if a != band_axis]
+            perm = (*in_plane, band_axis)
+            roi = (*spec.roi_size, 1)
+            overlap = (self.overlap, self.overlap, 0.0)
+            flips = [(2,), (3,)]  # in-plane axes of a (B, C, H, W) window
+        else:
+            # windows run along the longest axis (outer loop) and the shortest (inner):
+            # the fewest voxels under windows still to come (see sliding_window)
+            perm = tuple(sorted(range(3), key=lambda a: (shape[a], a)))
+            roi = tuple(spec.roi_size[a] for a in perm)
+            overlap = (self.overlap,) * 3
+            flips = [(2,), (3,), (4,)]
+        passes = [()] + (flips if self.tta else [])
+        return perm, roi, overlap, passes
+
+    def _run_with_fallback(self, image, progress, cancel, return_probabilities, warnings):
+        """Sliding window with retries when the device runs out of memory."""
+        import torch
+
+        from napari_medseg.inference.devices import free_cached_memory
+        from napari_medseg.inference.sliding_window import plan_windows
+
+        perm, roi, overlap, passes = self._layout(tuple(image.shape[1:]))
+        band_shape = tuple(int(image.shape[1 + a]) for a in perm)
+        stitch_device = self.device
+        batch_size = self.sw_batch_size
+        plan = plan_windows(band_shape, roi, overlap, batch_size)
+        ticker = _Ticker(progress, plan.n_batches * len(passes))
+        while True:
+            try:
+                labels, probabilities = self._run(
+                    image, perm, plan, passes, stitch_device, ticker, cancel, return_probabilities
+                )
+                break
+            except torch.cuda.OutOfMemoryError:
+                pass  # retried below, once the traceback (and the failed pass's tensors) is gone
+            free_cached_memory(self.device)
+            if stitch_device.type != "cpu":
+                stitch_device = torch.device("cpu")
+                warnings.append(
+                    f"{self.device} ran out of memory; the windows were stitched on the CPU "
+                    "instead (slower, same result)."
+                )
+            elif plan.batch_size > 1:
+                plan = plan_windows(band_shape, roi, overlap, 1)
+                warnings.append(
+                    f"{self.device} ran out of memory with {batch_size} windows per call; "
+                    "ran one window per call instead (slower, same result)."
+                )
+            else:
+                raise InferenceMemoryError(
+                    f"{self.device} ran out of memory even with one window per call and "
+                    "CPU stitching. Use --device cpu, or a model with a smaller window."
+                )
+            logger.warning(warnings[-1])
+            ticker.restart(plan.n_batches * len(passes))
+        ticker.finish()
+        run = {
+            "model_shape": tuple(int(n) for n in image.shape[1:]),
+            "settings": {
+                "stitch_device": str(stitch_device),
+                "sw_batch_size_used": plan.batch_size,
+                "band_axis": perm[2],
+                "n_windows": plan.n_windows,
+                "n_network_calls": plan.n_batches * len(passes),
+                "tta_flips": [self._flip_name(p, perm) for p in passes],
+            },
+        }
+        if self.model.spec.spatial_dims == 2:
+            run["settings"]["slice_axis"] = self.model.spec.slice_axis
+        return labels, probabilities, run
+
+    def _flip_name(self, flip: tuple[int, ...], perm: tuple[int, ...]) -> str:
+        """What a TTA pass flips, in model-grid axes (2D windows hold the in-plane axes)."""
+        if not flip:
+            return "identity"
+        axis = perm[flip[0] - 2] if self.model.spec.spatial_dims == 2 else flip[0] - 2
+        return f"flip model-grid axis {axis}"
+
+    def _predictor(self, perm, passes, ticker, cancel, stitch_device):
+        """``(B, C, *window in band order) -> (B, K, *window)`` on ``stitch_device``."""
+        import torch
+
+        spec = self.model.spec
+        inverse = [perm.index(a) for a in range(3)]  # band position of each model axis
+        two_d = spec.spatial_dims == 2
+        sigmoid = spec.activation == "sigmoid"
+
+        def predict(windows):
+            x = windows.to(self.device, non_blocking=True)
+            x = x[..., 0] if two_d else x.permute(0, 1, *(2 + i for i in inverse))
+            if self.memory_format is None:
+                x = x.contiguous()
+            else:
+                x = x.contiguous(memory_format=self.memory_format)
+            total = None
+            for flip in passes:
+                raise_if_cancelled(cancel, "segmentation cancelled")
+                y = self._call_network(x.flip(flip) if flip else x)
+                if flip:
+                    y = y.flip(flip)
+                if len(passes) > 1:
+                    y = torch.sigmoid(y) if sigmoid else torch.softmax(y, dim=1)
+                    total = y if total is None else total.add_(y)
+                ticker.step()
+            if len(passes) > 1:
+                y = total.div_(len(passes))
+            y = y[..., None] if two_d else y.permute(0, 1, *(2 + a for a in perm))
+            return y.to(stitch_device)
+
+        return predict
+
+    def _run(self, image, perm, plan, passes, stitch_device, ticker, cancel, with_probabilities):
+        """One full sliding-window pass; returns labels (and probabilities) on the model grid."""
+        import torch
+
+        from napari_medseg.inference.sliding_window import importance_map, stitch_blocks
+
+        spec = self.model.spec
+        view = image.permute(0, *(1 + a for a in perm))
+        weights = importance_map(plan.roi, spec.blend_mode, spec.sigma_scale)
+        predict = self._predictor(perm, passes, ticker, cancel, stitch_device)
+        stitched_probabilities = len(passes) > 1
+        model_shape = tuple(int(n) for n in image.shape[1:])
+        labels = probabilities = None
+        details = self.model.details
+        padding_mode = str(details.get("padding_mode", "constant"))
+        cval = float(details.get("cval", 0.0))
+        blocks = stitch_blocks(view, plan, predict, weights, stitch_device, padding_mode, cval)
+        labels_view = probabilities_view = None
+        for region, block in blocks:
+            if labels is None:
+                labels = np.zeros(model_shape, dtype=self._label_dtype(block.shape[0]))
+                labels_view = np.transpose(labels, perm)  # writes land in ``labels``
+                if with_probabilities:
+                    probabilities = np.zeros((block.shape[0], *model_shape), dtype=np.float32)
+                    probabilities_view = np.transpose(probabilities, (0, *(1 + a for a in perm)))
+            if stitched_probabilities:
+                probs = block
+            elif spec.activation == "sigmoid":
+                probs = torch.sigmoid(block)
+            else:
+                probs = torch.softmax(block, dim=0) if with_probabilities else block
+            labels_view[region] = self._labels_of(probs, block.shape[0]).cpu().numpy()
+            if probabilities_view is not None:
+                probabilities_view[(slice(None), *region)] = probs.cpu().numpy()
+            del block, probs
+        return labels, probabilities
+
+    def _paint_order(self, n_channels: int) -> list[tuple[int, int]]:
+        spec = self.model.spec
+        if spec.paint_order:
+            beyond = [c for c, _ in spec.paint_order if not 0 <= c < n_channels]
+            if beyond:
+                raise self._run_error(
+                    f"paint_order names output channel(s) {beyond}, but the network returns "
+                    f"{n_channels} channel(s)."
+                )
+            return [tuple(pair) for pair in spec.paint_order]
+        values = sorted(label.value for label in spec.labels if label.value != 0)
+        return list(enumerate(values[:n_channels]))
+
+    def _label_dtype(self, n_channels: int) -> np.dtype:
+        if self.model.spec.activation == "sigmoid":
+            return label_dtype_for_range(
+                0, max([v for _, v in self._paint_order(n_channels)] or [0])
+            )
+        return label_dtype_for_range(0, n_channels - 1)
+
+    def _labels_of(self, probs, n_channels: int):
+        """Labels of a block: argmax (softmax), or painted ``sigmoid >= threshold`` channels.
+
+        The threshold is 0.5 unless the model's ``details`` say otherwise (a bundle's
+        ``AsDiscreted(threshold=...)``).
+        """
+        import torch
+
+        dtype = torch.uint8 if self._label_dtype(n_channels) == np.uint8 else torch.int32
+        if self.model.spec.activation == "softmax":
+            return torch.argmax(probs, dim=0).to(dtype)
+        labels = torch.zeros(probs.shape[1:], dtype=dtype, device=probs.device)
+        threshold = float(self.model.details.get("threshold", 0.5))
+        for channel, value in self._paint_order(n_channels):
+            labels[probs[channel] >= threshold] = value
+        return labels
