@@ -41,7 +41,7 @@ bash scripts/setup_env.sh "napari,test"
 # shellcheck disable=SC1091
 . .venv/bin/activate
 
-export MEDSEG_REQUIRE_GUI=1   # the GUI tests must run, not skip
+export MEDSEG_REQUIRE_GUI=1   # GUI tests and tests needing test-only packages must run, not skip
 if [ -n "$HAVE_DISPLAY" ]; then
     exec python -m pytest "$@"
 fi

@@ -154,6 +154,32 @@ def test_the_core_depends_on_no_folder():
     assert room_graph(import_graph()).get("core", set()) == set()
 
 
+#: The folders in layers, top first (docs/architecture.md): a folder imports only from
+#: folders in lower layers.
+LAYERS = (
+    ("cli",),
+    ("_napari",),
+    ("inference", "synthetic"),
+    ("models", "measure"),
+    ("io",),
+    ("labels",),
+    ("core",),
+)
+
+
+def test_folders_import_only_from_lower_layers():
+    level = {room: depth for depth, rooms in enumerate(LAYERS) for room in rooms}
+    rooms = room_graph(import_graph())
+    assert set(rooms) | {r for targets in rooms.values() for r in targets} <= set(level)
+    upward = sorted(
+        f"{room} -> {target}"
+        for room, targets in rooms.items()
+        for target in targets
+        if level[target] <= level[room]
+    )
+    assert upward == []
+
+
 def test_the_package_root_stays_small():
     root = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root) <= ROOT_MODULE_LIMIT, root
