@@ -1,6 +1,7 @@
 """Measuring a label map: one pass that counts (:mod:`.tally`), per-label statistics
 (:mod:`.stats`), agreement with a reference (:mod:`.overlap`, :mod:`.surface`), lesions
-(:mod:`.lesions`), the report that puts them together (:mod:`.report`, full, and
+(:mod:`.lesions`), the two steps every report takes (:mod:`.pipeline`: prepare the
+inputs, measure them), the report that puts them together (:mod:`.report`, full, and
 :mod:`.incremental`, after an edit) and its text table (:mod:`.text`).
 
 ``build_report`` and ``write_report`` are importable from here::
@@ -10,7 +11,12 @@
 
 from __future__ import annotations
 
-_EXPORTS = {"build_report": "report", "write_report": "report", "Report": "report"}
+_EXPORTS = {
+    "build_report": "report",
+    "write_report": "report",
+    "Report": "report",
+    "ReportSettings": "report",
+}
 
 
 def __getattr__(name: str):

@@ -7,11 +7,10 @@ voxels: the union of each value's previous bounding box (in the label map and th
 reference) and the edited region. One pass over that crop counts the value's voxels
 per index plane, its overlap with the reference and its image values; placed in
 full-volume coordinates they form a :class:`~napari_medseg.measure.tally.Tally` (label
-index 1 = the value) that the same measuring functions the full report uses
-(:func:`~napari_medseg.measure.stats.label_statistics`,
-:func:`~napari_medseg.measure.overlap.compare_labels`,
-:func:`~napari_medseg.measure.lesions.find_lesions`) turn into rows. The rows are therefore
-*identical* to a full report's, not merely close:
+index 1 = the value) that the measuring step of the full report
+(:func:`~napari_medseg.measure.pipeline.measure`, on the inputs
+:func:`~napari_medseg.measure.pipeline.prepare` made for it) turns into rows. The rows
+are therefore *identical* to a full report's, not merely close:
 
 * counts, bounding boxes and centroids come from the same integer projections;
 * diameters, surface distances and lesions crop the same full arrays with the same
@@ -29,18 +28,15 @@ ranges, the stop excluded.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from napari_medseg.labels.components import DEFAULT_CONNECTIVITY
-from napari_medseg.labels.maps import reorder_onto_grid
 from napari_medseg.measure.lesions import Lesion, LesionSummary, LesionTable
-from napari_medseg.measure.overlap import DEFAULT_TOLERANCE_MM
-from napari_medseg.measure.report import Report, build_report, padding_range
+from napari_medseg.measure.pipeline import PreparedInputs, measure, prepare
+from napari_medseg.measure.report import Report, ReportSettings, utc_timestamp
 from napari_medseg.measure.stats import _HISTOGRAM_BINS, _is_whole, resolve_names
 from napari_medseg.measure.surface import memory_axes
 from napari_medseg.measure.tally import Tally, bounding_boxes, tally_labels
@@ -91,41 +87,6 @@ class VoxelBox:
         return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class ReportSettings:
-    """What a report measures (the keyword arguments of ``build_report``).
-
-    See :func:`~napari_medseg.measure.report.build_report` for each field.
-    """
-
-    names: Mapping[int, str] | None = None
-    lesions: bool = False
-    connectivity: int = DEFAULT_CONNECTIVITY
-    tolerance_mm: float = DEFAULT_TOLERANCE_MM
-    iou_threshold: float | None = None
-    distances: bool = True
-    diameters: bool = True
-    model: Mapping[str, Any] | None = None
-    include_patient: bool = False
-
-    def build(self, labels: Volume, image: Volume | None, reference: Volume | None) -> Report:
-        """The full report of these inputs."""
-        return build_report(
-            labels,
-            image,
-            reference,
-            names=self.names,
-            lesions=self.lesions,
-            connectivity=self.connectivity,
-            tolerance_mm=self.tolerance_mm,
-            iou_threshold=self.iou_threshold,
-            distances=self.distances,
-            diameters=self.diameters,
-            model=self.model,
-            include_patient=self.include_patient,
-        )
-
-
 @dataclass
 class _LabelLesions:
     """The lesions of one label value, numbered from 1 within the value."""
@@ -133,20 +94,6 @@ class _LabelLesions:
     lesions: list[Lesion]
     ref_lesions: list[Lesion] | None
     summary: LesionSummary
-
-
-@dataclass
-class _Arrays:
-    """The live arrays a partial update reads, on the label map's grid."""
-
-    labels: np.ndarray
-    affine: np.ndarray
-    image: np.ndarray | None
-    reference: np.ndarray | None
-    exclude: tuple[float, float] | None
-    units: str
-    #: image values bound: (all finite values whole, lowest, highest), None without image
-    image_range: tuple[bool, float, float] | None
 
 
 @dataclass
@@ -162,8 +109,9 @@ class MeasuredReport:
         The inputs; their arrays are read again by :func:`update_report`.
     settings : ReportSettings
     partial : bool
-        Whether :func:`update_report` can re-measure single labels (False: every
-        update is a full report, e.g. for a reference on another grid).
+        Whether :func:`update_report` can re-measure single labels: whether the
+        prepared inputs are views of the volumes' arrays (False: every update is a full
+        report, e.g. for a reference resampled from another grid or a float label map).
     """
 
     report: Report
@@ -172,7 +120,10 @@ class MeasuredReport:
     reference: Volume | None
     settings: ReportSettings
     partial: bool = False
-    _arrays: _Arrays | None = field(default=None, repr=False)
+    #: the live inputs partial updates read (None when every update is a full report)
+    _inputs: PreparedInputs | None = field(default=None, repr=False)
+    #: image values bound: (all finite values whole, lowest, highest), None without image
+    _image_range: tuple[bool, float, float] | None = field(default=None, repr=False)
     _ref_boxes: dict[int, VoxelBox] = field(default_factory=dict, repr=False)
     _lesions: dict[int, _LabelLesions] = field(default_factory=dict, repr=False)
 
@@ -182,15 +133,6 @@ class MeasuredReport:
 
 
 # ------------------------------------------------------------------------ full
-
-
-def _image_on_grid(labels: Volume, image: Volume) -> np.ndarray | None:
-    """The image's array on the label map's grid as ``build_report`` takes it (a view)."""
-    from napari_medseg.resample import same_grid
-
-    if same_grid(image.shape, image.affine, labels.shape, labels.affine):
-        return image.array
-    return reorder_onto_grid(image.array, image.affine, labels.shape, labels.affine)
 
 
 def _image_range(image: np.ndarray) -> tuple[bool, float, float]:
@@ -211,42 +153,6 @@ def _image_range(image: np.ndarray) -> tuple[bool, float, float]:
             whole = whole and _is_whole(finite)
             low, high = min(low, float(finite.min())), max(high, float(finite.max()))
     return (whole, low, high) if low <= high else (True, 0.0, 0.0)
-
-
-def _arrays(labels: Volume, image: Volume | None, reference: Volume | None) -> _Arrays | None:
-    """The live arrays for partial updates, or None when updates must be full reports."""
-    from napari_medseg.resample import same_grid
-
-    if labels.array.ndim != 3 or labels.array.dtype.kind not in "iub":
-        return None  # a float label map is converted (copied) by build_report
-    image_array = None
-    exclude = None
-    units = ""
-    if image is not None:
-        image_array = _image_on_grid(labels, image)
-        if image_array is None:
-            return None
-        exclude = padding_range(image, [])
-        units = image.metadata.units
-    ref_array = None
-    if reference is not None:
-        if reference.array.dtype.kind not in "iub" or not same_grid(
-            reference.shape, reference.affine, labels.shape, labels.affine
-        ):
-            return None  # resampled (a copy) by build_report
-        ref_array = (
-            reference.array.view(np.uint8) if reference.array.dtype == bool else reference.array
-        )
-    label_array = labels.array.view(np.uint8) if labels.array.dtype == bool else labels.array
-    return _Arrays(
-        labels=label_array,
-        affine=np.asarray(labels.affine, dtype=np.float64),
-        image=image_array,
-        reference=ref_array,
-        exclude=exclude,
-        units=units,
-        image_range=_image_range(image_array) if image_array is not None else None,
-    )
 
 
 def _split_lesions(table: LesionTable | None) -> dict[int, _LabelLesions]:
@@ -333,14 +239,17 @@ def measure_report(
     MeasuredReport
     """
     settings = settings or ReportSettings()
-    report = settings.build(labels, image, reference)
-    arrays = _arrays(labels, image, reference)
-    state = MeasuredReport(report, labels, image, reference, settings, partial=arrays is not None)
-    if arrays is None:
+    inputs = prepare(labels, image, reference, include_patient=settings.include_patient)
+    report = settings.build(labels, image, reference, inputs)
+    # partial updates read the arrays again after each edit: only views of the edited data do
+    state = MeasuredReport(report, labels, image, reference, settings, partial=inputs.live)
+    if not inputs.live:
         return state
-    state._arrays = arrays
-    if arrays.reference is not None:
-        tally = tally_labels(arrays.reference)
+    state._inputs = inputs
+    if inputs.image is not None:
+        state._image_range = _image_range(inputs.image)
+    if inputs.reference is not None:
+        tally = tally_labels(inputs.reference)
         low, high = bounding_boxes(tally.projections)
         for index in np.flatnonzero(tally.counts):
             state._ref_boxes[int(tally.values[index])] = VoxelBox(
@@ -376,7 +285,7 @@ def _projections(mask: np.ndarray, box: VoxelBox, shape: tuple[int, ...]) -> lis
     return out
 
 
-def _value_tally(arrays: _Arrays, value: int, box: VoxelBox) -> Tally:
+def _value_tally(inputs: PreparedInputs, value: int, box: VoxelBox) -> Tally:
     """A full-volume :class:`Tally` of one label value from a crop holding all its voxels.
 
     Label index 1 is ``value``, index 0 everything else; the counts, projections,
@@ -386,8 +295,8 @@ def _value_tally(arrays: _Arrays, value: int, box: VoxelBox) -> Tally:
     from napari_medseg.measure.tally import intensity_keep
 
     crop = box.slices()
-    shape = tuple(int(n) for n in arrays.labels.shape)
-    mask = arrays.labels[crop] == value
+    shape = tuple(int(n) for n in inputs.labels.shape)
+    mask = inputs.labels[crop] == value
     projections = _projections(mask, box, shape)
     count = int(projections[0][1].sum())
     tally = Tally(
@@ -396,19 +305,19 @@ def _value_tally(arrays: _Arrays, value: int, box: VoxelBox) -> Tally:
         counts=np.array([0, count], np.int64),
         projections=projections,
     )
-    if arrays.reference is not None:
-        ref_mask = arrays.reference[crop] == value
+    if inputs.reference is not None:
+        ref_mask = inputs.reference[crop] == value
         tally.ref_projections = _projections(ref_mask, box, shape)
         ref_count = int(tally.ref_projections[0][1].sum())
         both = int(np.count_nonzero(mask & ref_mask))
         tally.ref_counts = np.array([0, ref_count], np.int64)
         tally.confusion = np.array([[0, ref_count - both], [count - both, both]], np.int64)
-    if arrays.image is not None:
-        image = arrays.image[crop]
+    if inputs.image is not None:
+        image = inputs.image[crop]
         axes = memory_axes(image)  # read in memory order: the histogram statistics
         # (the only path a partial update takes, see _histogram_certain) ignore order
         values = image.transpose(axes)[mask.transpose(axes)]
-        keep = intensity_keep(values, arrays.exclude)
+        keep = intensity_keep(values, inputs.exclude)
         excluded = 0
         if keep is not None:
             excluded = int(values.size - np.count_nonzero(keep))
@@ -426,7 +335,9 @@ def _label_count(present: Iterable[int]) -> int:
     return top + 1 if top <= _DIRECT_MAX_LABEL else len(present) + 1
 
 
-def _histogram_certain(arrays: _Arrays, present: Iterable[int]) -> bool:
+def _histogram_certain(
+    image_range: tuple[bool, float, float] | None, present: Iterable[int]
+) -> bool:
     """Whether a full report surely takes the exact histogram path for intensities.
 
     True without an image, or when every finite image value is whole and the image's
@@ -435,14 +346,10 @@ def _histogram_certain(arrays: _Arrays, present: Iterable[int]) -> bool:
     statistics are bit-identical to the full report's. Otherwise the path a full
     report takes depends on the values of every label, and updates are full reports.
     """
-    if arrays.image_range is None:
+    if image_range is None:
         return True
-    whole, low, high = arrays.image_range
+    whole, low, high = image_range
     return whole and (high - low + 1) * _label_count(present) <= _HISTOGRAM_BINS
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def update_report(
@@ -466,20 +373,16 @@ def update_report(
     MeasuredReport
         Equal to :func:`measure_report` on the edited arrays (up to creation time).
     """
-    arrays = state._arrays
+    inputs = state._inputs
     values = sorted({int(v) for v in values} - {0})
     if (
         region is None
-        or arrays is None
+        or inputs is None
         or (values and values[0] < 0)
-        or not _histogram_certain(arrays, state.present_values())
+        or not _histogram_certain(state._image_range, state.present_values())
     ):
         return measure_report(state.labels, state.image, state.reference, state.settings)
-    from napari_medseg.measure.lesions import find_lesions
-    from napari_medseg.measure.overlap import compare_labels
-    from napari_medseg.measure.stats import label_statistics
-
-    shape = tuple(int(n) for n in arrays.labels.shape)
+    shape = tuple(int(n) for n in inputs.labels.shape)
     region = region.clipped(shape)
     settings = state.settings
     rows = {s.label: s for s in state.report.labels}
@@ -491,7 +394,7 @@ def update_report(
         if value in rows and rows[value].bbox_ijk is not None:
             box = box.union(VoxelBox.from_bbox(rows[value].bbox_ijk))
         box = box.union(ref_boxes.get(value))
-        tally = _value_tally(arrays, value, box)
+        tally = _value_tally(inputs, value, box)
         present = bool(tally.counts[1]) or bool(
             tally.ref_counts is not None and tally.ref_counts[1]
         )
@@ -507,49 +410,21 @@ def update_report(
                 tuple(int(a) for a in low[1]),
                 tuple(int(b) + 1 for b in high[1]),  # type: ignore[arg-type]
             )
-        (rows[value],) = label_statistics(
-            arrays.labels,
-            arrays.affine,
-            names=settings.names,
-            units=arrays.units,
-            which=[value],
-            diameters=settings.diameters,
-            tally=tally,
-        )
-        if arrays.reference is not None:
-            (overlap[value],) = compare_labels(
-                arrays.labels,
-                arrays.reference,
-                arrays.affine,
-                names=settings.names,
-                tolerance_mm=settings.tolerance_mm,
-                distances=settings.distances,
-                which=[value],
-                tally=tally,
-            )
-        if settings.lesions:
-            table = find_lesions(
-                arrays.labels,
-                arrays.affine,
-                arrays.image,
-                reference=arrays.reference,
-                connectivity=settings.connectivity,
-                iou_threshold=settings.iou_threshold,
-                names=settings.names,
-                exclude_range=arrays.exclude,
-                which=[value],
-                tally=tally,
-            )
-            lesions[value] = _split_lesions(table)[value]
-    if not _histogram_certain(arrays, rows):
+        found = measure(inputs, settings, [value], tally)
+        (rows[value],) = found.labels
+        if found.overlap is not None:
+            (overlap[value],) = found.overlap
+        if found.lesions is not None:
+            lesions[value] = _split_lesions(found.lesions)[value]
+    if not _histogram_certain(state._image_range, rows):
         return measure_report(state.labels, state.image, state.reference, settings)
     report = dataclasses.replace(
         state.report,
-        provenance=dataclasses.replace(state.report.provenance, created_utc=_now()),
+        provenance=dataclasses.replace(state.report.provenance, created_utc=utc_timestamp()),
         labels=[rows[v] for v in sorted(rows)],
         overlap=[overlap[v] for v in sorted(overlap)] if state.report.overlap is not None else None,
         lesions=_join_lesions(
-            lesions, settings.connectivity, settings.iou_threshold, arrays.reference is not None
+            lesions, settings.connectivity, settings.iou_threshold, inputs.reference is not None
         )
         if settings.lesions
         else None,

@@ -1,7 +1,9 @@
 """One measurement report of a label map: per-label rows, lesions and provenance.
 
 :func:`build_report` measures a label map (a :class:`~napari_medseg.volume.Volume`)
-on its scan and against a reference; :func:`write_report` writes it as CSV or JSON.
+on its scan and against a reference, as its :class:`ReportSettings` say, through the
+steps of :mod:`~napari_medseg.measure.pipeline` (prepare the inputs, measure them) and
+adds the provenance; :func:`write_report` writes it as CSV or JSON.
 
 Output conventions
 ------------------
@@ -26,7 +28,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import logging
 import math
 import platform
 from collections.abc import Iterable, Mapping
@@ -40,14 +41,11 @@ import numpy as np
 from napari_medseg.errors import ScanWriteError
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.labels.components import DEFAULT_CONNECTIVITY
-from napari_medseg.labels.maps import as_label_array, check_same_grid, reorder_onto_grid
-from napari_medseg.measure.lesions import LesionTable, find_lesions
-from napari_medseg.measure.overlap import DEFAULT_TOLERANCE_MM, OverlapMetrics, compare_labels
-from napari_medseg.measure.stats import LabelStats, label_statistics
-from napari_medseg.measure.tally import tally_labels
+from napari_medseg.measure.lesions import LesionTable
+from napari_medseg.measure.overlap import DEFAULT_TOLERANCE_MM, OverlapMetrics
+from napari_medseg.measure.pipeline import PreparedInputs, measure, prepare, shown_source
+from napari_medseg.measure.stats import LabelStats
 from napari_medseg.volume import Volume
-
-logger = logging.getLogger(__name__)
 
 #: Output suffixes :func:`write_report` understands.
 REPORT_SUFFIXES = (".csv", ".json")
@@ -193,6 +191,53 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ReportSettings:
+    """What a report measures: the keyword arguments of :func:`build_report`.
+
+    See :func:`build_report` for each field. :func:`~napari_medseg.measure.pipeline.measure`
+    reads the measuring ones; ``model`` and ``include_patient`` shape the provenance.
+    """
+
+    names: Mapping[int, str] | None = None
+    lesions: bool = False
+    connectivity: int = DEFAULT_CONNECTIVITY
+    tolerance_mm: float = DEFAULT_TOLERANCE_MM
+    iou_threshold: float | None = None
+    distances: bool = True
+    diameters: bool = True
+    model: Mapping[str, Any] | None = None
+    include_patient: bool = False
+
+    def build(
+        self,
+        labels: Volume,
+        image: Volume | None = None,
+        reference: Volume | None = None,
+        inputs: PreparedInputs | None = None,
+    ) -> Report:
+        """The full report of these inputs, as :func:`build_report` makes it.
+
+        Parameters
+        ----------
+        labels, image, reference : Volume
+            As for :func:`build_report`.
+        inputs : PreparedInputs, optional
+            Their :func:`~napari_medseg.measure.pipeline.prepare` result, when already
+            made (with this ``include_patient``).
+
+        Returns
+        -------
+        Report
+        """
+        return _full_report(labels, image, reference, self, inputs)
+
+
+def utc_timestamp() -> str:
+    """The time now in UTC as a report records it, e.g. ``"2026-01-31T12:00:00Z"``."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def software_versions() -> dict[str, str]:
     """Versions of the software that computes the numbers."""
     import scipy
@@ -207,22 +252,10 @@ def software_versions() -> dict[str, str]:
     }
 
 
-def _name(volume: Volume, role: str) -> str:
-    return volume.metadata.source or role
-
-
-def _shown_source(volume: Volume, include_patient: bool) -> str:
-    """A source as a report may show it: the file name, the full path only if asked."""
-    source = volume.metadata.source
-    if source and include_patient:
-        return str(Path(source).resolve())
-    return Path(source).name if source else ""
-
-
 def _source_info(volume: Volume, role: str, include_patient: bool) -> SourceInfo:
     return SourceInfo(
         role=role,
-        file=_shown_source(volume, include_patient),
+        file=shown_source(volume, include_patient),
         format=volume.metadata.format,
         series_uid=volume.metadata.series_uid,
         modality=volume.metadata.modality,
@@ -241,25 +274,6 @@ def _patient_info(volumes: Iterable[Volume]) -> dict[str, str]:
             if value and key not in out:
                 out[key] = str(value)
     return out
-
-
-def padding_range(image: Volume, notes: list[str]) -> tuple[float, float] | None:
-    """The DICOM pixel padding range of a scan in its units, noting what is done with it."""
-    extra = image.metadata.extra
-    found = extra.get("pixel_padding_range")
-    if found is not None:
-        low, high = (float(v) for v in found)
-        notes.append(
-            f"Voxels with the scan's pixel padding value ({low:g}..{high:g} {image.metadata.units})"
-            " are left out of the intensity statistics (not of volumes)."
-        )
-        return low, high
-    if extra.get("pixel_padding_stored") is not None:
-        notes.append(
-            "The scan declares pixel padding, but not as one value in its units (slices use "
-            "different rescale values): padding voxels are NOT left out of the statistics."
-        )
-    return None
 
 
 def build_report(
@@ -318,116 +332,58 @@ def build_report(
     GridMismatchError
         ``image`` is not on the label map's grid (nor the same voxels in another order).
     """
-    from napari_medseg.resample import resample_labels, same_grid
-
-    notes: list[str] = []
-    label_array = as_label_array(labels.array, _name(labels, "labels"))
-    affine = labels.affine
-    image_array = exclude = None
-    units = ""
-    if image is not None:
-        image_array = image.array
-        if not same_grid(image.shape, image.affine, labels.shape, affine):
-            # the same voxels stored in another order (e.g. a DICOM series and its NIfTI
-            # conversion) are taken as they are; any other grid is refused
-            image_array = reorder_onto_grid(image.array, image.affine, labels.shape, affine)
-            if image_array is None:
-                check_same_grid(
-                    labels.shape,
-                    affine,
-                    _name(labels, "labels"),
-                    image.shape,
-                    image.affine,
-                    _name(image, "image"),
-                )
-            notes.append(
-                f"{_shown_source(image, include_patient) or 'The image'} stores the label "
-                f"map's voxels in another order (axes {image.orientation}, the label map "
-                f"{labels.orientation}); its values were reordered onto the label map's grid "
-                "(no interpolation)."
-            )
-        units = image.metadata.units
-        exclude = padding_range(image, notes)
-    ref_array = None
-    resampled = False
-    if reference is not None:
-        ref_array = as_label_array(reference.array, _name(reference, "reference"))
-        if not same_grid(reference.shape, reference.affine, labels.shape, affine):
-            # the report names files, not paths (a path may name the patient)
-            shown_ref = _shown_source(reference, include_patient) or "the reference"
-            shown_labels = _shown_source(labels, include_patient) or "the label map"
-            message = (
-                f"{shown_ref} is on another voxel grid than {shown_labels}; it was resampled "
-                "onto the label map's grid by nearest neighbour before comparing (distances "
-                "and volumes carry that resampling error)."
-            )
-            logger.info(message)  # users see it in report.notes (CLI, widget)
-            notes.append(message)
-            ref_array = resample_labels(ref_array, reference.affine, labels.shape, affine)
-            resampled = True
-    tally = tally_labels(label_array, ref_array, image_array, exclude_range=exclude)
-    wanted = tally.present_values()
-    stats = label_statistics(
-        label_array,
-        affine,
-        image_array,
+    settings = ReportSettings(
         names=names,
-        units=units,
-        which=wanted,
+        lesions=lesions,
+        connectivity=connectivity,
+        tolerance_mm=tolerance_mm,
+        iou_threshold=iou_threshold,
+        distances=distances,
         diameters=diameters,
-        tally=tally,
+        model=model,
+        include_patient=include_patient,
     )
-    overlap = None
-    if ref_array is not None:
-        overlap = compare_labels(
-            label_array,
-            ref_array,
-            affine,
-            names=names,
-            tolerance_mm=tolerance_mm,
-            distances=distances,
-            which=wanted,
-            tally=tally,
-        )
-    table = None
-    if lesions:
-        table = find_lesions(
-            label_array,
-            affine,
-            image_array,
-            reference=ref_array,
-            connectivity=connectivity,
-            iou_threshold=iou_threshold,
-            names=names,
-            exclude_range=exclude,
-            which=wanted,
-            tally=tally,
-        )
+    return _full_report(labels, image, reference, settings)
+
+
+def _full_report(
+    labels: Volume,
+    image: Volume | None,
+    reference: Volume | None,
+    settings: ReportSettings,
+    inputs: PreparedInputs | None = None,
+) -> Report:
+    """The report of every label: :func:`prepare` (unless done), :func:`measure`, provenance."""
+    include_patient = settings.include_patient
+    if inputs is None:
+        inputs = prepare(labels, image, reference, include_patient=include_patient)
+    found = measure(inputs, settings)
     sources = [_source_info(labels, "labels", include_patient)]
     if image is not None:
         sources.append(_source_info(image, "image", include_patient))
     if reference is not None:
         sources.append(_source_info(reference, "reference", include_patient))
-        sources[-1].resampled = resampled
-    settings: dict[str, Any] = {
+        sources[-1].resampled = inputs.reference_resampled
+    exclude = inputs.exclude
+    recorded: dict[str, Any] = {
         "intensity_excluded_range": list(exclude) if exclude is not None else None,
     }
     if reference is not None:
-        settings["surface_dice_tolerance_mm"] = float(tolerance_mm)
-    if lesions:
-        settings["lesion_connectivity"] = connectivity
-        settings["lesion_iou_threshold"] = iou_threshold
+        recorded["surface_dice_tolerance_mm"] = float(settings.tolerance_mm)
+    if settings.lesions:
+        recorded["lesion_connectivity"] = settings.connectivity
+        recorded["lesion_iou_threshold"] = settings.iou_threshold
     provenance = Provenance(
-        created_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        created_utc=utc_timestamp(),
         software=software_versions(),
         sources=sources,
-        settings=settings,
-        model=dict(model) if model else None,
+        settings=recorded,
+        model=dict(settings.model) if settings.model else None,
         patient=_patient_info(v for v in (image, labels, reference) if v is not None)
         if include_patient
         else None,
     )
-    return Report(provenance, stats, overlap, table, notes)
+    return Report(provenance, found.labels, found.overlap, found.lesions, list(inputs.notes))
 
 
 # ------------------------------------------------------------------------ rows
@@ -690,6 +646,7 @@ def write_report(
 __all__ = [
     "Provenance",
     "Report",
+    "ReportSettings",
     "SourceInfo",
     "build_report",
     "label_columns",
