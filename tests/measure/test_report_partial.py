@@ -241,3 +241,36 @@ def test_large_structures_edited_after_the_reference_give_the_full_report(monkey
         region[mask] = value
         state = update_report(state, changed, box)
         assert _document(state.report) == _document(_full(*volumes, settings)), f"edit {step}"
+
+
+def test_build_report_keywords_are_the_report_settings():
+    """``build_report``'s keywords and ``ReportSettings`` are one description: same names,
+    same defaults, so that neither can drift from the other."""
+    import dataclasses
+    import inspect
+
+    keywords = {
+        name: parameter.default
+        for name, parameter in inspect.signature(build_report).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    fields = {field.name: field.default for field in dataclasses.fields(ReportSettings)}
+    assert keywords == fields
+
+
+def test_partial_updates_only_on_views_of_the_edited_arrays(monkeypatch):
+    """A float label map or reference is converted (a copy): edits would not show in it."""
+    rng = np.random.default_rng(13)
+    labels, image, reference = _volumes(rng)
+    as_float = Volume(labels.array.astype(np.float32), AFFINE, labels.metadata)
+    assert not measure_report(as_float, image).partial
+    float_reference = Volume(reference.array.astype(np.float64), AFFINE, reference.metadata)
+    assert not measure_report(labels, image, float_reference).partial
+    mask = Volume(labels.array == 1, AFFINE, labels.metadata)  # boolean: a uint8 view
+    state = measure_report(mask, image, None, ReportSettings(lesions=True))
+    assert state.partial
+    _forbid_full_reports(monkeypatch)
+    for _ in range(5):
+        changed, box = _random_edit(rng, mask.array, [False, True])
+        state = update_report(state, changed, box)
+        assert _document(state.report) == _document(_full(mask, image, None, state.settings))
