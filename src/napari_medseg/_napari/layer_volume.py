@@ -65,6 +65,8 @@ def _metadata(medseg: dict[str, Any], name: str) -> ScanMetadata:
         qform_code=int(medseg.get("qform_code", 1) or 0),
         sform_code=int(medseg.get("sform_code", 1) or 0),
         files=list(medseg.get("files", []) or []),
+        # a distinct qform of the scan's NIfTI file, as the reader stored it
+        extra={"qform_affine": medseg["qform_affine"]} if medseg.get("qform_affine") else {},
     )
 
 
