@@ -112,25 +112,20 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
 
     Existing outputs are read and kept, never replaced.
     """
-    from napari_medseg.io.dicom_seg import write_dicom_seg
     from napari_medseg.io.label_names import read_label_names
-    from napari_medseg.io.nifti import write_nifti_like
     from napari_medseg.io.reader import read_scan
-    from napari_medseg.io.sidecar import (
-        read_sidecar_model,
-        sidecar_content,
-        sidecar_path,
-        write_sidecar,
-    )
+    from napari_medseg.io.save import SaveTargets, save_segmentation
+    from napari_medseg.io.sidecar import read_sidecar_model, sidecar_path
     from napari_medseg.labels.classes import classes_from_label_classes
     from napari_medseg.measure.report import build_report, write_report
     from napari_medseg.measure.text import report_table
     from napari_medseg.models.registry import DEFAULT_MODEL
+    from napari_medseg.volume import Volume
 
     written: list[str] = []
     protect = [scan.metadata.source, dicom_scan.metadata.source, *dicom_scan.metadata.files]
     labels_path = out_dir / SEGMENTATION_NAME
-    result = None
+    seg_path = out_dir / DICOM_SEG_NAME
     if labels_path.exists():
         echo(f"  {labels_path} exists; left as it is (measuring it)")
     else:
@@ -144,38 +139,29 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
             " the model was trained on synthetic abdomen phantoms: on this chest CT its organ"
             " labels are not anatomy"
         )
-        write_nifti_like(
-            labels_path,
-            result.labels,
-            result.affine,
-            scan,
-            kind="labels",
-            description=f"medseg {result.model_name}",
-            protect=protect,
-        )
-        content = sidecar_content(
-            result.label_classes, result.provenance(), Path(scan.metadata.source).name
-        )
-        write_sidecar(sidecar_path(labels_path), content, protect)
-        written += [str(labels_path), str(sidecar_path(labels_path))]
+        targets = SaveTargets(labels_path, dicom_seg=None if seg_path.exists() else seg_path)
+        written += [
+            str(path)
+            for path in save_segmentation(
+                Volume(result.labels, result.affine, scan.metadata),
+                targets,
+                classes_from_label_classes(result.label_classes),
+                model=result.provenance(),
+                protect=protect,
+                # only missing outputs are named (an existing SEG is left out above); a
+                # sidecar left behind without its labels is stale and replaced
+                overwrite=True,
+                dicom_files=dicom_scan.metadata.files,
+            )
+        ]
         echo(f"Saved the label map on the scan's grid: {labels_path}")
-    # what is measured (and exported) is the file as saved, with its sidecar's names
+        if targets.dicom_seg is not None:
+            echo(f"Saved a DICOM SEG that references the DICOM series: {seg_path}")
+    # what is measured is the file as saved, with its sidecar's names
     labels = read_scan(labels_path)
     sidecar = sidecar_path(labels_path)
     names = read_label_names(sidecar) if sidecar.is_file() else None
     provenance = read_sidecar_model(sidecar)
-    seg_path = out_dir / DICOM_SEG_NAME
-    if result is not None and not seg_path.exists():
-        write_dicom_seg(
-            seg_path,
-            labels,
-            dicom_scan.metadata.files,
-            classes_from_label_classes(result.label_classes),
-            protect=protect,
-            algorithm=result.model_name,
-        )
-        written.append(str(seg_path))
-        echo(f"Saved a DICOM SEG that references the DICOM series: {seg_path}")
     report = build_report(labels, scan, names=names, lesions=True, model=provenance)
     report_path = out_dir / REPORT_NAME
     if report_path.exists():

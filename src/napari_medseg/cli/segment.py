@@ -138,39 +138,8 @@ class _ProgressBar:
             print(f"{self.label}: {done}/{total} window batches", file=self.stream, flush=True)
 
 
-def _check_output(path: Path, overwrite: bool, what: str, inputs, nifti: bool = True) -> None:
-    """Refuse a bad name, an input scan, or an existing file without ``--overwrite``."""
-    from napari_medseg.io.atomic import refuse_source_overwrite
-    from napari_medseg.io.nifti import check_nifti_name
-
-    if nifti:
-        check_nifti_name(path)
-    refuse_source_overwrite(path, inputs)  # before "pass --overwrite", which would not help
-    if path.exists() and not overwrite:
-        raise MedsegError(f"{path}: already exists; pass --overwrite to replace the {what}.")
-
-
-def _write_probabilities(path: Path, probabilities, labels_path: Path, protect) -> None:
-    """4D float32 NIfTI ``(I, J, K, C)`` with the geometry of the labels just written.
-
-    The header (sform, qform and their codes, including ``write_nifti``'s handling of
-    sheared gantry-tilt grids) is copied from ``labels_path``, so both files share one
-    geometry policy.
-    """
-    import nibabel as nib
-    import numpy as np
-
-    from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
-
-    refuse_source_overwrite(path, protect)
-    labels = nib.load(labels_path)
-    header = labels.header.copy()
-    header.set_data_dtype(np.float32)
-    header.set_intent("none")
-    header["cal_min"], header["cal_max"] = 0, 0
-    image = nib.Nifti1Image(np.moveaxis(probabilities, 0, -1), labels.affine, header=header)
-    with atomic_output(path) as temporary:
-        nib.save(image, temporary)
+#: How ``medseg segment`` refuses an existing output (see ``io.save.check_targets``).
+EXISTS_MESSAGE = "{path}: already exists; pass --overwrite to replace the {what}."
 
 
 def label_volumes(result, volume) -> list[dict]:
@@ -212,25 +181,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
     """``medseg segment INPUT... -o OUT.nii.gz``: labels on the scan's own grid."""
 
     from napari_medseg.inference.segmenter import Segmenter
-    from napari_medseg.io.nifti import write_nifti_like
     from napari_medseg.io.reader import read_scan
-    from napari_medseg.io.sidecar import sidecar_content, sidecar_path, write_sidecar
+    from napari_medseg.io.save import SaveTargets, check_targets, save_segmentation
+    from napari_medseg.labels.classes import classes_from_label_classes
+    from napari_medseg.volume import Volume
 
     out = Path(args.output)
-    _check_output(out, args.overwrite, "labels", args.inputs)
-    sidecar = sidecar_path(out)
-    _check_output(sidecar, args.overwrite, "label names file", args.inputs, nifti=False)
-    _refuse_untrusted_bundle(args.model, args.trust_bundle)
     probabilities_path = Path(args.probabilities) if args.probabilities else None
-    if probabilities_path is not None:
-        _check_output(probabilities_path, args.overwrite, "probabilities", args.inputs)
-        if probabilities_path.resolve() == out.resolve():
-            raise MedsegError(
-                f"{out}: given both as -o and as --probabilities; name two different files."
-            )
-    dicom_seg_path = Path(args.dicom_seg) if args.dicom_seg else None
-    if dicom_seg_path is not None:
-        _check_output(dicom_seg_path, args.overwrite, "DICOM SEG", args.inputs, nifti=False)
+    targets = SaveTargets(
+        out,
+        dicom_seg=Path(args.dicom_seg) if args.dicom_seg else None,
+        probabilities=probabilities_path,
+    )
+    # refused before reading or segmenting; the source check comes before "pass
+    # --overwrite", which would not help
+    check_targets(targets, args.inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
+    if probabilities_path is not None and probabilities_path.resolve() == out.resolve():
+        raise MedsegError(
+            f"{out}: given both as -o and as --probabilities; name two different files."
+        )
+    _refuse_untrusted_bundle(args.model, args.trust_bundle)
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
     if args.sw_batch_size is not None and args.sw_batch_size < 1:
@@ -254,42 +224,22 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     source = volumes[0]
     meta = source.metadata
-    if dicom_seg_path is not None and meta.format != "dicom":
+    if targets.dicom_seg is not None and meta.format != "dicom":
         raise MedsegError(
             f"{args.inputs[0]}: --dicom-seg needs a DICOM input (a DICOM SEG references the "
             "DICOM images it was drawn on); this input is "
             f"{meta.format or 'not DICOM'}. Leave out --dicom-seg."
         )
-    write_nifti_like(
-        out,
-        result.labels,
-        result.affine,
-        source,
-        kind="labels",
-        description=f"medseg {result.model_name}",
+    save_segmentation(
+        Volume(result.labels, result.affine, meta),
+        targets,
+        classes_from_label_classes(result.label_classes),
+        model=result.provenance(),
+        source=args.inputs[0],
         protect=protect,
+        overwrite=args.overwrite,
+        probabilities=result.probabilities,
     )
-    write_sidecar(
-        sidecar,
-        sidecar_content(result.label_classes, result.provenance(), Path(args.inputs[0]).name),
-        protect,
-    )
-    if probabilities_path is not None:
-        _write_probabilities(probabilities_path, result.probabilities, out, protect)
-    if dicom_seg_path is not None:
-        from napari_medseg.io.dicom_seg import write_dicom_seg
-        from napari_medseg.labels.classes import classes_from_label_classes
-        from napari_medseg.volume import Volume
-
-        write_dicom_seg(
-            dicom_seg_path,
-            Volume(result.labels, result.affine, meta),
-            meta.files,
-            classes_from_label_classes(result.label_classes),
-            protect=protect,
-            overwrite=args.overwrite,
-            algorithm=result.provenance(),
-        )
     for warning in [*meta.warnings, *result.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
     settings = result.settings
@@ -299,7 +249,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 {
                     "output": str(out),
                     "probabilities": str(probabilities_path) if probabilities_path else None,
-                    "dicom_seg": str(dicom_seg_path) if dicom_seg_path else None,
+                    "dicom_seg": str(targets.dicom_seg) if targets.dicom_seg else None,
                     "model": result.model_name,
                     "labels": label_volumes(result, source),
                     "settings": settings,

@@ -1,9 +1,11 @@
 """The JSON file beside a label map that says what its values mean and what made it.
 
-``medseg segment -o seg.nii.gz`` writes ``seg.json`` (the BIDS sidecar convention: same
-name, ``.json`` instead of ``.nii``/``.nii.gz``) with the class names and colours of the
-model and the model's name and settings. ``medseg report seg.nii.gz`` reads it, so the
-report names the labels and carries the model in its provenance without extra options.
+Every labels NIfTI saved through :func:`napari_medseg.io.save.save_segmentation`
+(``medseg segment -o seg.nii.gz``, the demo, napari's Save widget) gets ``seg.json``
+beside it (the BIDS sidecar convention: same name, ``.json`` instead of
+``.nii``/``.nii.gz``) with the class names and colours and the model's name and
+settings. ``medseg report seg.nii.gz`` reads it, so the report names the labels and
+carries the model in its provenance without extra options.
 The ``labels`` entry is ``{"value": "name"}``, the form
 :func:`napari_medseg.io.label_names.read_label_names` reads, so ``--names seg.json`` works
 with any tool that understands that mapping.
@@ -12,12 +14,13 @@ with any tool that understands that mapping.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from napari_medseg.io.nifti import NIFTI_SUFFIXES
+from napari_medseg.labels.classes import rgb_from_hex
 
 
 def sidecar_path(labels_path: str | PathLike) -> Path:
@@ -31,23 +34,25 @@ def sidecar_path(labels_path: str | PathLike) -> Path:
 
 
 def sidecar_content(
-    label_classes: Iterable[Any], model: dict[str, Any], source_name: str
+    classes: Mapping[int, tuple[str, str]], model: Mapping[str, Any], source_name: str
 ) -> dict[str, Any]:
     """The sidecar as a JSON-ready dict.
 
     Parameters
     ----------
-    label_classes : iterable of LabelClass
-        Values, names and RGB colours (0-255) of the classes.
-    model : dict
-        Model name and inference settings (device, overlap, window...), for provenance.
+    classes : mapping
+        ``{value: (name, "#rrggbb")}``, the one class table
+        (:mod:`napari_medseg.labels.classes`); written in its order, colours as
+        ``[r, g, b]`` integers 0-255.
+    model : mapping
+        What made the labels, ``{"name", "settings"}`` (device, overlap, window...),
+        for provenance; empty for labels drawn by hand.
     source_name : str
         File name (not the full path) of the scan that was segmented.
     """
-    classes = list(label_classes)
     return {
-        "labels": {str(c.value): c.name for c in classes},
-        "colors": {str(c.value): list(c.color) for c in classes},
+        "labels": {str(value): name for value, (name, _) in classes.items()},
+        "colors": {str(value): list(rgb_from_hex(color)) for value, (_, color) in classes.items()},
         "model": model,
         "source": source_name,
     }

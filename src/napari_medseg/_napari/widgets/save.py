@@ -1,13 +1,17 @@
 """Save widget: a labels layer as NIfTI on its scan's grid, and as DICOM SEG.
 
-*Save NIfTI* writes the layer on the voxel grid of the scan it was drawn on with
-:func:`napari_medseg._napari.writer.save_layer` (atomic, refuses source scans),
-plus the JSON sidecar ``medseg report`` reads (class names and colours from the
-layer's features, the model from ``metadata["medseg"]["model"]``).
+Both buttons save through :func:`napari_medseg.io.save.save_segmentation`, the save
+path of ``medseg segment`` and the demo, handing it the layer on the voxel grid of the
+scan it was drawn on (:func:`napari_medseg._napari.layer_volume.layer_volume`: the
+geometry napari's own writer works out), its classes (the layer's features) and its
+model (``metadata["medseg"]["model"]``, marked ``edited_by_hand`` once corrected).
+
+*Save NIfTI* writes the labels NIfTI (atomic, refuses source scans) plus the JSON
+sidecar ``medseg report`` reads (class names and colours, the model).
 
 *Save DICOM SEG* is offered when the layer lies on a scan read from DICOM (its own
 metadata, or an open DICOM image layer on the same voxel grid): the SEG references
-that series' images (:func:`napari_medseg.io.dicom_seg.write_dicom_seg`).
+that series' images.
 
 Both writes run in a napari worker on a copy of the layer data taken when the
 button is pressed, so the viewer stays responsive. A successful write of either
@@ -23,7 +27,6 @@ replaced when *Replace existing file* is ticked; a source scan never is.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import re
@@ -188,35 +191,60 @@ def scan_of(viewer: Any, layer: Any) -> ScanInfo:
     )
 
 
-# ------------------------------------------------------------------ writing (worker thread)
-def _write_nifti(
-    path: str,
-    data: np.ndarray,
-    attributes: dict[str, Any],
-    sidecar: str,
-    content: dict[str, Any],
-    protect: list[str],
-) -> str:
-    """Write the labels NIfTI, then its sidecar (runs in a worker)."""
-    from napari_medseg._napari.writer import save_layer
-    from napari_medseg.io.sidecar import write_sidecar
-
-    written = save_layer(path, data, attributes, kind="labels")
-    write_sidecar(sidecar, content, protect)
-    return written
+# ------------------------------------------------------------------ writing
+#: How the widget refuses an existing file (see ``io.save.check_targets``).
+EXISTS_MESSAGE = (
+    "{path}: exists already; it is not replaced. Tick 'Replace existing file' to replace "
+    "it, or choose another name."
+)
 
 
-def _sidecar_content(layer: Any, classes: dict[int, tuple[str, str]], source: str) -> dict:
-    from napari_medseg._napari.label_classes import rgba
-    from napari_medseg.io.sidecar import sidecar_content
-    from napari_medseg.labels.classes import LabelClass
+def _save(path: str, warnings: list[str], **options: Any) -> str:
+    """:func:`napari_medseg.io.save.save_segmentation` in a worker; returns ``path``.
 
-    rows = [
-        LabelClass(value, name, tuple(int(round(v * 255)) for v in rgba(color)[:3]))
-        for value, (name, color) in sorted(classes.items())
-    ]
-    model = _model(layer)
-    return sidecar_content(rows, model if isinstance(model, dict) else {}, Path(source).name)
+    ``warnings`` (how the layer's geometry was found, e.g. a scan moved in the viewer)
+    are shown once the file is written, as napari's own writer shows them.
+    """
+    from napari_medseg._napari.notifications import notify_warnings
+    from napari_medseg.io.save import save_segmentation
+
+    save_segmentation(**options)
+    if warnings:
+        notify_warnings(warnings, context=os.path.basename(path))
+    return path
+
+
+def _save_options(layer: Any, scan: ScanInfo) -> dict[str, Any]:
+    """What :func:`napari_medseg.io.save.save_segmentation` gets for ``layer``, taken now.
+
+    The layer on its source scan's grid (:func:`layer_volume`, the geometry napari's
+    writer works out too) with its voxels copied, so edits made while the worker
+    writes do not reach the file half-way; its classes and model; the files never to
+    write over; the NIfTI header text napari's writer gives labels; and the notes on
+    how the geometry was found (``warnings``).
+
+    Raises
+    ------
+    LayerGeometryError
+        The layer is not a 3D labels volume that can be placed on a scan.
+    """
+    from napari_medseg._napari.label_classes import layer_classes
+    from napari_medseg._napari.layer_volume import layer_volume
+    from napari_medseg._napari.writer import _description, protected_sources
+    from napari_medseg.volume import Volume
+
+    found = layer_volume(layer)
+    on_grid = found.volume
+    return {
+        "labels": Volume(np.array(on_grid.array), on_grid.affine.copy(), on_grid.metadata),
+        "classes": dict(sorted(layer_classes(layer).items())),
+        "model": _model(layer),
+        "source": scan.source,
+        "protect": sorted({*scan.protect, *protected_sources(found.medseg, "labels")}),
+        "dicom_files": list(scan.dicom_files),
+        "description": _description({}, found.medseg, "labels"),
+        "warnings": list(found.warnings),
+    }
 
 
 def _model(layer: Any) -> Any:
@@ -426,70 +454,48 @@ class SaveWidget(QWidget):
         self.status.setText(message)
         self.failed.emit(message)
 
-    def _check_target(self, path: str, what: str) -> bool:
-        """Refuse an empty name, a source scan, or an existing file without the tick."""
-        from napari_medseg.errors import OverwriteSourceError
-        from napari_medseg.io.atomic import refuse_source_overwrite
+    def _save_in_worker(self, kind: str, what: str, path: str, **targets: str) -> None:
+        """Start writing the chosen layer to ``SaveTargets(**targets)`` in a worker.
+
+        Refused first (a notification, the status line, ``failed``): an empty name, a
+        bad NIfTI name, a source scan, an existing file without the tick, a layer that
+        cannot be placed on its scan.
+        """
+        from napari_medseg._napari.edit_state import edit_count
+        from napari_medseg.errors import MedsegError
+        from napari_medseg.io.save import SaveTargets, check_targets
 
         if not path:
             self._refuse(f"Choose a file name for the {what}.")
-            return False
+            return
+        layer = self.layer()
+        chosen = SaveTargets(**targets)
+        overwrite = self.replace_check.isChecked()
         try:
-            refuse_source_overwrite(path, self.scan.protect)
-        except OverwriteSourceError as error:
-            self._refuse(str(error))
-            return False
-        if os.path.exists(path) and not self.replace_check.isChecked():
-            self._refuse(
-                f"{path}: exists already; it is not replaced. Tick 'Replace existing file' "
-                "to replace it, or choose another name."
+            check_targets(
+                chosen, self.scan.protect, overwrite=overwrite, exists_message=EXISTS_MESSAGE
             )
-            return False
-        return True
+            options = _save_options(layer, self.scan)
+        except MedsegError as error:  # LayerGeometryError is one
+            self._refuse(str(error))
+            return
+        if kind == "seg":
+            options["warnings"] = []  # the notes on the geometry go with the NIfTI file only
+        job = _Job(kind, layer, path, edit_count(layer))
+        self._start(job, _save, path, targets=chosen, overwrite=overwrite, **options)
 
     def save_nifti(self) -> None:
         """Write the chosen layer as NIfTI (and its .json sidecar) in a worker."""
-        from napari_medseg._napari.edit_state import edit_count
-        from napari_medseg._napari.label_classes import layer_classes
-        from napari_medseg._napari.writer import full_resolution
-        from napari_medseg.errors import ScanWriteError
-        from napari_medseg.io.nifti import check_nifti_name
-        from napari_medseg.io.sidecar import sidecar_path
-
-        layer = self.layer()
-        if layer is None or self.job is not None:
+        if self.layer() is None or self.job is not None:
             return
         if self.scan.problem:
             self._refuse(self.scan.problem)
             return
         path = self.nifti_edit.text().strip()
-        try:
-            if path:
-                check_nifti_name(path)
-        except ScanWriteError as error:
-            self._refuse(str(error))
-            return
-        sidecar = str(sidecar_path(path)) if path else ""
-        if not (self._check_target(path, "NIfTI file") and self._check_target(sidecar, "names")):
-            return
-        data, attributes, _ = layer.as_layer_data_tuple()
-        array = np.array(full_resolution(data, attributes))  # a copy: edits go on meanwhile
-        attributes = {**attributes, "multiscale": False}
-        attributes["metadata"] = copy.deepcopy(dict(layer.metadata or {}))
-        content = _sidecar_content(layer, layer_classes(layer), self.scan.source)
-        job = _Job("nifti", layer, path, edit_count(layer))
-        self._start(
-            job, _write_nifti, path, array, attributes, sidecar, content, list(self.scan.protect)
-        )
+        self._save_in_worker("nifti", "NIfTI file", path, labels=path)
 
     def save_seg(self) -> None:
         """Write the chosen layer as a DICOM SEG referencing its DICOM series, in a worker."""
-        from napari_medseg._napari.edit_state import edit_count
-        from napari_medseg._napari.label_classes import layer_classes
-        from napari_medseg._napari.layer_volume import LayerGeometryError, layer_volume
-        from napari_medseg.io.dicom_seg import write_dicom_seg
-        from napari_medseg.volume import Volume
-
         layer = self.layer()
         if layer is None or self.job is not None:
             return
@@ -497,30 +503,7 @@ class SaveWidget(QWidget):
             self._refuse(f"{layer.name}: not on a scan read from DICOM; no DICOM SEG to write.")
             return
         path = self.seg_edit.text().strip()
-        if not self._check_target(path, "DICOM SEG"):
-            return
-        try:
-            source = layer_volume(layer).volume
-        except LayerGeometryError as error:
-            self._refuse(str(error))
-            return
-        volume = Volume(np.array(source.array), source.affine.copy(), source.metadata)
-        model = _model(layer)
-        job = _Job("seg", layer, path, edit_count(layer))
-        self._start(
-            job,
-            write_dicom_seg,
-            path,
-            volume,
-            list(self.scan.dicom_files),
-            layer_classes(layer),
-            protect=list(self.scan.protect),
-            overwrite=self.replace_check.isChecked(),
-            algorithm=model if isinstance(model, str | dict) else None,
-            algorithm_type=(
-                "SEMIAUTOMATIC" if isinstance(model, dict) and model.get("edited_by_hand") else None
-            ),
-        )
+        self._save_in_worker("seg", "DICOM SEG", path, dicom_seg=path)
 
     def _start(self, job: _Job, function: Any, *args: Any, **kwargs: Any) -> None:
         from napari.qt.threading import create_worker
