@@ -29,6 +29,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from napari_medseg._napari.history import history_key
+
 #: Appended to the name of a layer with unsaved edits.
 UNSAVED_MARKER = " *"
 
@@ -143,29 +145,23 @@ def mark_saved(layer: Any, path: str = "", *, edits: int | None = None) -> bool:
     return True
 
 
-def _history_key(layer: Any) -> tuple:
-    undo = getattr(layer, "_undo_history", ())
-    redo = getattr(layer, "_redo_history", ())
-    return (len(undo), len(redo), id(undo[-1]) if undo else 0, id(redo[-1]) if redo else 0)
-
-
 class _Watcher:
     """Connects a layer's events to :func:`mark_modified`."""
 
     def __init__(self, layer: Any) -> None:
-        self.history = _history_key(layer)
+        self.history = history_key(layer)
         layer.events.paint.connect(self.on_edit)
         layer.events.data.connect(self.on_edit)
         layer.events.set_data.connect(self.on_set_data)
 
     def on_edit(self, event: Any) -> None:
         layer = event.source
-        self.history = _history_key(layer)
+        self.history = history_key(layer)
         mark_modified(layer)
 
     def on_set_data(self, event: Any) -> None:
         layer = event.source
-        key = _history_key(layer)
+        key = history_key(layer)
         if key != self.history:  # undo or redo moved an item between the histories
             self.history = key
             mark_modified(layer)

@@ -7,14 +7,11 @@ The voxels outside the range are left out *before* napari writes and records the
 so the display never shows them painted, the undo history holds only the voxels
 that changed, and one undo still reverts the whole stroke.
 
-How: every napari paint operation (``paint``, ``fill``, ``paint_polygon``, on numpy,
-zarr or dask data) funnels through ``Labels._apply_mask_to_data(data, mask,
-new_label, slice_key)``, which writes the masked voxels of a bounding box and saves
-the history atom. The restriction wraps that method on the one layer instance (the
-class is untouched) and ANDs the mask with the image's range test in the same box.
-The hook is private napari API (present in napari 0.5-0.9); when it is missing,
-:class:`RangeRestriction` refuses to start with a clear error instead of silently
-painting everywhere.
+How: :func:`~napari_medseg._napari.history.filter_painting` wraps the private napari
+method every paint operation funnels through (napari 0.8+) on the one layer
+instance, and the restriction ANDs its mask with the image's range test in the same
+box. When a napari version lacks that hook, :class:`RangeRestriction` refuses to
+start with a clear error instead of silently painting everywhere.
 """
 
 from __future__ import annotations
@@ -24,11 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg._napari.history import can_filter_painting, filter_painting, paint_hook_name
 from napari_medseg._napari.label_edit import LabelEditError
 from napari_medseg.labels.editing import in_range
-
-#: The Labels method every paint operation calls with (data, mask, new_label, slice_key).
-_HOOK = "_apply_mask_to_data"
 
 
 def _checked(low: float, high: float) -> tuple[float, float]:
@@ -53,10 +48,10 @@ class RangeRestriction:
     """
 
     def __init__(self, layer: Any, image: np.ndarray, low: float, high: float) -> None:
-        if not callable(getattr(type(layer), _HOOK, None)):
+        if not can_filter_painting(layer):
             raise LabelEditError(
                 f"layer '{layer.name}': this napari version has no paint hook "
-                f"(Labels.{_HOOK}); painting cannot be limited to an HU range"
+                f"({paint_hook_name()}); painting cannot be limited to an HU range"
             )
         if tuple(image.shape) != tuple(layer.data.shape):
             raise LabelEditError(
@@ -66,18 +61,15 @@ class RangeRestriction:
         self.image = image
         self.low, self.high = _checked(low, high)
         self._layer = weakref.ref(layer)
-        # look the hook up on the class: a second restriction replaces the first
-        original = getattr(type(layer), _HOOK).__get__(layer)
-        restriction = weakref.ref(self)
+        restriction = weakref.ref(self)  # the layer's hook must not keep the restriction alive
 
-        def restricted(data, mask, new_label, slice_key):
+        def keep(mask: np.ndarray, slice_key: tuple[slice, ...]) -> np.ndarray:
             active = restriction()
-            if active is not None:
-                mask = mask & in_range(np.asarray(active.image[slice_key]), active.low, active.high)
-            return original(data, mask, new_label, slice_key)
+            if active is None:
+                return mask
+            return mask & in_range(np.asarray(active.image[slice_key]), active.low, active.high)
 
-        self._hook = restricted
-        setattr(layer, _HOOK, restricted)
+        self._stop = filter_painting(layer, keep)  # replaces an earlier restriction's filter
 
     @property
     def layer(self) -> Any:
@@ -90,9 +82,7 @@ class RangeRestriction:
 
     def stop(self) -> None:
         """Paint everywhere again (idempotent)."""
-        layer = self._layer()
-        if layer is not None and vars(layer).get(_HOOK) is self._hook:
-            delattr(layer, _HOOK)
+        self._stop()
         self._layer = lambda: None
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from napari_medseg._napari.history import viewer_is_open
+
 
 @dataclass(eq=False)
 class Job:
@@ -107,20 +109,4 @@ def worker_classes() -> tuple[type, type]:
     return CancelOnQuitFunctionWorker, CancelOnQuitGeneratorWorker
 
 
-def viewer_is_open(viewer: Any) -> bool:
-    """False once ``viewer.close()`` ran (napari forgets closed viewers).
-
-    Plugin widgets docked through the manifest get napari's public-only proxy of
-    the viewer; the viewer behind it is the one asked about.
-    """
-    viewer = getattr(viewer, "__wrapped__", viewer)
-    instances = getattr(type(viewer), "_instances", None)
-    if instances is None:  # a ViewerModel, or a napari without the registry
-        return True
-    try:
-        return viewer in instances
-    except TypeError:
-        return True
-
-
-__all__ = ["Job", "JobSlot", "viewer_is_open", "worker_classes"]
+__all__ = ["Job", "JobSlot", "worker_classes"]

@@ -76,13 +76,15 @@ def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
     layers : sequence of napari layers
         The layers just opened; the first labels layer with non-zero voxels wins.
     """
+    from napari.layers import Labels
+
     layers = [layer for layer in layers if getattr(layer, "ndim", 0) >= 3]
     if not layers or viewer.dims.ndim < 3:
         return
     axis = int(viewer.dims.order[-3])  # the world axis under the slider
     target = None
     for layer in layers:
-        if layer._type_string != "labels" or getattr(layer, "multiscale", False):
+        if not isinstance(layer, Labels) or getattr(layer, "multiscale", False):
             continue
         centre = _labelled_centre(np.asarray(layer.data))
         if centre is not None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from napari_medseg._napari.edit_state import _history_key
+from napari_medseg._napari.history import atom_extent, history_key, moved_history_item
 from napari_medseg._napari.label_classes import label_names
 from napari_medseg._napari.layer_volume import LayerVolume, layer_volume
 from napari_medseg.errors import MedsegError
@@ -131,30 +131,12 @@ UNKNOWN = Change(frozenset(), None)
 NO_VOXELS = Change(frozenset(), VoxelBox((0, 0, 0), (0, 0, 0)))
 
 
-def _atom_extent(atom: Any, shape: tuple[int, ...]):
-    """Display box and touched values of one napari history atom (None: unreadable)."""
-    if hasattr(atom, "slice_key") and hasattr(atom, "new_value"):  # _MaskedPaintAtom
-        ranges = [key.indices(n)[:2] for key, n in zip(atom.slice_key, shape, strict=True)]
-        values = set(np.unique(np.asarray(atom.old_values)).tolist()) | {int(atom.new_value)}
-        return [a for a, _ in ranges], [b for _, b in ranges], values
-    if isinstance(atom, tuple) and len(atom) == 3:  # data_setitem: (indices, old, new)
-        indices, old, new = atom
-        if not isinstance(indices, tuple) or len(indices) != len(shape):
-            return None
-        indices = [np.asarray(i).ravel() for i in indices]
-        if indices[0].size == 0:
-            return [0] * len(shape), [0] * len(shape), set()
-        values = set(np.unique(np.asarray(old)).tolist()) | set(np.unique(np.asarray(new)).tolist())
-        return [int(i.min()) for i in indices], [int(i.max()) + 1 for i in indices], values
-    return None
-
-
 def history_change(item: Iterable[Any], geometry: DisplayGeometry) -> Change:
     """What one napari undo-history item (a list of atoms) changed, in source order."""
     shape = tuple(geometry.display_shape)
     start, stop, values = [None] * 3, [None] * 3, set()
     for atom in item:
-        found = _atom_extent(atom, shape)
+        found = atom_extent(atom, shape)
         if found is None:
             return UNKNOWN
         low, high, touched = found
@@ -166,17 +148,6 @@ def history_change(item: Iterable[Any], geometry: DisplayGeometry) -> Change:
     if start[0] is None:
         return NO_VOXELS
     return Change(frozenset(values), display_box_to_source(geometry, start, stop))
-
-
-def moved_history_item(layer: Any, before: tuple, after: tuple) -> list | None:
-    """The item an undo or redo moved between a layer's history queues, if one did."""
-    undo_before, redo_before = before[:2]
-    undo_after, redo_after = after[:2]
-    if undo_after == undo_before - 1 and redo_after == redo_before + 1 and layer._redo_history:
-        return layer._redo_history[-1]  # undo
-    if undo_after == undo_before + 1 and redo_after == redo_before - 1 and layer._undo_history:
-        return layer._undo_history[-1]  # redo
-    return None
 
 
 # ------------------------------------------------------------------ inputs
@@ -354,7 +325,7 @@ class LiveReport(QObject):
 
     def _watch(self, on: bool) -> None:
         for layer in self._layers():
-            self._history[id(layer)] = _history_key(layer)
+            self._history[id(layer)] = history_key(layer)
             for name, slot in (
                 ("paint", self._on_paint),
                 ("set_data", self._on_set_data),
@@ -381,19 +352,19 @@ class LiveReport(QObject):
 
     def _on_paint(self, event: Any) -> None:
         layer = event.source
-        self._history[id(layer)] = _history_key(layer)
+        self._history[id(layer)] = history_key(layer)
         self._schedule(self._change_of(layer, getattr(event, "value", None)))
 
     def _on_set_data(self, event: Any) -> None:
         layer = event.source
-        before, after = self._history.get(id(layer)), _history_key(layer)
+        before, after = self._history.get(id(layer)), history_key(layer)
         if before is None or before == after:
             return  # a refresh, not an undo or redo
         self._history[id(layer)] = after
         self._schedule(self._change_of(layer, moved_history_item(layer, before, after)))
 
     def _on_data(self, event: Any) -> None:
-        self._history[id(event.source)] = _history_key(event.source)
+        self._history[id(event.source)] = history_key(event.source)
         self.refresh()
 
     def _on_features(self, event: Any = None) -> None:
@@ -503,7 +474,6 @@ __all__ = [
     "display_box_to_source",
     "gather_inputs",
     "history_change",
-    "moved_history_item",
     "ras_to_layer_world",
     "run_job",
     "source_to_display_index",

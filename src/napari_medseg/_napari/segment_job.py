@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, Signal
 
+from napari_medseg._napari.history import can_save_history, history_queue_of, save_replacement
 from napari_medseg._napari.jobs import Job
 from napari_medseg._napari.layer_volume import LayerGeometryError, LayerVolume, same_source_grid
 from napari_medseg._napari.layers import MEDSEG_KEY, geometry_from_metadata, labels_like
@@ -279,15 +280,14 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
     undoable = (
         isinstance(layer.data, np.ndarray)
         and np.can_cast(labels.dtype, old.dtype, casting="safe")
-        and hasattr(layer, "_save_history")
+        and can_save_history(layer)
     )
     before = _LayerClasses.of(layer)
     atom = None
     if undoable:
         whole = tuple(slice(None) for _ in range(labels.ndim))
         new = labels.astype(old.dtype, copy=False)
-        atom = (whole, old.copy(), new)  # napari's (indices, before, after)
-        layer._save_history(atom)
+        atom = save_replacement(layer, whole, old.copy(), new)
         layer.data[whole] = new
         layer.refresh()
     else:
@@ -348,16 +348,9 @@ class _ClassesFollowHistory:
         _FOLLOWERS.setdefault(layer, []).append(self)
         layer.events.set_data.connect(self.on_set_data)  # undo and redo end in a refresh
 
-    def _where(self, layer: Any) -> str:
-        for name in ("undo", "redo"):
-            history = getattr(layer, f"_{name}_history", ())
-            if any(part is self.atom for item in history for part in item):
-                return name
-        return ""
-
     def on_set_data(self, event: Any) -> None:
         layer = event.source
-        where = self._where(layer)
+        where = history_queue_of(layer, self.atom)
         if not where:  # replaced data, a new edit after an undo, or too old: done
             layer.events.set_data.disconnect(self.on_set_data)
             followers = _FOLLOWERS.get(layer, [])

@@ -38,6 +38,5 @@ def set_view(viewer: napari.Viewer, plane: str) -> None:
     offset = ndim - 3
     viewer.dims.ndisplay = 2
     viewer.dims.order = tuple(lead + [offset + slider, offset + vertical, offset + horizontal])
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # napari 0.9
-    camera.orientation2d = orientation
+    viewer.scene.camera.orientation2d = orientation
     viewer.reset_view()

@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -254,17 +253,9 @@ def _viewer_matches(shape: tuple[int, ...], world: np.ndarray) -> list[Any]:
 
 def _open_viewer_layers() -> list[Any]:
     """Layers of the current viewer, then of the other open viewers."""
-    viewer_module = sys.modules.get("napari.viewer")
-    if viewer_module is None:
-        return []
-    viewers: list[Any] = []
-    current = viewer_module.current_viewer()
-    if current is not None:
-        viewers.append(current)
-    for viewer in list(getattr(viewer_module.Viewer, "_instances", ())):
-        if all(viewer is not v for v in viewers):
-            viewers.append(viewer)
-    return [layer for viewer in viewers for layer in list(viewer.layers)]
+    from napari_medseg._napari.history import open_viewers
+
+    return [layer for viewer in open_viewers() for layer in list(viewer.layers)]
 
 
 def _layer_shape(layer: Any) -> tuple[int, ...]:

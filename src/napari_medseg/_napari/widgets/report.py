@@ -517,9 +517,7 @@ class ReportWidget(QWidget):
         axes = list(range(dims.ndim - len(world), dims.ndim))
         dims.set_point(axes, [float(v) for v in world])
         point = dict(zip(axes, world, strict=True))
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9
-        camera = scene.camera if scene is not None else self.viewer.camera
-        camera.center = tuple(float(point.get(d, 0.0)) for d in dims.displayed)
+        self.viewer.scene.camera.center = tuple(float(point.get(d, 0.0)) for d in dims.displayed)
 
     def go_to_label_row(self, row: int, column: int = 0) -> None:
         """Move the view to the centroid of the label in table row ``row``."""

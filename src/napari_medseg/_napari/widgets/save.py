@@ -367,12 +367,14 @@ class SaveWidget(QWidget):
         return True
 
     def _on_layers_changed(self, *_: Any) -> None:
+        from napari.layers import Labels
+
         from napari_medseg._napari.edit_state import track_edits
 
         if not self._alive():
             return
         for layer in self.viewer.layers:
-            if layer._type_string == "labels":
+            if isinstance(layer, Labels):
                 track_edits(layer)
         self._on_layer_changed(self.layer())  # an image on its grid may have come or gone
 
