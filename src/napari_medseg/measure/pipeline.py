@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -73,8 +73,18 @@ class PreparedInputs:
     live: bool = True
 
 
-class Measurements(NamedTuple):
-    """What :func:`measure` finds: one entry per label value asked for, sorted."""
+@dataclass
+class Measurements:
+    """What :func:`measure` finds: one entry per label value asked for, sorted.
+
+    Attributes
+    ----------
+    labels : list of LabelStats
+    overlap : list of OverlapMetrics or None
+        None without a reference.
+    lesions : LesionTable or None
+        None unless lesions were asked for.
+    """
 
     labels: list[LabelStats]
     overlap: list[OverlapMetrics] | None
