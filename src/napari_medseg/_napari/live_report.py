@@ -17,9 +17,10 @@ then emits only ``set_data``, as for any refresh). Positions are in the layer's
 display order ``(S, P, L)``; they are mapped to the source voxel order ``(I, J,
 K)`` the report is measured in.
 
-Every change bumps a generation counter; a result computed for an older
-generation is dropped (the newer change has its own run queued), so the report
-shown is always the one of the data as it is now.
+One measurement runs at a time, through a :class:`~napari_medseg._napari.jobs.JobSlot`.
+Every change invalidates the slot (a new generation); a result computed for an older
+generation is dropped (the newer change has its own run queued, started when the
+running one ends), so the report shown is always the one of the data as it is now.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_medseg._napari.history import atom_extent, history_key, moved_history_item
+from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.label_classes import label_names
 from napari_medseg._napari.layer_volume import LayerVolume, layer_volume
 from napari_medseg.errors import MedsegError
@@ -209,11 +211,11 @@ def gather_inputs(
 # ------------------------------------------------------------------ worker
 
 
-@dataclass
-class _Job:
+@dataclass(eq=False, kw_only=True)
+class _Measurement(Job):
     """One measurement: a full report (``inputs``) or an update of ``base``."""
 
-    generation: int
+    kind: str = "report"
     settings: ReportSettings
     inputs: ReportInputs | None = None
     base: MeasuredReport | None = None
@@ -221,7 +223,7 @@ class _Job:
     box: VoxelBox | None = None
 
 
-def run_job(job: _Job) -> MeasuredReport:
+def run_job(job: _Measurement) -> MeasuredReport:
     """Worker body: measure fully, or update the base report (and its names)."""
     names = job.settings.names
     if job.inputs is not None:
@@ -270,13 +272,11 @@ class LiveReport(QObject):
         self.input_notes: list[str] = []
         self._geometry: dict[int, DisplayGeometry] = {}  # id(layer) -> display geometry
         self._history: dict[int, tuple] = {}
-        self._generation = 0
+        self._slot = JobSlot(self)  # its generation counts the changes
         self._settled = 0  # the generation the state (or an error) belongs to
         self._full = True
         self._values: set[int] = set()
         self._box: VoxelBox | None = None
-        self._worker: Any = None
-        self._closed = False
         self._busy = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -287,7 +287,7 @@ class LiveReport(QObject):
     @property
     def busy(self) -> bool:
         """Whether the report shown lags behind the data (a change not measured yet)."""
-        return self._generation != self._settled
+        return self._slot.generation != self._settled
 
     def set_layers(self, labels: Any, image: Any = None, reference: Any = None) -> None:
         """Measure ``labels`` (with an image and a reference, both optional) from now on."""
@@ -309,11 +309,10 @@ class LiveReport(QObject):
 
     def close(self) -> None:
         """Stop watching the layers; pending and running results are dropped."""
-        if self._closed:
+        if self._slot.abandoned:
             return
         self._watch(False)
-        self._closed = True
-        self._generation += 1
+        self._slot.abandon()
         try:
             self._timer.stop()
         except RuntimeError:  # the Qt object is already gone
@@ -372,14 +371,14 @@ class LiveReport(QObject):
 
     # ---------------------------------------------------------------- runs
     def _schedule(self, change: Change) -> None:
-        if self._closed or self.labels_layer is None:
+        if self._slot.abandoned or self.labels_layer is None:
             return
         if change.box is None:
             self._full = True
         else:
             self._values |= change.values
             self._box = change.box.union(self._box) if change.values else self._box
-        self._generation += 1
+        self._slot.invalidate()  # a running measurement's result is stale
         self._set_busy(True)
         self._timer.start()
 
@@ -388,7 +387,7 @@ class LiveReport(QObject):
             self._busy = busy
             self.busy_changed.emit(busy)
 
-    def _make_job(self) -> _Job:
+    def _make_job(self) -> _Measurement:
         names = dict(label_names(self.labels_layer))
         settings = dataclasses.replace(self.settings, names=names)
         if self._full or self.state is None:
@@ -397,57 +396,48 @@ class LiveReport(QObject):
             self._geometry = {id(self.labels_layer): inputs.labels.geometry}
             if inputs.reference is not None:
                 self._geometry[id(self.reference_layer)] = inputs.reference.geometry
-            return _Job(self._generation, settings, inputs=inputs)
-        return _Job(
-            self._generation,
-            settings,
+            return _Measurement(settings=settings, inputs=inputs)
+        return _Measurement(
+            settings=settings,
             base=self.state,
             values=frozenset(self._values),
             box=self._box if self._values else NO_VOXELS.box,
         )
 
     def _run(self) -> None:
-        from napari.qt.threading import create_worker
-
         from napari_medseg._napari.notifications import notify_error
 
-        if self._closed or self.labels_layer is None:
+        if self._slot.abandoned or self.labels_layer is None:
             return
-        if self._worker is not None:
+        if self._slot.busy:
             return  # started again when the running one finishes
         try:
             job = self._make_job()
         except MedsegError as error:
-            self._settled = self._generation
+            self._settled = self._slot.generation
             self._set_busy(False)
             notify_error(error, context=f"Report of {self.labels_layer.name!r}")
             self.failed.emit(str(error))
             return
-        self._worker = create_worker(
-            run_job,
+        # the slot drops a stale result (a change came while it ran) and keeps the
+        # measurement until its worker ends: then _on_finished starts the next one
+        self._slot.start(
             job,
-            _start_thread=False,
-            _connect={
-                "returned": partial(self._on_returned, job),
-                "errored": partial(self._on_errored, job),
-                "finished": partial(self._on_finished, job),
-            },
+            partial(run_job, job),
+            returned=self._on_returned,
+            errored=self._on_errored,
+            finished=self._on_finished,
         )
-        self._worker.start()
 
-    def _on_returned(self, job: _Job, state: MeasuredReport) -> None:
-        if self._closed or job.generation != self._generation:
-            return  # stale: a newer change is queued
+    def _on_returned(self, job: _Measurement, state: MeasuredReport) -> None:
         self.state = state
         self._settled = job.generation
         self._full, self._values, self._box = False, set(), None
         self.updated.emit(state)
 
-    def _on_errored(self, job: _Job, error: BaseException) -> None:
+    def _on_errored(self, job: _Measurement, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
 
-        if self._closed or job.generation != self._generation:
-            return
         self._settled = job.generation
         self.state = None  # start again from a full report
         self._full = True
@@ -455,11 +445,8 @@ class LiveReport(QObject):
         notify_error(error, context=f"Report of {name!r}")
         self.failed.emit(str(error))
 
-    def _on_finished(self, job: _Job) -> None:
-        if self._closed:
-            return
-        self._worker = None
-        if self._generation != self._settled:
+    def _on_finished(self, job: _Measurement) -> None:
+        if self._slot.generation != self._settled:
             if not self._timer.isActive():
                 self._run()  # changes came while it ran
         else:

@@ -5,8 +5,8 @@
 - :class:`SegmenterCache` keeps the last :class:`~napari_medseg.inference.segmenter.Segmenter`,
   so a second run with the same settings does not load the model again.
 - :func:`segment_volumes` is the worker body: load (or reuse) the model and predict.
-- :class:`ProgressRelay` carries ``progress(done, total)`` calls from the worker
-  thread to the main thread as a queued Qt signal.
+- :class:`SegmentJob` is one run (a :class:`~napari_medseg._napari.jobs.Job`) with its
+  progress bar.
 - :func:`labels_layer_data` and :func:`replace_labels` turn a
   :class:`~napari_medseg.inference.segmenter.SegmentationResult` (labels on the source voxel
   grid, axes ``(I, J, K)``) into labels in the image layer's display order
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 
 from napari_medseg._napari.history import can_save_history, history_queue_of, save_replacement
 from napari_medseg._napari.jobs import Job
@@ -144,19 +143,6 @@ def segment_volumes(
     segmenter = cache_.get(settings)
     raise_if_cancelled(cancel, "segmentation cancelled after the model loaded")
     return segmenter.predict(list(channels), progress=progress, cancel=cancel)
-
-
-class ProgressRelay(QObject):
-    """``progress(done, total)`` callable from any thread; re-emitted as a Qt signal.
-
-    Made in the main thread, so slots connected to :attr:`progressed` run there
-    (queued) while the worker thread calls the relay.
-    """
-
-    progressed = Signal(int, int)
-
-    def __call__(self, done: int, total: int) -> None:
-        self.progressed.emit(int(done), int(total))
 
 
 @cache
@@ -365,7 +351,7 @@ class _ClassesFollowHistory:
 # ------------------------------------------------------------------------------ job
 @dataclass(eq=False, kw_only=True)
 class SegmentJob(Job):
-    """One run: a worker job (cancel event, worker) plus what the run needs.
+    """One run: a worker job (cancel event, progress, worker) plus what the run needs.
 
     Attributes
     ----------
@@ -376,8 +362,6 @@ class SegmentJob(Job):
     settings : SegmentSettings
     target : napari.layers.Labels or None
         The labels layer to replace (None: add a new layer).
-    relay : ProgressRelay
-        Carries the worker's progress to the main thread.
     bar : napari.utils.progress or None
         The progress bar, until :meth:`close_bar`.
     """
@@ -387,7 +371,6 @@ class SegmentJob(Job):
     source: LayerVolume
     settings: SegmentSettings
     target: Any = None
-    relay: ProgressRelay | None = None
     bar: Any = None
 
     def close_bar(self) -> None:
@@ -395,6 +378,10 @@ class SegmentJob(Job):
         bar, self.bar = self.bar, None
         if bar is not None:
             bar.close()
+
+    def end(self) -> None:
+        """The worker is over: the bar goes, even when the result is dropped."""
+        self.close_bar()
 
 
 def is_cancelled(job: SegmentJob, error: BaseException | None = None) -> bool:

@@ -5,13 +5,13 @@ layers are added and notifications shown from the main thread (the workers'
 ``returned``/``yielded``/``errored`` callbacks).
 
 Each scan or load is a :class:`~napari_medseg._napari.jobs.Job` (its worker and a
-``threading.Event``).
-*Cancel* sets the event: a load stops between and inside series
-(``read_dicom_series(cancel=...)``), a scan stops at the next file because the
-progress callback that ``index_dicom`` calls after each header raises
-:class:`~napari_medseg.errors.Cancelled`. When the widget is destroyed or
-its viewer closed, the running job is cancelled the same way and its callbacks
-no longer touch the widget or the viewer.
+``threading.Event``) run through the widget's
+:class:`~napari_medseg._napari.jobs.JobSlot`. *Cancel* sets the event: a load stops
+between and inside series (``read_dicom_series(cancel=...)``), a scan before the
+next file (``index_dicom(cancel=...)``); both raise
+:class:`~napari_medseg.errors.Cancelled`. When the widget is destroyed or its viewer
+closed, the running job is cancelled the same way and its callbacks no longer touch
+the widget or the viewer.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg._napari.jobs import Job, JobSlot, worker_classes
+from napari_medseg._napari.jobs import Job, JobSlot
 
 if TYPE_CHECKING:
     import napari
@@ -64,6 +65,18 @@ def _fmt_float(value: Any) -> str:
         return f"{float(value):.3g}"
     except (TypeError, ValueError):
         return "?"
+
+
+#: Progress updates of a scan shown per folder (one per header would flood the event loop).
+SCAN_PROGRESS_STEPS = 50
+
+
+@dataclass(eq=False)
+class LoadJob(Job):
+    """A load of series: the layers added so far (they stay when it is cancelled)."""
+
+    kind: str = "load"
+    added: list = field(default_factory=list)
 
 
 def series_row(series: Any) -> list[str]:
@@ -136,16 +149,14 @@ class DicomBrowser(QWidget):
     loaded = Signal(list)
     failed = Signal(str)
     cancelled = Signal(str)
-    _index_progress = Signal(int, int)
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
         self.series: list[Any] = []
-        self._slot = JobSlot()
+        # stops the running job when the widget goes (e.g. its viewer is closed)
+        self._slot = JobSlot(self, napari_viewer)
         self._folder = ""
-        # stop the running job when the widget goes (e.g. its viewer is closed)
-        self.destroyed.connect(self._slot.abandon)
 
         self.folder_edit = QLineEdit(self)
         self.folder_edit.setPlaceholderText("Folder with DICOM files (searched recursively)")
@@ -188,43 +199,20 @@ class DicomBrowser(QWidget):
         bottom.addWidget(self.load_button)
         bottom.addWidget(self.cancel_button)
         layout.addLayout(bottom)
-        self._index_progress.connect(self._on_index_progress)
         self._update_buttons()
 
     # ------------------------------------------------------------------ state
     @property
     def busy(self) -> bool:
         """Whether a worker is indexing or loading."""
-        return self._slot.job is not None
+        return self._slot.busy
 
-    def _start(self, job: Job, worker: Any, message: str) -> None:
-        worker.cancel_event = job.cancel
-        job.worker = worker
-        worker.finished.connect(partial(self._on_finished, job))
-        self._slot.job = job
-        self.status.setText(message)
-        self._update_buttons()
-        worker.start()
-
-    def _current(self, job: Job) -> bool:
-        """Whether a worker callback for ``job`` may update the widget and viewer."""
-        return self._slot.current(job, self, self.viewer)
-
-    def _on_finished(self, job: Job) -> None:
-        """A worker ended; only the current job may change the widget's state."""
-        if not self._current(job):
-            return
-        if job.kind == "load":
-            self._on_loaded(job)
-        else:
-            self._done()
-
-    def _done(self) -> None:
-        self._slot.job = None
+    def _done(self, job: Job) -> None:
+        self._slot.release(job)
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        idle = self._slot.job is None
+        idle = not self._slot.busy
         self.scan_button.setEnabled(idle)
         self.browse_button.setEnabled(idle)
         self.load_button.setEnabled(idle and bool(self.selected_rows()))
@@ -249,11 +237,9 @@ class DicomBrowser(QWidget):
 
     def scan(self) -> None:
         """Index the folder in the line edit in a napari worker (Cancel stops it)."""
-        from napari.qt.threading import create_worker
-
         from napari_medseg.io.dicom import index_dicom
 
-        if self._slot.job is not None:
+        if self._slot.busy:
             return
         folder = self.folder_edit.text().strip()
         if not folder:
@@ -262,33 +248,27 @@ class DicomBrowser(QWidget):
         self._folder = folder
         self.table.setRowCount(0)
         self.series = []
-        job = Job("scan")
-        worker = create_worker(
-            index_dicom,
-            folder,
-            progress=_scan_progress(job.cancel, self._index_progress.emit, folder),
-            _start_thread=False,
-            _worker_class=worker_classes()[0],
-            _connect={
-                "returned": partial(self._on_indexed, job),
-                "errored": partial(self._on_error, job),
-            },
+        job = Job(kind="scan")
+        self.status.setText(f"Scanning {folder} ...")
+        self._slot.start(
+            job,
+            partial(index_dicom, folder, progress=job.progress, cancel=job.cancel),
+            returned=self._on_indexed,
+            errored=self._on_error,
+            progressed=self._on_index_progress,
+            finished=self._done,
+            progress_steps=SCAN_PROGRESS_STEPS,
         )
-        self._start(job, worker, f"Scanning {folder} ...")
+        self._update_buttons()
 
-    def _on_index_progress(self, done: int, total: int) -> None:
-        job = self._slot.job
-        if job is None or job.kind != "scan" or not self._current(job):
-            return
+    def _on_index_progress(self, job: Job, done: int, total: int) -> None:
         if total and not job.cancel.is_set():
             self.status.setText(f"Scanning {self._folder}: {done}/{total} files ...")
 
     def _on_indexed(self, job: Job, series: Sequence[Any]) -> None:
-        if not self._current(job):
-            return
         if job.cancel.is_set():  # Cancel came after the last file's header
             self.status.setText("Scan cancelled.")
-            self._done()
+            self._done(job)
             self.cancelled.emit(job.kind)
             return
         self.series = list(series)
@@ -315,23 +295,21 @@ class DicomBrowser(QWidget):
         if n_loc:
             text += f" ({n_loc} localizer{'s' if n_loc > 1 else ''}, greyed)"
         self.status.setText(text + "." if self.series else f"No DICOM series in {self._folder}.")
-        self._done()  # idle before telling listeners (the worker's `finished` comes later)
+        self._done(job)  # idle before telling listeners (the worker's `finished` comes later)
         self.indexed.emit(self.series)
 
     def _on_error(self, job: Job, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
         from napari_medseg.errors import Cancelled
 
-        if not self._current(job):
-            return
         if isinstance(error, Cancelled) and job.cancel.is_set():
             self.status.setText("Scan cancelled." if job.kind == "scan" else "Load cancelled.")
-            self._done()
+            self._done(job)
             self.cancelled.emit(job.kind)
             return
         notify_error(error)
         self.status.setText(str(error))
-        self._done()
+        self._done(job)
         self.failed.emit(str(error))
 
     # ---------------------------------------------------------------- loading
@@ -341,45 +319,38 @@ class DicomBrowser(QWidget):
     def load_selected(self) -> None:
         """Read the selected series in a worker and add each as an image layer."""
         rows = self.selected_rows()
-        if self._slot.job is not None or not rows:
+        if self._slot.busy or not rows:
             return
         self.load_series([self.series[r] for r in rows])
 
     def load_series(self, series: Sequence[Any]) -> None:
         """Read ``series`` (``SeriesInfo`` objects) in a worker; add layers as they come."""
-        from napari.qt.threading import create_worker
-
-        if self._slot.job is not None:
+        if self._slot.busy:
             return
         series = list(series)
-        job = Job("load")
-        worker = create_worker(
-            _read_series_iter,
-            series,
-            job.cancel,
-            _start_thread=False,
-            _worker_class=worker_classes()[1],
-            _progress={"total": len(series)},
-            _connect={
-                "yielded": partial(self._on_series_read, job),
-                "errored": partial(self._on_error, job),
-            },
+        job = LoadJob()
+        self.status.setText(f"Loading {len(series)} series ...")
+        self._slot.start(
+            job,
+            partial(_read_series_iter, series, job.cancel),
+            yielded=self._on_series_read,
+            errored=self._on_error,
+            finished=self._on_loaded,
+            bar_total=len(series),
         )
-        self._start(job, worker, f"Loading {len(series)} series ...")
+        self._update_buttons()
 
     def cancel(self) -> None:
         """Stop the running scan or load (layers already added stay)."""
         if self._slot.cancel():
             self.status.setText("Cancelling ...")
 
-    def _on_series_read(self, job: Job, item: tuple[Any, Any, BaseException | None]) -> None:
+    def _on_series_read(self, job: LoadJob, item: tuple[Any, Any, BaseException | None]) -> None:
         from napari.layers import Layer
 
         from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
         from napari_medseg._napari.notifications import notify_error, notify_warnings
 
-        if not self._current(job):
-            return
         series, volume, error = item
         if error is not None:
             notify_error(error)
@@ -390,33 +361,14 @@ class DicomBrowser(QWidget):
         job.added.append(layer)
         self.status.setText(f"Loaded {layer.name}.")
 
-    def _on_loaded(self, job: Job) -> None:
+    def _on_loaded(self, job: LoadJob) -> None:
         added = list(job.added)
         text = f"Loaded {len(added)} layer{'s' if len(added) != 1 else ''}"
         self.status.setText(text + (" (cancelled)." if job.cancel.is_set() else "."))
-        self._done()
+        self._done(job)
         if job.cancel.is_set():
             self.cancelled.emit(job.kind)
         self.loaded.emit(added)
-
-
-def _scan_progress(cancel: threading.Event, emit: Any, folder: str) -> Any:
-    """``progress(done, total)`` for ``index_dicom``, run in the worker thread.
-
-    ``index_dicom`` calls it after each file header and lets its exceptions
-    through, so raising :class:`Cancelled` here is how Cancel stops a scan.
-    Progress reaches the widget through a Qt signal (queued to the main thread),
-    about 50 times per scan.
-    """
-    from napari_medseg.errors import Cancelled
-
-    def progress(done: int, total: int) -> None:
-        if cancel.is_set():
-            raise Cancelled(f"{folder}: DICOM scan cancelled after {done} of {total} files.")
-        if done == total or done % max(1, total // 50) == 0:
-            emit(done, total)
-
-    return progress
 
 
 def _read_series_iter(series: Sequence[Any], cancel: threading.Event):

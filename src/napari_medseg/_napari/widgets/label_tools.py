@@ -15,9 +15,10 @@ the tools follow one switch.
 bucket and polygons (:class:`~napari_medseg._napari.hu_paint.RangeRestriction`) and
 every tool except the clip itself to voxels whose image value is in the range.
 
-Whole-volume runs compute in a napari worker (seconds on a large organ), and are
-applied in the main thread only if the label did not change meanwhile; one-slice
-runs take milliseconds and run inline. The result is written with
+Whole-volume runs compute in a napari worker (seconds on a large organ; one at a
+time, through :class:`~napari_medseg._napari.jobs.JobSlot`), and are applied in the
+main thread only if the label did not change meanwhile, nor the widget or viewer
+went; one-slice runs take milliseconds and run inline. The result is written with
 :func:`~napari_medseg._napari.label_edit.apply_label_change` (one history item).
 """
 
@@ -51,6 +52,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.label_edit import (
     LabelEditError,
     apply_instances,
@@ -75,8 +77,8 @@ _WHOLE = 1 << 30
 DEFAULT_HU_RANGE = (-100.0, 200.0)
 
 
-@dataclass
-class _Run:
+@dataclass(eq=False)
+class _Run(Job):
     """One tool run: what to compute (pure, on copies) and how to write the result.
 
     ``box``, ``region``, ``scope`` and ``mask`` describe the label when the run
@@ -103,25 +105,20 @@ class _Run:
         )
 
 
-class _Liveness:
-    """Whether the widget still exists, and its HU restriction (stopped with the widget).
+class _BrushRange:
+    """The HU restriction of napari's brush, stopped with the widget.
 
-    Connected to the widget's ``destroyed`` signal: a plain object, not a widget
-    method, since the widget's Qt side is gone by then.
+    :meth:`stop` is connected to the widget's ``destroyed`` signal: a plain object,
+    not a widget method, since the widget's Qt side is gone by then.
     """
 
     def __init__(self) -> None:
-        self.alive = True
         self.restriction: Any | None = None
 
-    def stop_restriction(self) -> None:
+    def stop(self, *_: Any) -> None:
         if self.restriction is not None:
             self.restriction.stop()
             self.restriction = None
-
-    def die(self, *_: Any) -> None:
-        self.alive = False
-        self.stop_restriction()
 
 
 class LabelToolsWidget(QWidget):
@@ -146,10 +143,10 @@ class LabelToolsWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self._events_layer: Any | None = None
-        self._busy = False
         self._docked = False
-        self._liveness = _Liveness()
-        self.destroyed.connect(self._liveness.die)
+        self._slot = JobSlot(self, napari_viewer)
+        self._brush = _BrushRange()
+        self.destroyed.connect(self._brush.stop)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self._label_group())
@@ -459,7 +456,7 @@ class LabelToolsWidget(QWidget):
         return image_on_labels_grid(image, layer)
 
     def _on_range(self, *_: Any) -> None:
-        restriction = self._liveness.restriction
+        restriction = self._brush.restriction
         if restriction is not None:
             try:
                 restriction.set_range(self.hu_low.value(), self.hu_high.value())
@@ -474,12 +471,12 @@ class LabelToolsWidget(QWidget):
         """
         from napari_medseg._napari.hu_paint import RangeRestriction
 
-        self._liveness.stop_restriction()
+        self._brush.stop()
         if not self.hu_check.isChecked():
             return
         try:
             layer = self.labels_layer()
-            self._liveness.restriction = RangeRestriction(
+            self._brush.restriction = RangeRestriction(
                 layer, self._image_data(layer), self.hu_low.value(), self.hu_high.value()
             )
         except MedsegError as error:
@@ -647,7 +644,7 @@ class LabelToolsWidget(QWidget):
         self._start(run, background=not in_slice)
 
     def _start(self, run: _Run, *, background: bool) -> None:
-        if self._busy:
+        if self._slot.busy:
             self.status.setText("Another tool is still running.")
             return
         if not background:
@@ -658,25 +655,36 @@ class LabelToolsWidget(QWidget):
                 return
             self._finish(run, result, computed_aside=False)
             return
-        from napari.qt.threading import create_worker
-
-        liveness = self._liveness
-        worker = create_worker(run.compute, _start_thread=False)
-        worker.returned.connect(lambda result: liveness.alive and self._finish(run, result))
-        worker.errored.connect(
-            lambda error: liveness.alive and self._report_error(run.title, error)
+        self._slot.start(
+            run,
+            run.compute,
+            returned=self._on_computed,
+            errored=self._on_compute_failed,
+            finished=self._on_compute_ended,
         )
-        worker.finished.connect(lambda: liveness.alive and self._set_busy(False))
-        self._set_busy(True)
+        self._show_busy()
         self.status.setText(
             f"{run.title}: computing on label {run.value} of '{run.layer.name}' ..."
         )
-        worker.start()
 
-    def _set_busy(self, busy: bool) -> None:
-        self._busy = busy
+    def _show_busy(self) -> None:
+        busy = self._slot.busy
         self._tools_box.setEnabled(not busy)
         self.clip_button.setEnabled(not busy)
+
+    def _on_computed(self, run: _Run, result: Any) -> None:
+        self._slot.release(run)
+        self._show_busy()
+        self._finish(run, result)
+
+    def _on_compute_failed(self, run: _Run, error: BaseException) -> None:
+        self._slot.release(run)
+        self._show_busy()
+        self._report_error(run.title, error)
+
+    def _on_compute_ended(self, run: _Run) -> None:
+        """The worker ended without a result (napari quit it): the tools are free again."""
+        self._show_busy()
 
     def _finish(self, run: _Run, result: Any, *, computed_aside: bool = True) -> None:
         """Write a run's result (refused when computed aside from a label that changed)."""
@@ -734,7 +742,7 @@ class LabelToolsWidget(QWidget):
             elif self._docked:
                 self._docked = False
                 self.hu_check.setChecked(False)
-                self._liveness.stop_restriction()
+                self._brush.stop()
         return super().event(event)
 
 

@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medseg._napari.jobs import JobSlot, worker_classes
+from napari_medseg._napari.jobs import JobSlot
 from napari_medseg._napari.segment_job import (
     SegmenterCache,
     SegmentJob,
@@ -115,8 +115,7 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.segmenter_cache = SegmenterCache()
-        self._slot = JobSlot()
-        self.destroyed.connect(self._slot.abandon)  # a plain object's method, not ours
+        self._slot = JobSlot(self, napari_viewer)
         self._choice = ModelChoice("", "file", error="no model chosen")
         self._model_index = 0
 
@@ -323,10 +322,10 @@ class SegmentWidget(QWidget):
     @property
     def busy(self) -> bool:
         """Whether a segmentation is running."""
-        return self._slot.job is not None
+        return self._slot.busy
 
     def _update_state(self) -> None:
-        idle = self._slot.job is None
+        idle = not self._slot.busy
         self.run_button.setEnabled(idle)
         self.cancel_button.setVisible(not idle)
         for box in self._inputs:
@@ -337,7 +336,7 @@ class SegmentWidget(QWidget):
         """Segment the chosen image layer in a napari worker (Cancel stops it)."""
         from napari_medseg._napari.notifications import notify_error
 
-        if self._slot.job is not None:
+        if self._slot.busy:
             return
         try:
             job, volumes = self._prepare()
@@ -383,40 +382,24 @@ class SegmentWidget(QWidget):
         return job, [source.volume for source in sources]
 
     def _start(self, job: SegmentJob, volumes: list) -> None:
-        from napari.qt.threading import create_worker
+        from napari_medseg._napari.segment_job import cancelable_bar_class, segment_volumes
 
-        from napari_medseg._napari.segment_job import (
-            ProgressRelay,
-            cancelable_bar_class,
-            segment_volumes,
-        )
-
-        job.relay = ProgressRelay()
-        job.relay.progressed.connect(partial(self._on_progress, job))
         job.bar = cancelable_bar_class()(
             total=0, desc=f"Segmenting {job.image.name}", cancel_callback=job.cancel.set
         )
-        worker = create_worker(
-            segment_volumes,
-            self.segmenter_cache,
-            job.settings,
-            volumes,
-            job.relay,
-            job.cancel,
-            _start_thread=False,
-            _worker_class=worker_classes()[0],
-            _connect={
-                "returned": partial(self._on_returned, job),
-                "errored": partial(self._on_errored, job),
-            },
-        )
-        worker.cancel_event = job.cancel
-        worker.finished.connect(partial(self._on_finished, job))
-        job.worker = worker
-        self._slot.job = job
         self.status.setText(f"Loading {job.settings.model} ...")
+        body = partial(
+            segment_volumes, self.segmenter_cache, job.settings, volumes, job.progress, job.cancel
+        )
+        self._slot.start(
+            job,
+            body,
+            returned=self._on_returned,
+            errored=self._on_errored,
+            progressed=self._on_progress,
+            finished=self._on_finished,
+        )
         self._update_state()
-        worker.start()
 
     def cancel(self) -> None:
         """Stop the running segmentation; nothing is added or replaced."""
@@ -424,19 +407,10 @@ class SegmentWidget(QWidget):
             self.status.setText("Cancelling ...")
 
     # ------------------------------------------------------- worker callbacks
-    def _current(self, job: SegmentJob) -> bool:
-        """Whether a callback of ``job`` may touch the widget and viewer.
-
-        Not once the widget is destroyed or the viewer closed: the job is then
-        stopped, its progress bar closed, and its result dropped.
-        """
-        if self._slot.current(job, self, self.viewer):
-            return True
-        job.close_bar()
-        return False
-
+    # (called by the job slot only while the run's result is wanted: not once the
+    # widget is destroyed or the viewer closed; the bar closes when the worker ends)
     def _on_progress(self, job: SegmentJob, done: int, total: int) -> None:
-        if not self._current(job) or job.bar is None or job.cancel.is_set():
+        if job.bar is None or job.cancel.is_set():
             return
         bar = job.bar
         if bar.total != total:
@@ -449,8 +423,6 @@ class SegmentWidget(QWidget):
     def _on_returned(self, job: SegmentJob, result: Any) -> None:
         from napari_medseg._napari.notifications import notify_error, notify_warnings
 
-        if not self._current(job):
-            return
         if job.cancel.is_set():  # Cancel came after the last window
             self._finish(job, cancelled=True)
             return
@@ -511,8 +483,6 @@ class SegmentWidget(QWidget):
     def _on_errored(self, job: SegmentJob, error: BaseException) -> None:
         from napari_medseg._napari.notifications import notify_error
 
-        if not self._current(job):
-            return
         if is_cancelled(job, error):
             self._finish(job, cancelled=True)
             return
@@ -520,13 +490,12 @@ class SegmentWidget(QWidget):
         self._finish(job, error=str(error))
 
     def _on_finished(self, job: SegmentJob) -> None:
-        """The worker ended; when neither callback ran (a quit worker), it was cancelled."""
-        if self._current(job):
-            self._finish(job, cancelled=True)
+        """The worker ended and neither callback took the run (a quit worker): cancelled."""
+        self._finish(job, cancelled=True)
 
     def _finish(self, job: SegmentJob, *, cancelled: bool = False, error: str = "") -> None:
         job.close_bar()
-        self._slot.job = None
+        self._slot.release(job)
         self._update_state()
         self.device_combo.set_choices(device_choices())  # torch is imported by now
         if cancelled:
