@@ -1,7 +1,7 @@
 """Every touch of napari's private API, in one module.
 
 The plugin needs a few things napari has no public API for. Each is wrapped here,
-with what it reads or writes, why the public API does not do, and what breaks
+with what it reads or writes, what the public API lacks, and what breaks
 (loudly) if a napari release changes it. Nothing else in ``_napari/`` reads a
 private napari name (``tests/test_architecture.py`` checks it).
 
@@ -41,13 +41,16 @@ labels.py``, ``napari/viewer.py``, ``napari/utils/_proxies.py``):
   (identical in 0.8.0, 0.9.0 and 0.9.2); 0.7 and older paint through
   ``_paint_indices`` with ``(indices, old, new)`` atoms only, so the HU-range brush
   would refuse to start there.
-* The GUI tests use ``viewer.scene`` (new in 0.9.0), so they cannot run on 0.8.
+* ``viewer.scene`` (its camera) is new in 0.9.0; the GUI tests and ``views.set_view``
+  use it: on napari 0.8.0 (installed over 0.9.0 in the scratch environment) the tests
+  stop with ``'Viewer' object has no attribute 'scene'``.
 
 So ``pyproject.toml`` asks for ``napari>=0.9,<0.10``: the GUI tests of everything
-here (label tools, edit state, Segment's replace and undo, the report widget, the
-Save widget, the workflow) were run on napari 0.9.0 in a scratch virtual
-environment and pass there, as on 0.9.2; a 0.10 may change any of these names, so
-it is not claimed before the tests ran on it.
+here and of the jobs (``tests/gui``: label tools, edit state, Segment's replace and
+undo, the report widget, the Save widget, the workflow, the DICOM browser, launch,
+jobs; 90 tests) pass on napari 0.9.0, run in a scratch virtual environment
+(``pip install -e '.[napari,test]' napari==0.9.0``), as on 0.9.2; a 0.10 may change
+any of these names, so it is not claimed before the tests ran on it.
 """
 
 from __future__ import annotations
