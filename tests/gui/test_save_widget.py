@@ -335,3 +335,45 @@ def test_a_model_output_edited_by_hand_is_saved_as_semiautomatic(
     assert model["name"] == labels.metadata[MEDSEG_KEY]["model"]["name"]
     # the layer's own provenance is not changed by saving
     assert "edited_by_hand" not in labels.metadata[MEDSEG_KEY]["model"]
+
+
+def test_a_save_outliving_its_widget_still_marks_the_layer_saved(
+    make_napari_viewer, qtbot, tmp_path, notes, monkeypatch
+):
+    """The widget is destroyed while its worker writes: the file is complete, the layer
+    is marked saved and the user told, and nothing touches the dead widget."""
+    import threading
+
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    import napari_medseg.io.save as save_module
+    from napari_medseg._napari.edit_state import is_modified, saved_path
+
+    started, gate = threading.Event(), threading.Event()
+    real_save = save_module.save_segmentation
+
+    def held_save(*args, **kwargs):  # the real save, once the widget is gone
+        started.set()
+        assert gate.wait(30)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(save_module, "save_segmentation", held_save)
+    viewer = make_napari_viewer()
+    _, tumour = open_sample(viewer, "chest_ct")
+    widget = dock(viewer, "Save labels")
+    _paint_source_block(tumour)
+    assert is_modified(tumour)
+    nifti = tmp_path / "held.nii.gz"
+    widget.nifti_edit.setText(str(nifti))
+    widget.save_button.click()
+    qtbot.waitUntil(started.is_set, timeout=TIMEOUT)
+    viewer.window.remove_dock_widget(widget)
+    widget.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)  # delete it now
+    qtbot.waitUntil(lambda: widget._slot.abandoned, timeout=TIMEOUT)
+    gate.set()
+    qtbot.waitUntil(lambda: saved_path(tumour) == str(nifti), timeout=TIMEOUT)
+    assert not is_modified(tumour)
+    assert any(f"to {nifti}" in note for note in notes)
+    written = np.asarray(nib.load(nifti).dataobj)
+    assert (written[BLOCK] == 2).all()

@@ -478,7 +478,7 @@ def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -
     if kind == "labels" and source_array.dtype.kind == "f":
         source_array = np.rint(source_array).astype(np.int64)
     qform_affine = medseg.get("qform_affine")
-    description = _description(attributes, medseg, kind)
+    description = header_description(medseg, kind)
     try:
         written = write_nifti(
             path,
@@ -502,7 +502,12 @@ def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -
     return str(written)
 
 
-def _description(attributes: dict[str, Any], medseg: dict[str, Any], kind: str) -> str:
+def header_description(medseg: dict[str, Any], kind: str) -> str:
+    """The NIfTI header ``descrip`` of a layer written onto its scan.
+
+    Labels: ``"napari-medseg labels on <scan file name>"``; an image: its series
+    description. ``medseg`` is the layer's ``metadata["medseg"]``.
+    """
     source = os.path.basename(str(medseg.get("source", ""))) if medseg else ""
     if kind == "labels":
         return f"napari-medseg labels on {source}" if source else "napari-medseg labels"

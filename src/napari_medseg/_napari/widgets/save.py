@@ -49,6 +49,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
 
@@ -230,7 +231,7 @@ def _save_options(layer: Any, scan: ScanInfo) -> dict[str, Any]:
     """
     from napari_medseg._napari.label_classes import layer_classes
     from napari_medseg._napari.layer_volume import layer_volume
-    from napari_medseg._napari.writer import _description, protected_sources
+    from napari_medseg._napari.writer import header_description, protected_sources
     from napari_medseg.volume import Volume
 
     found = layer_volume(layer)
@@ -242,7 +243,7 @@ def _save_options(layer: Any, scan: ScanInfo) -> dict[str, Any]:
         "source": scan.source,
         "protect": sorted({*scan.protect, *protected_sources(found.medseg, "labels")}),
         "dicom_files": list(scan.dicom_files),
-        "description": _description({}, found.medseg, "labels"),
+        "description": header_description(found.medseg, "labels"),
         "warnings": list(found.warnings),
     }
 
@@ -262,13 +263,50 @@ def _model(layer: Any) -> Any:
     return model
 
 
-@dataclass(eq=False)
-class _Job:
-    kind: str  # "nifti" or "seg"
+@dataclass(eq=False, kw_only=True)
+class SaveJob(Job):
+    """Writing one file of a labels layer.
+
+    Attributes
+    ----------
+    kind : {"nifti", "seg"}
+    layer : napari.layers.Labels
+        The layer written.
+    path : str
+        The file written (a NIfTI file, with its sidecar beside it, or a DICOM SEG).
+    edits : int
+        The layer's edit count when its data was copied for the worker.
+    current : bool
+        Set when the file is written: whether the layer was not edited meanwhile.
+    """
+
     layer: Any
     path: str
     edits: int
-    worker: Any = None
+    current: bool = True
+
+    def stop(self) -> None:
+        """A save is not stopped when its widget goes: the file is written in full
+        either way, and :meth:`end` must still record it on the layer."""
+
+    def end(self) -> None:
+        """Mark the layer saved and tell the user, even when the widget is gone."""
+        from napari_medseg._napari.edit_state import base_name, mark_saved
+        from napari_medseg._napari.notifications import notify_error, notify_info, notify_warning
+
+        if self.error is not None:
+            notify_error(self.error, context=self.path)
+            return
+        if self.result is None:  # napari quit the worker: nothing was written
+            return
+        path = str(self.result)
+        self.current = mark_saved(self.layer, path, edits=self.edits)
+        name = base_name(self.layer)
+        notify_info(f"saved {name} to {path}")
+        if not self.current:
+            notify_warning(
+                f"{name} was edited while {path} was written; those edits are not in the file."
+            )
 
 
 class SaveWidget(QWidget):
@@ -293,7 +331,7 @@ class SaveWidget(QWidget):
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.job: _Job | None = None
+        self._slot = JobSlot(self, napari_viewer)
         self.scan = ScanInfo()
         self._auto_nifti = ""
         self._auto_seg = ""
@@ -357,14 +395,11 @@ class SaveWidget(QWidget):
     @property
     def busy(self) -> bool:
         """Whether a file is being written."""
-        return self.job is not None
+        return self._slot.busy
 
     def _alive(self) -> bool:
-        try:
-            self.objectName()  # raises once the Qt object was deleted
-        except RuntimeError:
-            return False
-        return True
+        """Whether the widget (and its viewer) still exist to be updated."""
+        return self._slot.owner_alive()
 
     def _on_layers_changed(self, *_: Any) -> None:
         from napari.layers import Labels
@@ -405,7 +440,7 @@ class SaveWidget(QWidget):
 
     def _update_buttons(self) -> None:
         layer = self.layer()
-        idle = self.job is None
+        idle = not self.busy
         self.save_button.setEnabled(idle and layer is not None)
         has_series = bool(self.scan.dicom_files)
         self.seg_button.setEnabled(idle and layer is not None and has_series)
@@ -419,7 +454,7 @@ class SaveWidget(QWidget):
         from napari_medseg._napari.edit_state import is_modified, saved_path
 
         layer = self.layer()
-        if self.job is not None:
+        if self.busy:
             return  # the job's own message stays until it ends
         if layer is None:
             self.status.setText("No labels layer.")
@@ -483,12 +518,20 @@ class SaveWidget(QWidget):
             return
         if kind == "seg":
             options["warnings"] = []  # the notes on the geometry go with the NIfTI file only
-        job = _Job(kind, layer, path, edit_count(layer))
-        self._start(job, _save, path, targets=chosen, overwrite=overwrite, **options)
+        job = SaveJob(kind=kind, layer=layer, path=path, edits=edit_count(layer))
+        self._slot.start(
+            job,
+            partial(_save, path, targets=chosen, overwrite=overwrite, **options),
+            returned=self._on_returned,
+            errored=self._on_errored,
+        )
+        what = "NIfTI" if kind == "nifti" else "DICOM SEG"
+        self.status.setText(f"Writing {what} {path} ...")
+        self._update_buttons()
 
     def save_nifti(self) -> None:
         """Write the chosen layer as NIfTI (and its .json sidecar) in a worker."""
-        if self.layer() is None or self.job is not None:
+        if self.layer() is None or self.busy:
             return
         if self.scan.problem:
             self._refuse(self.scan.problem)
@@ -499,7 +542,7 @@ class SaveWidget(QWidget):
     def save_seg(self) -> None:
         """Write the chosen layer as a DICOM SEG referencing its DICOM series, in a worker."""
         layer = self.layer()
-        if layer is None or self.job is not None:
+        if layer is None or self.busy:
             return
         if not self.scan.dicom_files:
             self._refuse(f"{layer.name}: not on a scan read from DICOM; no DICOM SEG to write.")
@@ -507,58 +550,20 @@ class SaveWidget(QWidget):
         path = self.seg_edit.text().strip()
         self._save_in_worker("seg", "DICOM SEG", path, dicom_seg=path)
 
-    def _start(self, job: _Job, function: Any, *args: Any, **kwargs: Any) -> None:
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(
-            function,
-            *args,
-            **kwargs,
-            _start_thread=False,
-            _connect={
-                "returned": partial(self._on_returned, job),
-                "errored": partial(self._on_errored, job),
-            },
-        )
-        job.worker = worker
-        self.job = job
-        what = "NIfTI" if job.kind == "nifti" else "DICOM SEG"
-        self.status.setText(f"Writing {what} {job.path} ...")
+    def _done(self, job: SaveJob) -> None:
+        """The slot is free again: buttons back on."""
+        self._slot.release(job)
         self._update_buttons()
-        worker.start()
 
-    def _end(self, job: _Job) -> bool:
-        """The job is over; whether the widget is still there to show it."""
-        if self.job is job:
-            self.job = None
-        if not self._alive():
-            return False
-        self._update_buttons()
-        return True
-
-    def _on_returned(self, job: _Job, written: Any) -> None:
-        from napari_medseg._napari.edit_state import base_name, mark_saved
-        from napari_medseg._napari.notifications import notify_info, notify_warning
-
-        path = str(written)
-        current = mark_saved(job.layer, path, edits=job.edits)  # the layer, even without us
-        name = base_name(job.layer)
-        notify_info(f"saved {name} to {path}")
-        if not current:
-            notify_warning(
-                f"{name} was edited while {path} was written; those edits are not in the file."
-            )
-        if not self._end(job):
-            return
+    def _on_returned(self, job: SaveJob, written: Any) -> None:
+        # SaveJob.end marked the layer saved and told the user
+        self._done(job)
         self._update_status()
-        self.saved.emit(job.kind, path)
+        self.saved.emit(job.kind, str(written))
 
-    def _on_errored(self, job: _Job, error: BaseException) -> None:
-        from napari_medseg._napari.notifications import notify_error
-
-        notify_error(error, context=job.path)
-        if not self._end(job):
-            return
+    def _on_errored(self, job: SaveJob, error: BaseException) -> None:
+        # SaveJob.end showed the error
+        self._done(job)
         self.status.setText(f"Not saved: {error}")
         self.failed.emit(str(error))
 
