@@ -7,12 +7,9 @@ multi-frame source) and referencing it by SOP Instance UID, in the series' Frame
 of Reference. :func:`read_dicom_seg` maps a SEG back onto the source series' grid.
 
 Where each source frame lies in the label map is worked out from the geometry, not
-from the array order: every frame's ImagePositionPatient, ImageOrientationPatient
-and PixelSpacing are mapped through the inverse of the label map's affine, which
-gives the label-map axis along the frame's rows, the one along its columns (each
-possibly reversed) and the slice index of the frame. A label map in any voxel
-order (flipped, transposed, as a reader or a NIfTI file stored it) therefore
-writes the same SEG, and a label map that is not on the series' grid is refused.
+from the array order (:mod:`napari_medseg.io.dicom_reference`): a label map in any
+voxel order writes the same SEG, and a label map that is not on the series' grid is
+refused.
 
 Limits and choices
 ------------------
@@ -38,10 +35,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -49,6 +44,16 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.errors import FileError, ScanReadError, ScanWriteError
+from napari_medseg.io.dicom_reference import (
+    FramePlacement,
+    check_source_files,
+    check_unreferenced,
+    frame_view,
+    lo_text,
+    place_frames,
+    read_source_datasets,
+    source_frames,
+)
 from napari_medseg.volume import RAS_TO_LPS, ScanMetadata, Volume
 
 logger = logging.getLogger(__name__)
@@ -57,11 +62,8 @@ __all__ = [
     "SEGMENT_VALUE_PREFIX",
     "DicomSegError",
     "DicomSegReadError",
-    "FramePlacement",
     "SegGridError",
     "SegSourceError",
-    "frame_view",
-    "place_frames",
     "read_dicom_seg",
     "write_dicom_seg",
 ]
@@ -69,27 +71,8 @@ __all__ = [
 #: SegmentDescription text that stores a segment's label value (followed by the value).
 SEGMENT_VALUE_PREFIX = "napari-medseg label value "
 
-#: A source pixel must lie closer than this (in voxels) to the label-map voxel it
-#: is matched with: the nearest voxel is then unambiguous. It is the tolerance the
-#: DICOM reader accepts for slices placed on its uniform grid.
-GRID_TOLERANCE_VOXELS = 0.5
-
 #: Most segments one SEG can hold (Segment Number is a 16-bit value).
 MAX_SEGMENTS = 65535
-
-#: Type 2 patient/study attributes highdicom copies from the source; a source
-#: that lacks one (some exports do) gets it empty in the in-memory copy only.
-_TYPE2_SOURCE_ATTRIBUTES = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "StudyID",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-)
 
 #: SpecificCharacterSet of a SEG with text outside ASCII: UTF-8, so that any class name
 #: (Greek, Cyrillic, Japanese...) is stored as it is instead of as "?".
@@ -114,308 +97,6 @@ class DicomSegReadError(ScanReadError):
     """A DICOM SEG cannot be read back onto the given source series."""
 
 
-# ---------------------------------------------------------------- frame placement
-@dataclass(frozen=True)
-class FramePlacement:
-    """Where one source frame lies in a label map.
-
-    Attributes
-    ----------
-    path : str
-        The source file.
-    frame : int
-        0-based frame number in the file (0 for single-frame files).
-    sop_uid : str
-        SOPInstanceUID of the file.
-    slice_axis : int
-        Label-map axis (0, 1, 2 = I, J, K) across the frame's plane.
-    index : int
-        Index of the frame's plane along ``slice_axis``.
-    row_axis, col_axis : int
-        Label-map axis along which the frame's row index (down a column) and
-        column index (along a row) advance.
-    row_step, col_step : int
-        +1 or -1: whether the label-map index grows or shrinks with them.
-    deviation : float
-        Largest distance (voxels) between a frame pixel centre and the centre of
-        the voxel it is matched with.
-    """
-
-    path: str
-    frame: int
-    sop_uid: str
-    slice_axis: int
-    index: int
-    row_axis: int
-    col_axis: int
-    row_step: int
-    col_step: int
-    deviation: float
-
-
-def frame_view(array: np.ndarray, placement: FramePlacement) -> np.ndarray:
-    """The label-map voxels of one source frame, as a ``(Rows, Columns)`` view.
-
-    Parameters
-    ----------
-    array : numpy.ndarray
-        Label map, shape ``(I, J, K)``, on the grid the placement was computed for.
-    placement : FramePlacement
-
-    Returns
-    -------
-    numpy.ndarray
-        A view (no copy): ``view[r, c]`` is the voxel under pixel ``(r, c)`` of
-        the frame. Writing into it writes into ``array``.
-    """
-    index: list[Any] = [slice(None)] * 3
-    index[placement.slice_axis] = placement.index
-    plane = array[tuple(index)]  # 2D: the two other axes, in increasing order
-    if placement.row_axis > placement.col_axis:
-        plane = plane.T
-    return plane[:: placement.row_step, :: placement.col_step]
-
-
-def _frame_placement(
-    ref: Any, shape: tuple[int, int, int], inverse: np.ndarray
-) -> FramePlacement | str:
-    """Place one frame (a ``FrameRef``) on a grid; a text saying why not when it is not."""
-    if ref.iop is None or ref.ipp is None or ref.pixel_spacing is None:
-        return "has no ImagePositionPatient, ImageOrientationPatient or PixelSpacing"
-    flip = RAS_TO_LPS[:3, :3]  # LPS <-> RAS (its own inverse)
-    row_cos = np.asarray(ref.iop[:3], dtype=float)  # direction along a row (columns grow)
-    col_cos = np.asarray(ref.iop[3:], dtype=float)  # direction down a column (rows grow)
-    row_spacing, col_spacing = (float(v) for v in ref.pixel_spacing)
-    linear = inverse[:3, :3]
-    origin = linear @ (flip @ np.asarray(ref.ipp, dtype=float)) + inverse[:3, 3]
-    d_col = linear @ (flip @ row_cos) * col_spacing  # voxel step per column index
-    d_row = linear @ (flip @ col_cos) * row_spacing  # voxel step per row index
-    col_axis = int(np.argmax(np.abs(d_col)))
-    row_axis = int(np.argmax(np.abs(d_row)))
-    if col_axis == row_axis:
-        return "its image plane is not a plane of the label map's voxel grid"
-    slice_axis = 3 - col_axis - row_axis
-    col_step = 1 if d_col[col_axis] > 0 else -1
-    row_step = 1 if d_row[row_axis] > 0 else -1
-    if (int(ref.rows), int(ref.columns)) != (shape[row_axis], shape[col_axis]):
-        return (
-            f"its {ref.rows} x {ref.columns} pixels (rows x columns) do not match the "
-            f"label map's {shape[row_axis]} x {shape[col_axis]} voxels in that plane"
-        )
-    index = int(np.rint(origin[slice_axis]))
-    expected_origin = np.zeros(3)
-    expected_origin[col_axis] = 0 if col_step > 0 else shape[col_axis] - 1
-    expected_origin[row_axis] = 0 if row_step > 0 else shape[row_axis] - 1
-    expected_origin[slice_axis] = index
-    unit_col = np.zeros(3)
-    unit_col[col_axis] = col_step
-    unit_row = np.zeros(3)
-    unit_row[row_axis] = row_step
-    deviation = 0.0
-    for r in (0, int(ref.rows) - 1):  # linear: the corners bound the whole frame
-        for c in (0, int(ref.columns) - 1):
-            found = origin + r * d_row + c * d_col
-            expected = expected_origin + r * unit_row + c * unit_col
-            deviation = max(deviation, float(np.abs(found - expected).max()))
-    if deviation >= GRID_TOLERANCE_VOXELS:
-        return (
-            f"its pixels lie up to {deviation:.2f} voxel from the label map's voxel centres "
-            "(another position, spacing or orientation)"
-        )
-    if not 0 <= index < shape[slice_axis]:
-        return (
-            f"it lies at slice {index} along label-map axis {'IJK'[slice_axis]}, outside the "
-            f"label map's 0..{shape[slice_axis] - 1}"
-        )
-    return FramePlacement(
-        path=str(ref.path),
-        frame=int(ref.frame),
-        sop_uid=str(ref.sop_uid),
-        slice_axis=slice_axis,
-        index=index,
-        row_axis=row_axis,
-        col_axis=col_axis,
-        row_step=row_step,
-        col_step=col_step,
-        deviation=deviation,
-    )
-
-
-def place_frames(
-    frames: Sequence[Any],
-    shape: tuple[int, int, int],
-    affine: np.ndarray,
-    *,
-    where: str | PathLike,
-    error: type[FileError] | None = None,
-) -> list[FramePlacement]:
-    """Place every source frame on a label-map grid, one frame per plane.
-
-    Parameters
-    ----------
-    frames : sequence of FrameRef
-        Frames of the source series (:func:`napari_medseg.io.dicom.read_header`).
-    shape : tuple of int
-        Label-map shape ``(I, J, K)``.
-    affine : numpy.ndarray
-        Label-map voxel -> RAS+ mm matrix.
-    where : path
-        File named in errors (the SEG being written or read).
-    error : FileError subclass
-        Raised when the frames and the grid do not match (default :class:`SegGridError`).
-
-    Returns
-    -------
-    list of FramePlacement
-        In the order of ``frames``.
-
-    Raises
-    ------
-    FileError
-        A frame is not on the grid, or two frames share a plane. Planes of the
-        grid without a frame (a series read with gaps) are allowed here; see
-        :func:`_check_unreferenced`.
-    """
-    from napari_medseg.labels.maps import describe_grid
-
-    error = error or SegGridError
-    grid = describe_grid(shape, affine)
-    try:
-        inverse = np.linalg.inv(np.asarray(affine, dtype=float))
-    except np.linalg.LinAlgError:
-        raise error(where, f"the label map's affine is singular ({grid}).") from None
-    placements: list[FramePlacement] = []
-    for ref in frames:
-        placed = _frame_placement(ref, shape, inverse)
-        if isinstance(placed, str):
-            raise error(
-                where,
-                f"the label map ({grid}) is not on the grid of the DICOM series: source "
-                f"{ref.label} {placed}.",
-                "Save labels made on this DICOM series (or on a NIfTI of the same grid).",
-            )
-        placements.append(placed)
-    axes = {p.slice_axis for p in placements}
-    if len(axes) > 1:
-        raise error(
-            where,
-            "the source frames cut the label map along different axes; they are not one stack.",
-        )
-    (axis,) = axes
-    seen: dict[int, FramePlacement] = {}
-    for placed in placements:
-        other = seen.setdefault(placed.index, placed)
-        if other is not placed:
-            raise error(
-                where,
-                f"two source frames lie on label-map slice {placed.index}: {other.path} "
-                f"(frame {other.frame + 1}) and {placed.path} (frame {placed.frame + 1}); a "
-                "series with several images per position (phases, echoes) cannot be referenced "
-                "as one volume.",
-                "Open the series with one image per position.",
-            )
-    worst = max(p.deviation for p in placements)
-    if worst > 0.01:
-        logger.info("source frames lie up to %.3f voxel from the label grid", worst)
-    return placements
-
-
-def _check_unreferenced(
-    array: np.ndarray, placements: Sequence[FramePlacement], where: str | PathLike
-) -> None:
-    """Raise :class:`SegGridError` when labels lie on a plane no source frame covers.
-
-    A series read with missing slices (``allow_gaps``) has planes without an image;
-    labels there cannot be referenced, so they would be lost.
-    """
-    axis = placements[0].slice_axis
-    covered = np.zeros(array.shape[axis], dtype=bool)
-    covered[[p.index for p in placements]] = True
-    if covered.all():
-        return
-    other = tuple(a for a in range(3) if a != axis)
-    labelled = np.flatnonzero(np.any(array != 0, axis=other) & ~covered)
-    if labelled.size:
-        shown = ", ".join(str(k) for k in labelled[:8]) + (" ..." if labelled.size > 8 else "")
-        raise SegGridError(
-            where,
-            f"label-map slices {shown} along axis {'IJK'[axis]} hold labels but have no source "
-            f"image in the series ({len(placements)} images for {array.shape[axis]} slices); "
-            "their labels could not be referenced.",
-            "Pass every file of the series, or erase the labels on the slices the series lacks.",
-        )
-
-
-# ---------------------------------------------------------------- source series
-def _check_files(
-    files: Sequence[str], where: str | PathLike, error: type[FileError] = SegSourceError
-) -> None:
-    """Raise ``error`` unless there are source files and every one of them exists."""
-    if not files:
-        raise error(
-            where,
-            "no DICOM source files were given: a DICOM SEG references the DICOM series the "
-            "labels were drawn on.",
-            "Open the scan from its DICOM files (not a NIfTI) and save again.",
-        )
-    for file in files:
-        if not os.path.isfile(file):
-            raise error(
-                where,
-                f"source file {file} is missing (moved or deleted since the scan was opened).",
-                "Put the series back where it was, or open it again from its new place.",
-            )
-
-
-def _source_frames(
-    files: Sequence[str], where: str | PathLike, error: type[FileError] = SegSourceError
-) -> list[Any]:
-    """Frame records of the source files (headers only) in file and frame order,
-    checked to be one series."""
-    from napari_medseg.io.dicom.header import read_header
-
-    _check_files(files, where, error)
-    frames: list[Any] = []
-    for file in files:
-        try:
-            refs = read_header(os.fspath(file), explicit=True)
-        except FileError as problem:
-            raise error(where, f"source file {problem}") from problem
-        frames.extend(sorted(refs, key=lambda ref: ref.frame))
-    multi = [f for f in frames if f.n_frames_in_file > 1]
-    if multi and len(files) > 1:
-        raise error(
-            where,
-            f"the source files mix a multi-frame image ({multi[0].path}) with other files; a "
-            "SEG references either single-frame images of one series or one multi-frame image.",
-        )
-    series = {str(f.info.get("series_uid", "")) for f in frames}
-    if len(series) > 1:
-        raise error(
-            where,
-            f"the source files belong to {len(series)} different series; a SEG references one.",
-            "Pass the files of the one series the labels were drawn on.",
-        )
-    return frames
-
-
-def _read_datasets(files: Sequence[str], where: str | PathLike) -> list[Any]:
-    """Source headers as pydicom datasets (no pixel data), for highdicom."""
-    import pydicom
-
-    datasets = []
-    for file in files:
-        try:
-            ds = pydicom.dcmread(os.fspath(file), stop_before_pixels=True)
-        except Exception as error:  # pydicom raises many types on bad files
-            raise SegSourceError(where, f"source file {file} cannot be read ({error}).") from error
-        for keyword in _TYPE2_SOURCE_ATTRIBUTES:
-            if keyword not in ds:
-                setattr(ds, keyword, "")
-        datasets.append(ds)
-    return datasets
-
-
 # ---------------------------------------------------------------- writing
 def _algorithm(algorithm: str | Mapping[str, Any] | None) -> Any:
     """highdicom AlgorithmIdentificationSequence for a model (name, version, settings)."""
@@ -437,30 +118,22 @@ def _algorithm(algorithm: str | Mapping[str, Any] | None) -> Any:
     if len(",".join(f"{k}={v}" for k, v in parameters.items())) > 10240:  # LT limit
         parameters = {}
     return hd.AlgorithmIdentificationSequence(
-        name=_lo_text(info.get("name") or "model") or "model",
+        name=lo_text(info.get("name") or "model") or "model",
         family=codes.DCM.ArtificialIntelligence,
-        version=_lo_text(info.get("version") or "unknown") or "unknown",
+        version=lo_text(info.get("version") or "unknown") or "unknown",
         source="napari-medseg",
         parameters=parameters or None,
     )
 
 
-def _hex_rgb(color: str) -> tuple[int, int, int] | None:
-    text = str(color).lstrip("#")
-    if len(text) != 6:
-        return None
+def _rgb(color: str) -> tuple[int, int, int] | None:
+    """``"#rrggbb"`` -> RGB, or None for no colour or one that is not ``#rrggbb``."""
+    from napari_medseg.labels.classes import rgb_from_hex
+
     try:
-        return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+        return rgb_from_hex(color) if color else None
     except ValueError:
         return None
-
-
-def _lo_text(text: Any) -> str:
-    """``text`` as a DICOM LO value (a name, a description): at most 64 characters,
-    no backslash (it separates values: ``"a\\b"`` would become two labels) nor
-    control characters."""
-    cleaned = re.sub(r"[\x00-\x1f\x7f]+", " ", str(text)).replace("\\", "/")
-    return cleaned.strip()[:64]
 
 
 def _use_utf8_when_needed(seg: Any) -> None:
@@ -494,10 +167,10 @@ def _segment_descriptions(
     out = []
     for number, value in enumerate(values.tolist(), start=1):
         name, color = classes.get(int(value), (default_name(int(value)), ""))
-        rgb = _hex_rgb(color) if color else None
+        rgb = _rgb(color)
         description = hd.seg.SegmentDescription(
             segment_number=number,
-            segment_label=_lo_text(name) or default_name(int(value)),
+            segment_label=lo_text(name) or default_name(int(value)),
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
             algorithm_type=algorithm_type,
@@ -597,9 +270,9 @@ def write_dicom_seg(
             f"the label map holds {values.size} different labels; a DICOM SEG holds at most "
             f"{MAX_SEGMENTS} segments.",
         )
-    frames = _source_frames(files, path)
-    placements = place_frames(frames, labels.shape, labels.affine, where=path)
-    _check_unreferenced(array, placements, path)
+    frames = source_frames(files, path, SegSourceError)
+    placements = place_frames(frames, labels.shape, labels.affine, where=path, error=SegGridError)
+    check_unreferenced(array, placements, path, SegGridError)
     first = frames[0]
     planes = np.zeros(
         (len(placements), int(first.rows), int(first.columns)),
@@ -615,11 +288,11 @@ def write_dicom_seg(
     algorithm_type = str(algorithm_type).upper()
     if algorithm_type != "MANUAL" and algorithm is None:
         algorithm = {"name": "napari-medseg label tools"}
-    datasets = _read_datasets(files, path)  # the order of the frames (planes)
+    datasets = read_source_datasets(files, path, SegSourceError)  # the order of the frames (planes)
     seg = _build_seg(
         path, datasets, planes, values, classes or {}, algorithm_type, algorithm, series_number
     )
-    seg.SeriesDescription = _lo_text(series_description)
+    seg.SeriesDescription = lo_text(series_description)
     _use_utf8_when_needed(seg)
     with atomic_output(path, suffix=".dcm") as temporary:
         seg.save_as(temporary, enforce_file_format=True)
@@ -682,7 +355,7 @@ def _source_grid(
     from napari_medseg.io.dicom.index import index_files
     from napari_medseg.io.dicom.stack import plan_stack
 
-    _check_files(files, where, DicomSegReadError)
+    check_source_files(files, where, DicomSegReadError)
     try:
         series = index_files(list(files), root=os.path.dirname(files[0]) or ".")
     except FileError as error:
@@ -770,7 +443,7 @@ def read_dicom_seg(path: str | PathLike, source: Volume | Sequence[str | PathLik
     if isinstance(source, Volume):
         files = [os.fspath(f) for f in source.metadata.files]
         shape, affine = source.shape, source.affine
-        frames = _source_frames(files, path, DicomSegReadError)
+        frames = source_frames(files, path, DicomSegReadError)
     else:
         files = [os.fspath(f) for f in source]
         shape, affine, frames = _source_grid(files, path)
