@@ -45,7 +45,6 @@ import numpy as np
 
 from napari_medseg.errors import FileError, ScanReadError, ScanWriteError
 from napari_medseg.io.dicom_reference import (
-    FramePlacement,
     check_source_files,
     check_unreferenced,
     frame_view,
