@@ -36,10 +36,15 @@ class ScanMetadata:
     files : list of str
         DICOM files the volume was assembled from, in slice order (empty for NIfTI).
     warnings : list of str
-        Problems found while reading that did not stop it (gaps, tilt, duplicates).
+        Problems found while reading that did not stop it (gaps, tilt, duplicates,
+        non-finite voxels).
     extra : dict
         Format-specific values (e.g. patient identifiers, echo time); never printed
         in reports unless asked.
+    nonfinite_voxels : int
+        How many voxels are NaN or infinite (float scans only; counted once by
+        ``read_scan``, see :mod:`napari_medseg.io.nonfinite`). 0 for volumes made in
+        memory, which are not counted.
     """
 
     source: str = ""
@@ -56,6 +61,7 @@ class ScanMetadata:
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    nonfinite_voxels: int = 0
 
 
 @dataclass

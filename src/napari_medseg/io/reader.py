@@ -5,12 +5,19 @@ from __future__ import annotations
 from os import PathLike
 from pathlib import Path
 
-from napari_medseg.errors import NotAScanError, ScanReadError
+from napari_medseg.errors import EmptyFolderError, NotAScanError, ScanReadError
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, is_nifti_path, read_nifti
-from napari_medseg.io.sniff import has_dicom_preamble, has_nifti_magic, is_dicomdir_name
+from napari_medseg.io.nonfinite import counts_nonfinite
+from napari_medseg.io.sniff import (
+    check_readable,
+    has_dicom_preamble,
+    has_nifti_magic,
+    is_dicomdir_name,
+)
 from napari_medseg.volume import Volume
 
 
+@counts_nonfinite  # NaN/inf: counted, warned about, or refused (io/nonfinite.py)
 def read_scan(
     path: str | PathLike,
     *,
@@ -46,11 +53,20 @@ def read_scan(
         Or one of its subclasses, naming the file and what to do.
     """
     path = Path(path)
-    if not path.exists():
-        raise ScanReadError(path, "no such file or folder.", "Check the path.")
+    check_readable(path)  # missing, permission denied, empty: said as such
     if is_volume_file(path):
         return read_nifti(path, volume_index=volume_index)
     from napari_medseg.io.dicom import read_dicom
+
+    if path.is_dir() and is_nifti_path(path.name):
+        try:
+            return read_dicom(path, series_key=series_key, allow_gaps=allow_gaps)
+        except EmptyFolderError as error:
+            raise NotAScanError(
+                path,
+                "is a folder, not a NIfTI file, and holds no DICOM image.",
+                "Give the path of the .nii/.nii.gz file itself.",
+            ) from error
 
     if path.is_file() and not is_dicomdir_name(path) and not has_dicom_preamble(path):
         # headerless (raw dataset) DICOM exists; let pydicom judge, but name the file
