@@ -177,9 +177,12 @@ def test_segment_descriptions(tmp_path):
     assert np.abs(np.subtract(rows[3][2], (0, 255, 0))).max() <= 1
     assert rows[2][2] is None  # no class colour: none recommended
     assert {row[3] for row in rows.values()} == {"MANUAL"}
-    item = seg.SegmentSequence[0]
-    assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "85756007"  # SCT Tissue
+    item = seg.SegmentSequence[0]  # "liver": SCT Anatomical Structure / Liver
+    assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "123037004"
+    assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "10200004"
     assert item.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+    unnamed = seg.SegmentSequence[1]  # "label_7": SCT Tissue, the generic choice
+    assert unnamed.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "85756007"
     assert "SegmentationAlgorithmIdentificationSequence" not in item
     # the patient and study come from the source, nothing is added
     source = pydicom.dcmread(series.files[0], stop_before_pixels=True)

@@ -61,6 +61,11 @@ def test_a_seg_nrrd_round_trips_and_slicer_reads_its_segments(labels, tmp_path):
             v for axis in range(3) for v in (ijk[:, axis].min(), ijk[:, axis].max())
         ]
     np.testing.assert_array_equal(segmentation["voxels"], labels.array)
+    # the meaning of each name, as Slicer's terminology (SNOMED CT codes)
+    liver = found[1]["terminology"]
+    assert liver["category"] == ["SCT", "123037004", "Anatomical Structure"]
+    assert liver["type"] == ["SCT", "10200004", "Liver"]
+    assert found[300]["terminology"]["category"][1] == "49755003"  # tumour: altered structure
 
 
 def test_slicer_layers_with_overlaps_merge_smaller_on_top(labels, tmp_path):

@@ -18,9 +18,11 @@ Limits and choices
   kept in its SegmentDescription (``"napari-medseg label value 7"``) and restored
   by :func:`read_dicom_seg`. A SEG holds at most 65535 segments; label values
   themselves may be any positive integer.
-* Segmented property category and type are SNOMED CT "Tissue" (85756007), the
-  generic choice also made by 3D Slicer for segments of unknown meaning; the
-  segment label carries the class name.
+* Segmented property category and type are the SNOMED CT codes of the class name
+  when it names a known structure (liver, right kidney, lung, tumour...; see
+  :mod:`napari_medseg.labels.terminology`, laterality as a type modifier), else
+  "Tissue" (85756007), the generic choice also made by 3D Slicer for segments of
+  unknown meaning; the segment label carries the class name.
 * The SEG is a new series in the source's study. highdicom copies the patient
   and study attributes (name, ID, birth date, sex, study UID/date/ID...) from
   the source images: the standard requires a SEG to belong to the same patient
@@ -159,23 +161,30 @@ def _segment_descriptions(
     algorithm: Any,
 ) -> list[Any]:
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     from napari_medseg.labels.classes import default_name
+    from napari_medseg.labels.terminology import structure_code
+
+    def sct(pair: tuple[str, str]) -> Any:
+        return hd.sr.CodedConcept(pair[0], "SCT", pair[1])
 
     out = []
     for number, value in enumerate(values.tolist(), start=1):
         name, color = classes.get(int(value), (default_name(int(value)), ""))
         rgb = _rgb(color)
+        code = structure_code(name)
         description = hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=lo_text(name) or default_name(int(value)),
-            segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue,
+            segmented_property_category=sct(code.category),
+            segmented_property_type=sct(code.type),
             algorithm_type=algorithm_type,
             algorithm_identification=algorithm if algorithm_type != "MANUAL" else None,
             display_color=hd.color.CIELabColor.from_rgb(*rgb) if rgb else None,
         )
+        if code.modifier is not None:  # laterality: right or left kidney, lung...
+            type_item = description.SegmentedPropertyTypeCodeSequence[0]
+            type_item.SegmentedPropertyTypeModifierCodeSequence = [sct(code.modifier)]
         description.SegmentDescription = f"{SEGMENT_VALUE_PREFIX}{int(value)}"
         out.append(description)
     return out

@@ -18,8 +18,9 @@ the warnings). ``metadata.extra["classes"]`` holds ``{value: (Name, "#rrggbb")}`
 Writing (:func:`write_seg_nrrd`): a label map as a one-layer Slicer segmentation,
 gzip-compressed, space left-posterior-superior, one ``Segment<N>_*`` group per label
 value present (ID ``Segment_<value>``, Name, Color as 0-1 floats, LabelValue, Layer
-0, Extent = the segment's bounding box), so Slicer opens it with the names and
-colours; atomic, never over a source.
+0, Extent = the segment's bounding box, and a TerminologyEntry tag with the SNOMED CT
+codes of the name, :mod:`napari_medseg.labels.terminology`), so Slicer opens it with
+the names, colours and meanings; atomic, never over a source.
 
 Core module: imports neither napari, Qt nor torch; pynrrd is imported inside the
 functions.
@@ -237,6 +238,22 @@ def _format_vector(values: Iterable[float]) -> str:
     return " ".join(f"{float(v):.6g}" for v in values)
 
 
+def _terminology_tag(name: str) -> str:
+    """Slicer's ``Segment<N>_Tags`` value with the SNOMED CT codes of a class name."""
+    from napari_medseg.labels.terminology import structure_code
+
+    code = structure_code(name)
+
+    def sct(pair: tuple[str, str] | None) -> str:
+        return f"SCT^{pair[0]}^{pair[1]}" if pair else "^^"
+
+    return (
+        "TerminologyEntry:Segmentation category and type - 3D Slicer General Anatomy list"
+        f"~{sct(code.category)}~{sct(code.type)}~{sct(code.modifier)}"
+        "~Anatomic codes - DICOM master list~^^~^^|"
+    )
+
+
 def write_seg_nrrd(
     path: str | PathLike,
     labels: Volume,
@@ -321,7 +338,7 @@ def write_seg_nrrd(
             "LabelValue": str(value),
             "Layer": "0",
             "Extent": extent,
-            "Tags": "|",
+            "Tags": _terminology_tag(str(name)),
         }
         for key, text in fields.items():
             header[f"Segment{number}_{key}"] = text
