@@ -259,3 +259,22 @@ def test_advice_names_only_options_report_has(case, tmp_path, run):
         result = run("report", *args, "-o", tmp_path / "d.csv")
         assert result.returncode == 2 and "4D" in result.stderr
         assert "--volume" not in result.stderr
+
+
+def test_maps_that_do_not_overlap_in_space_are_named_so(case, tmp_path, run):
+    """A reference 500 mm away: every Dice is 0, and the output says why."""
+    far = AFFINE.copy()
+    far[:3, 3] += [500.0, 0.0, 0.0]
+    labels = save_nifti(tmp_path / "labels.nii.gz", case["labels"])
+    reference = save_nifti(tmp_path / "far.nii.gz", case["labels"], far)
+    result = run("report", labels, "--reference", reference, "-o", tmp_path / "r.csv")
+    assert result.returncode == 0
+    rows = read_csv(tmp_path / "r.csv")
+    assert rows and all(float(row["dice"]) == 0.0 for row in rows)
+    assert "do not overlap in space" in result.stderr
+    # the same map overlapping itself on a grid moved by a voxel is not named so
+    near = AFFINE.copy()
+    near[:3, 3] += AFFINE[:3, 0]
+    moved = save_nifti(tmp_path / "near.nii.gz", case["labels"], near)
+    result = run("report", labels, "--reference", moved, "-o", tmp_path / "r2.csv")
+    assert result.returncode == 0 and "do not overlap" not in result.stderr

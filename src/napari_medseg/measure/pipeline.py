@@ -175,7 +175,15 @@ def _reference_on_grid(
     )
     logger.info(message)  # users see it in report.notes (CLI, widget)
     notes.append(message)
-    return resample_labels(array, reference.affine, labels.shape, labels.affine), True
+    resampled = resample_labels(array, reference.affine, labels.shape, labels.affine)
+    if not resampled.any() and array.any():
+        notes.append(
+            f"{shown_ref} and {shown_labels} do not overlap in space: none of the "
+            "reference's labelled voxels lies inside the label map's grid (another patient "
+            "position, scan or frame of reference?). Every Dice is 0 and every distance "
+            "infinite because of that, not because of the labels."
+        )
+    return resampled, True
 
 
 def prepare(
