@@ -78,11 +78,81 @@ def test_random_bytes_are_not_a_checkpoint(unet_spec):
 def test_pickled_objects_are_refused(unet_spec):
     weights = unet_spec.with_name("tiny.pt")
     torch.save(tiny_unet(3, 1, 3), weights)  # a whole model object, not a state_dict
-    with pytest.raises(ModelLoadError, match="arbitrary code") as caught:
+    with pytest.raises(ModelLoadError) as caught:
         load_model(unet_spec)
-    message = str(caught.value)
-    assert str(weights) in message and "weights_only" in message and "state_dict()" in message
-    assert "UNet" in message  # names the class it refused
+    assert str(caught.value) == (
+        f"{weights}: holds Python objects that would run code when loaded (a pickled "
+        "monai.networks.nets.unet.UNet); it is refused. Save plain weights (a state_dict) "
+        "or TorchScript."
+    )
+
+
+class _Payload:
+    """Unpickling this runs its payload: a loader that executes it writes the marker."""
+
+    def __init__(self, call, argument):
+        self.call, self.argument = call, argument
+
+    def __reduce__(self):
+        return (self.call, (self.argument,))
+
+
+def _torch_zip(path, payload: bytes):
+    """torch.save's layout (``archive/data.pkl``, ``archive/version``) around a pickle."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+        archive.writestr("archive/byteorder", "little")
+
+
+@pytest.mark.parametrize(
+    ("layout", "protocol", "via", "refused"),
+    [
+        ("torch.save", 2, "os.system", "posix.system"),
+        ("zip", 2, "eval", "builtins.eval"),
+        ("raw", 2, "eval", "builtins.eval"),
+        ("raw", 4, "eval", "builtins.eval"),  # protocol 4: torch's message names no global
+    ],
+)
+def test_malicious_checkpoint_runs_no_code_and_says_so(
+    unet_spec, tmp_path, layout, protocol, via, refused
+):
+    import os
+    import pickle
+
+    weights = unet_spec.with_name("tiny.pt")
+    marker = tmp_path / "PWNED"
+    if via == "os.system":
+        payload = _Payload(os.system, f"touch {marker}")
+    else:
+        payload = _Payload(eval, f"open({str(marker)!r}, 'w').write('code ran')")
+    if layout == "torch.save":
+        torch.save({"weight": torch.zeros(2), "hook": payload}, weights)
+    else:
+        data = pickle.dumps({"state_dict": payload}, protocol=protocol)
+        if layout == "zip":
+            _torch_zip(weights, data)
+        else:
+            weights.write_bytes(data)
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(unet_spec)
+    assert not marker.exists()  # the payload never ran
+    assert str(caught.value) == (
+        f"{weights}: holds Python objects that would run code when loaded (a pickled "
+        f"{refused}); it is refused. Save plain weights (a state_dict) or TorchScript."
+    )
+    assert "PyTorch 2.6" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_plain_weights_in_pickle_protocol_4_are_named_as_such(unet_spec):
+    weights = unet_spec.with_name("tiny.pt")
+    state = torch.load(weights, weights_only=True)
+    torch.save(state, weights, pickle_protocol=4)  # harmless, but weights-only cannot read it
+    with pytest.raises(ModelLoadError, match="pickled with protocol 4") as caught:
+        load_model(unet_spec)
+    assert "would run code" not in str(caught.value) and "PyTorch 2.6" not in str(caught.value)
 
 
 def test_mismatched_weights_say_which_keys(unet_spec):

@@ -22,7 +22,9 @@ import difflib
 import functools
 import hashlib
 import pickle
+import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -102,16 +104,22 @@ def read_state_dict(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # torch's note when it sees a TorchScript zip
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = _unsupported_global(str(error))
+        found = _unsupported_global(str(error)) or _first_unsafe_global(path)
         if found:
             raise ModelLoadError(
                 path,
-                f"holds pickled Python objects ({found}), not only tensors; loading it would "
-                "run arbitrary code, so it is refused (checkpoints load with "
-                "torch.load(weights_only=True)).",
-                "Save the weights alone with torch.save(model.state_dict(), path), or export "
-                "the model to TorchScript with a JSON spec (network kind 'torchscript'). "
-                + SPEC_DOCS,
+                f"holds Python objects that would run code when loaded (a pickled {found}); "
+                "it is refused.",
+                "Save plain weights (a state_dict) or TorchScript.",
+            ) from None
+        protocol = _pickle_protocol(path)
+        if "Unsupported operand" in str(error) and protocol > 2:
+            raise ModelLoadError(
+                path,
+                f"is pickled with protocol {protocol}, which safe (weights-only) loading "
+                "cannot read.",
+                "Save it again with torch.save(model.state_dict(), path) and torch's default "
+                "pickle protocol.",
             ) from None
         raise _not_a_checkpoint(path, error) from None
     except RuntimeError as error:
@@ -143,17 +151,117 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 
 
 def _unsupported_global(message: str) -> str:
-    """The class name torch's weights-only unpickler refused, if its message says."""
-    marker = "Unsupported global: GLOBAL "
-    if marker not in message:
+    """The global torch's weights-only unpickler refused, if its message names it.
+
+    Two wordings: ``Unsupported global: GLOBAL x.Y was not an allowed global`` and
+    ``Trying to load unsupported GLOBAL posix.system whose module posix is blocked``.
+    """
+    found = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", message)
+    if not found:
         return ""
-    return message.split(marker, 1)[1].split(" ", 1)[0]
+    name = next(name for name in found.groups() if name)
+    return name if "." in name else f"builtins.{name}"  # torch drops "builtins."
+
+
+def _safe_globals() -> set[str]:
+    """Globals torch's weights-only unpickler accepts (``module.name``)."""
+    import torch
+
+    names: set[str] = set()
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        names.update(_get_allowed_globals())
+    except (ImportError, AttributeError):  # private API: fall back to torch's own names
+        pass
+    for item in torch.serialization.get_safe_globals():
+        item = item[0] if isinstance(item, tuple) else item
+        names.add(f"{getattr(item, '__module__', '')}.{getattr(item, '__qualname__', item)}")
+    return names
+
+
+def _pickle_streams(path: Path):
+    """The pickles of a checkpoint, as binary files: ``data.pkl`` of a torch zip, or the file."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith("data.pkl"):
+                    with archive.open(name) as handle:
+                        yield handle
+        return
+    with open(path, "rb") as handle:  # torch's legacy format: several pickles in a row
+        yield handle
+
+
+def _pickle_protocol(path: Path) -> int:
+    """The protocol of a checkpoint's (first) pickle, from its PROTO opcode; 0 if none."""
+    try:
+        for stream in _pickle_streams(path):
+            head = stream.read(2)
+            return head[1] if len(head) == 2 and head[0] == 0x80 else 0
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return 0
+
+
+def _first_unsafe_global(path: Path, max_pickles: int = 5) -> str:
+    """The first global a checkpoint's pickles import that weights-only loading refuses.
+
+    Walks the opcodes with :func:`pickletools.genops` (which runs nothing), for when
+    torch's message does not name the global (e.g. pickle protocol 4, whose FRAME
+    opcode torch stops at first). ``""`` when none is found.
+    """
+    import pickletools
+
+    safe = _safe_globals()
+    try:
+        for stream in _pickle_streams(path):
+            for _ in range(max_pickles):
+                strings: list[str] = []  # string pushes, for STACK_GLOBAL's module and name
+                memo: dict[int, str | None] = {}
+                top: str | None = None  # the last push when it is a string
+                ops = 0
+                for opcode, arg, _pos in pickletools.genops(stream):
+                    ops += 1
+                    name = opcode.name
+                    if name == "GLOBAL":
+                        found = str(arg).replace(" ", ".", 1)
+                    elif name == "STACK_GLOBAL" and len(strings) >= 2:
+                        found = f"{strings[-2]}.{strings[-1]}"
+                    else:
+                        if name == "MEMOIZE":
+                            memo[len(memo)] = top
+                        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+                            memo[int(arg)] = top
+                        else:
+                            if name in ("BINGET", "LONG_BINGET", "GET"):
+                                top = memo.get(int(arg))
+                            else:
+                                top = arg if isinstance(arg, str) and "UNICODE" in name else None
+                            if top is not None:
+                                strings.append(top)
+                        continue
+                    found = re.sub(r"^__builtin__\.", "builtins.", found)  # protocol 2
+                    if found not in safe and found.removeprefix("builtins.") not in safe:
+                        return found
+                if not ops:
+                    break
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError):
+        pass  # a damaged stream: report what torch said instead
+    return ""
 
 
 def _not_a_checkpoint(path: Path, error: BaseException) -> ModelLoadError:
     text = str(error)
     if "WeightsUnpickler error:" in text:  # torch's long note, then the actual reason
         text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    elif "Weights only load failed" in text:  # torch's advice alone: drop it
+        lines = [
+            line
+            for line in text.splitlines()
+            if line.strip() and "PyTorch 2.6" not in line and "weights_only" not in line
+        ]
+        text = lines[0].strip() if lines else ""
     reason = type(error).__name__ + (f": {text.splitlines()[0]}" if text else "")
     return ModelLoadError(
         path,
