@@ -5,7 +5,12 @@ takes the input channels on the scan's grid and returns a :class:`SegmentationRe
 whose labels lie on that same grid, with the same affine:
 
 1. the model's ``preprocess`` puts the channels on the model grid (reorient,
-   resample, intensity transform);
+   resample, intensity transform). NaN and +/-inf voxels are counted first; the
+   model sees them as the channel's lowest finite value (replaced in the
+   preprocessing's own float copy, see :mod:`napari_medseg.models.preprocess`; a
+   preprocessing that keeps them, such as a MONAI bundle's transforms, is run again on
+   copies with them replaced), and the result's ``warnings`` give their count. The
+   scan is never changed;
 2. a sliding window (:mod:`napari_medseg.inference.sliding_window`: MONAI's window placement and
    gaussian blending) runs the network; the volume is cut into blocks at the window
    edges and every block is finalised as soon as its last window is done: divided by
@@ -46,6 +51,7 @@ import numpy as np
 
 from napari_medseg.errors import FileError, MedsegError
 from napari_medseg.io.nifti import label_dtype_for_range
+from napari_medseg.io.nonfinite import count_nonfinite, replace_nonfinite
 from napari_medseg.labels.classes import LabelClass
 from napari_medseg.models.loaded import LoadedModel
 from napari_medseg.progress import Progress, raise_if_cancelled
@@ -56,7 +62,8 @@ logger = logging.getLogger(__name__)
 
 
 class InputChannelsError(FileError):
-    """The input channels do not fit the model (count, or not on one voxel grid)."""
+    """The input channels do not fit the model (count, not on one voxel grid, or a
+    channel without a single finite voxel)."""
 
 
 class InferenceMemoryError(MedsegError):
@@ -169,6 +176,19 @@ def _is_torchscript(network) -> bool:
     import torch
 
     return isinstance(network, torch.jit.ScriptModule)
+
+
+def _finite_copies(volumes: Sequence[Volume], nonfinite: Sequence[int]) -> list[Volume]:
+    """The channels with their NaN/inf voxels replaced by the channel's lowest finite
+    value, in copies (channels without any are passed as they are)."""
+    out = []
+    for volume, count in zip(volumes, nonfinite, strict=True):
+        if count:
+            array = volume.array.copy()
+            replace_nonfinite(array)
+            volume = Volume(array, volume.affine, volume.metadata)
+        out.append(volume)
+    return out
 
 
 def resample_probabilities(
@@ -319,7 +339,8 @@ class Segmenter:
         Raises
         ------
         InputChannelsError
-            Wrong number of channels, or channels on different grids.
+            Wrong number of channels, channels on different grids, or a channel whose
+            voxels are all NaN or infinite.
         Cancelled
             ``cancel`` was set.
         ModelRunError
@@ -335,8 +356,20 @@ class Segmenter:
         if not volumes:
             raise InputChannelsError("input", "no input volume given.")
         source = volumes[0]
+        nonfinite = [count_nonfinite(volume.array) for volume in volumes]
+        for volume, count in zip(volumes, nonfinite, strict=True):
+            if count and count == volume.array.size:  # read_scan refuses these files
+                raise InputChannelsError(
+                    volume.metadata.source or "input",
+                    f"all {count} voxels are NaN or infinite: there is nothing to segment.",
+                    "Segment a scan with image values.",
+                )
         try:
             prepared = self.model.preprocess(volumes)
+            if any(nonfinite) and count_nonfinite(prepared.image.detach().cpu().numpy()):
+                # this preprocessing kept them (a bundle's own transforms): hand it copies
+                del prepared
+                prepared = self.model.preprocess(_finite_copies(volumes, nonfinite))
         except ValueError as error:
             raise InputChannelsError(
                 source.metadata.source or "input", f"{error}.", self._channels_hint()
@@ -345,6 +378,13 @@ class Segmenter:
         del prepared
         preprocessed = time.perf_counter()
         warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
+        warnings += [
+            f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
+            f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
+            "(background, which cannot create structure); check the labels near them."
+            for volume, count in zip(volumes, nonfinite, strict=True)
+            if count
+        ]
         with torch.inference_mode():
             labels, probabilities, run = self._run_with_fallback(
                 image, progress, cancel, return_probabilities, warnings

@@ -11,6 +11,21 @@ see identical inputs. The model grid is defined exactly by its affine:
   voxels of size ``s'`` whose centres are spread over the same field of view
   (``x = (i' + 0.5) * n / n' - 0.5`` in source voxel units, so the field of view
   edges coincide). Linear interpolation is applied one axis at a time.
+
+NaN and +/-inf voxels never reach the interpolation: in the float32 copy made here (the
+scan itself is not changed) each channel's non-finite voxels are replaced by that
+channel's lowest finite value (:func:`napari_medseg.io.nonfinite.replace_nonfinite`).
+Left in, one NaN spreads through the interpolation, through ``normalize`` (its mean
+and standard deviation become NaN) and through every convolution of the windows that
+see it, and the labels of the whole scan silently come out empty. The lowest finite
+value is chosen because it cannot create structure, whatever the intensity transform
+and modality: in CT it is air (or the scanner's padding below it; a ``scale_range``
+window clips both to its lower bound ``b_min``, the value air gets), in MR it is the
+empty background, and, being a value the scan already holds, it stays inside the
+range ``normalize`` and the model were trained on. A fixed value such as the CT
+window's ``a_min`` would mean nothing for MR or z-scored inputs. The engine
+(:meth:`napari_medseg.inference.Segmenter.predict`) counts them and says so in the
+result's warnings.
 """
 
 from __future__ import annotations
@@ -20,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from nibabel import orientations as nio
 
+from napari_medseg.io.nonfinite import replace_nonfinite
 from napari_medseg.models.loaded import ModelInput
 from napari_medseg.models.spec import IntensitySpec, ModelSpec
 from napari_medseg.resample import same_grid
@@ -204,7 +220,8 @@ def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInpu
     Returns
     -------
     ModelInput
-        float32 ``(C, X, Y, Z)`` tensor on the model grid and that grid's affine.
+        float32 ``(C, X, Y, Z)`` tensor on the model grid and that grid's affine; NaN
+        and +/-inf voxels of a channel enter it as that channel's lowest finite value.
 
     Raises
     ------
@@ -221,6 +238,7 @@ def prepare_spec_input(spec: ModelSpec, channels: Sequence[Volume]) -> ModelInpu
         if image is None:  # one float32 buffer for all channels, filled in place
             image = np.empty((len(channels), *view.shape), dtype=np.float32)
         image[index] = view
+        replace_nonfinite(image[index])  # in our copy only; see the module notes
     image = torch.from_numpy(image)
     if spec.target_spacing:
         image, affine = resample_to_spacing(image, affine, spec.target_spacing)
