@@ -268,3 +268,88 @@ def _check_demo_segmentation(out, stdout):
     referenced = {s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence}
     assert referenced == {dicom.metadata.series_uid}
     assert len(seg.SegmentSequence) == len(np.unique(labels[labels > 0]))
+
+
+@pytest.fixture
+def float_ct_with_nan(tmp_path):
+    """A float32 CT in HU (air around tissue) with 2 NaN and 1 inf voxels."""
+    affine = make_affine("LPS", spacing=(0.8, 0.9, 2.0), origin=(40.0, 30.0, -60.0))
+    hu = np.full(SHAPE, -1000.0, np.float32)
+    hu[3:9, 3:8, 1:5] = 40.0
+    hu[5, 5, 2] = 400.0
+    hu[0, 0, 0] = hu[11, 9, 5] = np.nan
+    hu[4, 4, 3] = np.inf
+    path = tmp_path / "ct_float.nii.gz"
+    nib.save(nib.Nifti1Image(hu, affine), path)
+    return path, hu
+
+
+def test_info_prints_the_finite_range_and_the_nan_count(float_ct_with_nan):
+    path, hu = float_ct_with_nan
+    text = medseg("info", path)
+    assert text.returncode == 0, text.stderr
+    assert "modality    : CT" in text.stdout
+    assert (
+        "values      : float32, -1000 .. 400 HU (finite voxels; 3 NaN or infinite)" in text.stdout
+    )
+    assert f"warning     : 3 of {hu.size} voxels are NaN or infinite (2 NaN, 1 infinite)" in (
+        text.stdout
+    )
+    summary = json.loads(medseg("info", path, "--json").stdout)
+    assert summary["value_range"] == [-1000.0, 400.0]
+    assert summary["nonfinite_voxels"] == 3
+    assert summary["modality"] == "CT"
+
+
+def test_convert_writes_nan_as_it_is_and_says_so(float_ct_with_nan, tmp_path):
+    path, hu = float_ct_with_nan
+    out = tmp_path / "copy.nii.gz"
+    result = medseg("convert", path, out)
+    assert result.returncode == 0, result.stderr
+    assert f"3 of {hu.size} voxels are NaN or infinite" in result.stderr
+    assert (
+        f"warning: {out}: the NaN and infinite voxels (3) are written as they are; "
+        "convert never changes values." in result.stderr
+    )
+    written = np.asarray(nib.load(out).dataobj)
+    assert written.dtype == np.float32
+    np.testing.assert_array_equal(written, hu)  # NaN where NaN, inf where inf
+
+
+def test_a_scan_without_a_finite_voxel_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "all_nan.nii.gz"
+    nib.save(nib.Nifti1Image(np.full(SHAPE, np.nan, np.float32), np.eye(4)), path)
+    for args in (("info", path), ("convert", path, tmp_path / "out.nii.gz")):
+        result = medseg(*args)
+        assert result.returncode == 2
+        assert result.stderr.startswith(
+            f"medseg: error: {path}: all {np.prod(SHAPE)} voxels are NaN or infinite"
+        )
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.nii.gz").exists()
+
+
+def test_segment_warns_about_a_nan_block_instead_of_silent_zeros(tmp_path):
+    from model_factory import write_threshold_model
+
+    model = write_threshold_model(tmp_path / "model", level=0.0, target_spacing=(1.5, 1.5, 1.5))
+    affine = make_affine("LPS", spacing=(0.8, 0.9, 2.0), origin=(40.0, 30.0, -60.0))
+    hu = np.full(SHAPE, -1000.0, np.float32)
+    hu[3:9, 3:8, 1:5] = 40.0  # labelled (above 0 HU)
+    clean = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(hu, affine), clean)
+    hu[0:2, 0:2, 0:2] = np.nan  # in the air
+    path = tmp_path / "ct_nan.nii.gz"
+    nib.save(nib.Nifti1Image(hu, affine), path)
+    outputs = []
+    for scan in (clean, path):
+        outputs.append(tmp_path / f"seg_{scan.name}")
+        result = medseg("segment", scan, "-o", outputs[-1], "--model", model)
+        assert result.returncode == 0, result.stderr
+    assert (
+        f"warning: {path}: the model saw its 8 NaN or infinite voxels as the scan's lowest "
+        "finite value (background, which cannot create structure)" in result.stderr
+    )
+    labels, expected = (np.asarray(nib.load(out).dataobj) for out in reversed(outputs))
+    assert expected.any()
+    np.testing.assert_array_equal(labels, expected)

@@ -1,4 +1,9 @@
-"""``medseg convert``: a DICOM series (or a NIfTI file) to NIfTI, geometry kept."""
+"""``medseg convert``: a DICOM series (or a NIfTI file) to NIfTI, geometry kept.
+
+Values are written as they were read: NaN and +/-inf voxels too (a converter does not
+decide what they should have been), with a warning giving their count (see
+:mod:`napari_medseg.io.nonfinite`).
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     write_nifti_like(out, array, affine, volume, description=meta.series_description)
     for warning in meta.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if meta.nonfinite_voxels:
+        print(
+            f"warning: {out}: the NaN and infinite voxels ({meta.nonfinite_voxels}) are "
+            "written as they are; convert never changes values.",
+            file=sys.stderr,
+        )
     print(
         f"wrote {out}: {' x '.join(map(str, array.shape))} voxels, "
         f"spacing {format_spacing(voxel_spacing(affine))} mm, orientation {volume.orientation}"

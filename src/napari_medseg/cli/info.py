@@ -1,4 +1,9 @@
-"""``medseg info``: what is in a scan file, or the series in a DICOM folder."""
+"""``medseg info``: what is in a scan file, or the series in a DICOM folder.
+
+The value range is that of the finite voxels: NaN and +/-inf are counted
+(``nonfinite_voxels``, read once by ``read_scan``) and named in a warning, never
+printed as the range (see :mod:`napari_medseg.io.nonfinite`).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,12 @@ from napari_medseg.cli.common import ALLOW_GAPS_HELP, format_spacing
 
 def _volume_summary(volume) -> dict:
     """Summary of a read volume, without patient identifiers."""
-    import numpy as np
-
     from napari_medseg.geometry import obliquity_deg
+    from napari_medseg.io.nonfinite import finite_range
 
     meta = volume.metadata
     array = volume.array
+    finite = finite_range(array)
     return {
         "source": meta.source,
         "format": meta.format,
@@ -28,7 +33,8 @@ def _volume_summary(volume) -> dict:
         "orientation": volume.orientation,
         "obliquity_deg": round(obliquity_deg(volume.affine), 4),
         "dtype": str(array.dtype),
-        "value_range": [float(np.min(array)), float(np.max(array))] if array.size else [],
+        "value_range": list(finite) if finite is not None else [],
+        "nonfinite_voxels": int(meta.nonfinite_voxels),
         "units": meta.units,
         "qform_code": meta.qform_code,
         "sform_code": meta.sform_code,
@@ -48,7 +54,10 @@ def _print_volume_summary(summary: dict) -> None:
     if summary["obliquity_deg"] > 0.001:
         print(f"  obliquity   : {summary['obliquity_deg']:.3f} deg")
     low, high = summary["value_range"] or (float("nan"), float("nan"))
-    print(f"  values      : {summary['dtype']}, {low:g} .. {high:g} {summary['units']}".rstrip())
+    values = f"{summary['dtype']}, {low:g} .. {high:g} {summary['units']}".rstrip()
+    if summary["nonfinite_voxels"]:
+        values += f" (finite voxels; {summary['nonfinite_voxels']} NaN or infinite)"
+    print(f"  values      : {values}")
     for warning in summary["warnings"]:
         print(f"  warning     : {warning}")
 
