@@ -16,6 +16,7 @@ from typing import Any
 
 from napari_medseg.errors import FileError
 from napari_medseg.labels.classes import LabelClass, default_color
+from napari_medseg.models.domain import ModelDomain
 
 
 class ModelSpecError(FileError):
@@ -138,6 +139,9 @@ class ModelSpec:
         Model-grid axis the 2D model steps along (2 = axial for RAS/LPS grids).
     modality : str
         ``"CT"``, ``"MR"`` or "" when any.
+    domain : ModelDomain
+        The scans the model was trained on (body region, spacing, field of view);
+        scans outside it get a warning before the model runs.
     model_card : str
         Model card file (relative to ``base_dir``), or "".
     base_dir : str
@@ -166,6 +170,7 @@ class ModelSpec:
     paint_order: tuple[tuple[int, int], ...] = ()
     slice_axis: int = 2
     modality: str = ""
+    domain: ModelDomain = field(default_factory=ModelDomain)
     model_card: str = ""
     base_dir: str = ""
 
@@ -243,6 +248,7 @@ class ModelSpec:
         )
         values["network"] = NetworkSpec(**data["network"])
         values["intensity"] = IntensitySpec(**data.get("intensity", {}))
+        values["domain"] = ModelDomain.from_dict(data.get("domain"))
         for key in ("roi_size", "channel_names"):
             if key in values:
                 values[key] = tuple(values[key])
