@@ -6,8 +6,12 @@ before paying for either.
 
 from __future__ import annotations
 
+import os
+import stat
 from os import PathLike
 from pathlib import Path
+
+from napari_medseg.errors import ScanReadError, TruncatedFileError
 
 #: File names that are DICOM by convention (the content is still checked on read).
 DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
@@ -60,3 +64,65 @@ def has_nifti_magic(path: str | PathLike) -> bool:
     head = read_head(path, 352)
     magic = head[_NIFTI1_MAGIC_OFFSET : _NIFTI1_MAGIC_OFFSET + 3]
     return len(head) >= 348 and magic in (b"n+1", b"ni1")
+
+
+def check_readable(path: str | PathLike) -> None:
+    """Raise a typed error unless ``path`` is a folder or a non-empty file this user can read.
+
+    Says what is really wrong (missing, permission denied, empty, a pipe or device)
+    instead of letting a reader call it "not a scan". Reads at most one byte.
+
+    Raises
+    ------
+    ScanReadError
+        Missing, unreachable or unreadable, or not a regular file or folder.
+    TruncatedFileError
+        An empty (0-byte) file.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ScanReadError(path, "no such file or folder.", "Check the path.") from None
+    except PermissionError:
+        raise ScanReadError(
+            path,
+            "cannot be reached: permission denied on a folder above it.",
+            "Check that this user may open the folders on its path (chmod u+x).",
+        ) from None
+    except OSError as error:
+        raise ScanReadError(
+            path, f"cannot be read ({error.strerror or error}).", "Check the disk or share."
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
+        try:
+            with os.scandir(path):
+                pass
+        except PermissionError:
+            raise ScanReadError(
+                path,
+                "permission denied: this user cannot list the folder.",
+                "Check its permissions (chmod u+rx).",
+            ) from None
+        return
+    if not stat.S_ISREG(info.st_mode):  # a pipe would block the reader forever
+        raise ScanReadError(
+            path, "is not a regular file (a pipe, socket or device).", "Open a scan file."
+        )
+    try:
+        with open(path, "rb") as handle:
+            first = handle.read(1)
+    except PermissionError:
+        raise ScanReadError(
+            path,
+            "permission denied: this user cannot read the file.",
+            "Check its read permissions (chmod u+r).",
+        ) from None
+    except OSError as error:
+        raise ScanReadError(
+            path, f"cannot be read ({error.strerror or error}).", "Check the disk or share."
+        ) from None
+    if not first:
+        raise TruncatedFileError(
+            path, "is empty (0 bytes).", "Nothing was saved in it: copy or export it again."
+        )
