@@ -57,9 +57,10 @@ def orientation_code(affine: np.ndarray) -> str:
     """RAS+ axis code of the voxel axes, e.g. ``"LPS"`` for a typical DICOM axial CT.
 
     Each letter says towards which patient side the index along that array axis
-    increases (nibabel's ``aff2axcodes``; the closest axis for oblique scans).
+    increases (nibabel's ``aff2axcodes``; the closest axis for oblique scans). An axis
+    a singular affine leaves without a direction is ``"?"``.
     """
-    return "".join(nib.aff2axcodes(affine))
+    return "".join(code or "?" for code in nib.aff2axcodes(affine))
 
 
 def obliquity_deg(affine: np.ndarray) -> float:
@@ -216,7 +217,13 @@ def display_geometry(affine: np.ndarray, shape: tuple[int, ...]) -> DisplayGeome
     """
     affine = np.asarray(affine, dtype=float)
     shape3 = tuple(int(n) for n in shape[:3])
-    transform = nio.ornt_transform(nio.io_orientation(affine), _display_ornt())
+    orientation = nio.io_orientation(affine)
+    if np.isnan(orientation).any():  # nibabel's "Unable to find out axis 2.0" otherwise
+        raise ValueError(
+            f"cannot show a grid whose affine is singular (voxel axes {orientation_code(affine)} "
+            "do not span 3D space); readers replace such an affine before it gets here"
+        )
+    transform = nio.ornt_transform(orientation, _display_ornt())
     # affine of the display-order array: display index -> RAS+ mm
     display_affine = affine @ nio.inv_ornt_aff(transform, shape3)
     world = RAS_TO_WORLD @ display_affine

@@ -25,6 +25,13 @@ from napari_medseg.errors import (
 )
 from napari_medseg.geometry import OBLIQUE_TOLERANCE_DEG, shear_deg
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
+from napari_medseg.io.nifti_header import (
+    check_voxel_data,
+    one_line,
+    open_nifti,
+    resolve_affine,
+)
+from napari_medseg.io.sniff import check_readable
 from napari_medseg.volume import ScanMetadata, Volume
 
 logger = logging.getLogger(__name__)
@@ -32,7 +39,6 @@ logger = logging.getLogger(__name__)
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: NIfTI pairs: header in ``.hdr``, voxels in ``.img`` (read, never written).
 NIFTI_PAIR_SUFFIXES = (".hdr", ".hdr.gz")
-_NIFTI_CLASSES = (nib.Nifti1Image, nib.Nifti2Image, nib.Nifti1Pair, nib.Nifti2Pair)
 
 #: A CT stored without modality: integer voxels spanning air (-1000) to soft tissue.
 _CT_LIKE_MIN_HU = -900
@@ -50,22 +56,18 @@ def check_nifti_name(path: str | PathLike) -> None:
         raise ScanWriteError(path, "a NIfTI file name ends in .nii or .nii.gz.", "Rename it.")
 
 
-def _unreadable(path: Path, error: OSError) -> ScanReadError:
-    """Typed error for an OS-level read failure (permissions, a vanished file...)."""
-    if isinstance(error, PermissionError):
-        return ScanReadError(path, "permission denied.", "Check the file's read permissions.")
-    return TruncatedFileError(
-        path, f"the file is damaged or truncated ({error}).", "Copy or export it again."
-    )
-
-
 def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volume:
     """Read a NIfTI file into a :class:`~napari_medseg.volume.Volume`.
+
+    The header is checked before any voxel is read (:mod:`napari_medseg.io.nifti_header`):
+    a damaged or hostile header (a bogus dimension count or datatype code, more voxels
+    than the file or memory can hold, voxels past the end of the file) is refused at
+    once, with the problem named, instead of a traceback or gigabytes allocated.
 
     Parameters
     ----------
     path : path
-        ``.nii`` or ``.nii.gz`` file.
+        ``.nii`` or ``.nii.gz`` file, or either half of a ``.hdr``/``.img`` pair.
     volume_index : int, optional
         For a 4D file with more than one volume, which one to read (0-based). A 4D
         file with a single volume needs none.
@@ -75,55 +77,50 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
     Volume
         ``array`` shape ``(I, J, K)``. Integer data without scaling keeps its
         dtype; data with ``scl_slope``/``scl_inter`` comes back as float32 with the
-        scaling applied. ``affine`` is nibabel's resolved affine (sform if its code
-        is set, else qform, else the voxel-size-only fallback with a warning).
+        scaling applied. ``affine`` maps voxels to RAS+ mm: the sform if its code is
+        set, else the qform if its code is set, else voxel sizes only (with a
+        warning), as nibabel and ITK choose; a transform that cannot place voxels
+        (all zeros, singular, non-finite) is skipped with a warning, and a file with
+        no usable one at all is refused (:func:`~napari_medseg.io.nifti_header.resolve_affine`).
 
     Raises
     ------
-    NotAScanError, TruncatedFileError, UnsupportedVolumeError
-        With the file name and what to do.
+    ScanReadError
+        Or a subclass (``NotAScanError``, ``TruncatedFileError``,
+        ``UnsupportedVolumeError``), naming the file, the problem and what to do.
     """
     path = Path(path)
-    if not path.exists():
-        raise ScanReadError(path, "no such file.", "Check the path.")
-    try:
-        image = nib.load(path)
-    except nib.filebasedimages.ImageFileError as error:
+    check_readable(path)
+    if path.is_dir():
         raise NotAScanError(
-            path, f"not a NIfTI file ({error}).", "Open a .nii/.nii.gz scan or a DICOM folder."
-        ) from error
-    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise _unreadable(path, OSError(str(error))) from error
-    except OSError as error:
-        raise _unreadable(path, error) from error
-    if not isinstance(image, _NIFTI_CLASSES):
-        raise NotAScanError(
-            path, f"nibabel reads it as {type(image).__name__}, not NIfTI.", "Convert it to NIfTI."
+            path, "is a folder, not a NIfTI file.", "Give the path of the .nii/.nii.gz file."
         )
-    data_dtype = np.dtype(image.get_data_dtype())
+    opened = open_nifti(path)
+    header = opened.header
+    data_dtype = opened.dtype
     if data_dtype.fields is not None or data_dtype.kind in "cbUSV":
         raise UnsupportedVolumeError(
             path,
             f"holds {data_dtype} voxels (colour, complex or other non-scalar data).",
             "Only scalar (grey-value) volumes and label maps can be opened.",
         )
-    header = image.header
-    data_proxy = image.dataobj
-    shape = tuple(int(n) for n in image.shape)
-    shape = _squeeze_trailing(shape)
-    warnings_found: list[str] = []
+    shape = _squeeze_trailing(opened.shape)
+    warnings_found: list[str] = list(opened.warnings)
     if len(shape) < 2 or len(shape) > 4:
         raise UnsupportedVolumeError(
             path,
-            f"has {len(shape)} dimensions {shape}; only 2D, 3D and 4D NIfTI can be read.",
+            f"has {len(shape)} dimensions ({' x '.join(map(str, shape))}); only 2D, 3D and "
+            "4D NIfTI can be read.",
             "Split it into 3D volumes first (e.g. with fslsplit).",
         )
     if len(shape) == 4:
         if volume_index is None:
             raise UnsupportedVolumeError(
                 path,
-                f"is 4D with {shape[3]} volumes of {shape[:3]}.",
-                f"Choose one with --volume N (0..{shape[3] - 1}) or volume_index=N.",
+                f"is 4D with {shape[3]} volumes of {' x '.join(map(str, shape[:3]))} voxels.",
+                f"Save one of volumes 0..{shape[3] - 1} as its own file first: "
+                f"`medseg convert {path} volume.nii.gz --volume N` (medseg info also takes "
+                "--volume N; in Python, read_scan(path, volume_index=N)).",
             )
         if not 0 <= volume_index < shape[3]:
             raise UnsupportedVolumeError(
@@ -131,42 +128,50 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
                 f"has {shape[3]} volumes; volume {volume_index} does not exist.",
                 f"Choose 0..{shape[3] - 1}.",
             )
+    slope, inter = header.get_slope_inter()
+    scaled = slope is not None and (slope, inter) != (1.0, 0.0)
+    out_itemsize = 4 if scaled or data_dtype.kind == "f" else data_dtype.itemsize
+    check_voxel_data(path, opened, shape[:3], scaled=scaled, output_itemsize=out_itemsize)
+    geometry = resolve_affine(path, header)
+    warnings_found += geometry.warnings
     try:
-        if len(shape) == 4 and len(image.shape) == 4:
+        data_proxy = opened.array_proxy()
+        if len(shape) == 4 and len(opened.shape) == 4:
             raw = data_proxy[..., volume_index]  # reads one volume only
         elif len(shape) == 4:
             raw = np.asanyarray(data_proxy).reshape(shape)[..., volume_index]
         else:
             raw = np.asanyarray(data_proxy).reshape(shape)
     except PermissionError as error:
-        raise _unreadable(path, error) from error
-    except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OSError) as error:
+        raise ScanReadError(
+            path, "permission denied: this user cannot read the file.", "Check its permissions."
+        ) from error
+    except MemoryError:
+        raise ScanReadError(
+            path,
+            f"not enough memory to read {opened.describe(shape[:3])}.",
+            "Close other programs, or open it on a machine with more memory.",
+        ) from None
+    except (EOFError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError, OSError) as error:
         raise TruncatedFileError(
             path,
-            f"the voxel data is shorter than the header says ({error}).",
+            f"the voxel data is shorter than the header says ({one_line(error)}).",
             "The file is truncated or damaged: copy or export it again.",
         ) from error
     array = np.asarray(raw)
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
-    if array.dtype.kind == "f" and array.dtype != image.get_data_dtype():
+    if array.dtype.kind == "f" and array.dtype != data_dtype:
         # scl_slope/scl_inter made nibabel promote to float64; float32 holds HU exactly enough
         array = array.astype(np.float32)
 
-    qform_affine, qform_code = header.get_qform(coded=True)
-    sform_affine, sform_code = header.get_sform(coded=True)
-    if not qform_code and not sform_code:
-        warnings_found.append(
-            "The file has neither a qform nor an sform: its orientation is unknown; "
-            "nibabel's default (voxel sizes only, x flipped) is used."
-        )
     descrip = header.get("descrip")
     description = descrip.item().decode("latin-1", "replace").strip("\x00 ") if descrip else ""
     modality, units = _guess_modality(array)
     window = _calibrated_window(header)
     extra: dict = {}
-    if qform_code and sform_code and not np.allclose(qform_affine, sform_affine, atol=1e-5):
-        extra["qform_affine"] = np.asarray(qform_affine, dtype=float).tolist()
+    if geometry.qform is not None:
+        extra["qform_affine"] = geometry.qform.tolist()
     if modality:
         extra["modality_guessed"] = True
     metadata = ScanMetadata(
@@ -176,12 +181,12 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         units=units,
         series_description=description,
         window=window,
-        qform_code=int(qform_code),
-        sform_code=int(sform_code),
+        qform_code=geometry.qform_code,
+        sform_code=geometry.sform_code,
         warnings=warnings_found,
         extra=extra,
     )
-    return Volume(array=array, affine=np.asarray(image.affine, dtype=float), metadata=metadata)
+    return Volume(array=array, affine=geometry.affine, metadata=metadata)
 
 
 def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
