@@ -63,3 +63,17 @@ def test_bounds_are_read_and_checked():
         ModelDomain.from_dict({"spacing": [1, 2]})
     with pytest.raises(ValueError, match="low <= high"):
         ModelDomain.from_dict({"slice_spacing_mm": [3, 1]})
+
+
+def test_the_engine_reports_a_scan_outside_the_domain():
+    from napari_medseg.inference import Segmenter
+    from napari_medseg.io import read_scan
+    from napari_medseg.samples import sample_path
+
+    scan = read_scan(sample_path("chest_ct"))  # 256 x 200 x 48, 1.14 mm, 5 mm slices
+    slab = Volume(scan.array[:, :, 20:28], scan.affine, scan.metadata)  # 8 slices, 40 mm
+    segmenter = Segmenter("phantom-abdomen-3d", device="cpu")
+    assert segmenter.domain_warnings(scan) == []
+    result = segmenter.predict(slab)
+    text = " ".join(result.warnings)
+    assert "head-foot field of view is 40 mm" in text and "8 slices" in text

@@ -378,6 +378,7 @@ class Segmenter:
         del prepared
         preprocessed = time.perf_counter()
         warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
+        warnings += self.domain_warnings(source)
         warnings += [
             f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
             f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
@@ -523,6 +524,15 @@ class Segmenter:
             flips = [(2,), (3,), (4,)]
         passes = [()] + (flips if self.tta else [])
         return perm, roi, overlap, passes
+
+    def domain_warnings(self, scan: Volume) -> list[str]:
+        """How ``scan`` lies outside the scans the model was made for (its spec's
+        modality and :class:`~napari_medseg.models.domain.ModelDomain`); empty when
+        it does not, or the model states no domain."""
+        from napari_medseg.models.domain import domain_warnings
+
+        spec = self.model.spec
+        return domain_warnings(spec.domain, spec.modality, scan, model=spec.name)
 
     def _run_with_fallback(self, image, progress, cancel, return_probabilities, warnings):
         """Sliding window with retries when the device runs out of memory."""
