@@ -152,12 +152,15 @@ def looks_like_labels(volume: Any) -> bool:
     most common value, and either a NIfTI "label" intent, at most 16 distinct
     values, or at most 255 with a file name that says so (``label``, ``seg``,
     ``mask``, ``tumour``...). Values are counted on a strided sample of about a
-    million voxels. CT is never a label map.
+    million voxels. CT is never a label map, nor is a float file with NaN or infinite
+    voxels (``metadata.nonfinite_voxels``, counted by ``read_scan``): as labels they
+    would silently become 0, so it opens as an image and the read warning naming
+    their count is shown (see :mod:`napari_medseg.io.nonfinite`).
     """
     from napari_medseg._napari.layers import _sample
 
     meta = volume.metadata
-    if meta.modality.upper() == "CT":
+    if meta.modality.upper() == "CT" or meta.nonfinite_voxels:
         return False
     sample = _sample(volume.array)
     if sample.size == 0:
