@@ -442,3 +442,35 @@ def test_class_names_in_any_script_and_with_backslashes_survive(tmp_path):
         300: "Опухоль",
     }
     np.testing.assert_array_equal(back.array, labels.array)
+
+
+def test_anonymised_sources_without_uids(tmp_path, caplog):
+    """Blank Study/Series/Frame of Reference UIDs get new ones (said in a warning); blank
+    SOP Instance UIDs are refused before anything is written: a SEG referencing '' for
+    every image read back painted one label on every slice."""
+    series = write_series(tmp_path / "series", phantom(SHAPE), make_affine("LPS"))
+    for file in series.files:
+        ds = pydicom.dcmread(file)
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"):
+            setattr(ds, keyword, "")
+        ds.save_as(file)
+    volume = read_scan(series.folder)
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[2:5, 2:5, 1] = 1
+    out = tmp_path / "seg.dcm"
+    with caplog.at_level("WARNING"):
+        write_dicom_seg(out, Volume(labels, volume.affine, volume.metadata), series.files, CLASSES)
+    seg = pydicom.dcmread(out)
+    assert seg.StudyInstanceUID and seg.FrameOfReferenceUID and seg.SeriesInstanceUID
+    assert "has no StudyInstanceUID" in caplog.text and "has no FrameOfReferenceUID" in caplog.text
+    np.testing.assert_array_equal(read_dicom_seg(out, volume).array, labels)
+
+    for file in series.files:
+        ds = pydicom.dcmread(file)
+        ds.SOPInstanceUID = ""
+        ds.file_meta.MediaStorageSOPInstanceUID = ""
+        ds.save_as(file)
+    blank = tmp_path / "blank.dcm"
+    with pytest.raises(SegSourceError, match="has no SOP Instance UID") as caught:
+        write_dicom_seg(blank, Volume(labels, volume.affine, volume.metadata), series.files)
+    assert str(blank) in str(caught.value) and not blank.exists()

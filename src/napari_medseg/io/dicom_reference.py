@@ -323,6 +323,24 @@ def source_frames(files: Sequence[str], where: str | PathLike, error: type[FileE
             f"the source files mix a multi-frame image ({multi[0].path}) with other files; a "
             "reference is to single-frame images of one series or to one multi-frame image.",
         )
+    missing = [f for f in frames if not str(f.sop_uid or "").strip()]
+    if missing:
+        raise error(
+            where,
+            f"source file {missing[0].path} has no SOP Instance UID (removed by an "
+            "anonymiser?): the saved object must reference each source image by it.",
+            "Save the labels as NIfTI or .seg.nrrd, or give the images their UIDs back.",
+        )
+    seen: dict[tuple[str, int], Any] = {}
+    for ref in frames:
+        other = seen.setdefault((str(ref.sop_uid), int(ref.frame)), ref)
+        if other is not ref:
+            raise error(
+                where,
+                f"source files {other.path} and {ref.path} share the SOP Instance UID "
+                f"{ref.sop_uid}: the references would not say which image is meant.",
+                "Save the labels as NIfTI or .seg.nrrd, or give each image its own UID.",
+            )
     series = {str(f.info.get("series_uid", "")) for f in frames}
     if len(series) > 1:
         raise error(
@@ -333,12 +351,21 @@ def source_frames(files: Sequence[str], where: str | PathLike, error: type[FileE
     return frames
 
 
+#: Identifiers a derived object copies from its source series, and must not be empty.
+SERIES_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+
+
 def read_source_datasets(
     files: Sequence[str], where: str | PathLike, error: type[FileError]
 ) -> list[Any]:
     """Source headers as pydicom datasets (no pixel data), the patient and study
-    attributes of type 2 present (empty when the source lacks them)."""
+    attributes of type 2 present (empty when the source lacks them).
+
+    A Study, Series or Frame of Reference UID the source lacks (an anonymiser may
+    blank them) is given a new one, the same in every copy, with a logged warning
+    naming it: the object written must have them, and its files stay one study."""
     import pydicom
+    from pydicom.uid import generate_uid
 
     datasets = []
     for file in files:
@@ -350,6 +377,19 @@ def read_source_datasets(
             if keyword not in ds:
                 setattr(ds, keyword, "")
         datasets.append(ds)
+    for keyword in SERIES_UIDS:
+        if all(str(ds.get(keyword, "") or "").strip() for ds in datasets):
+            continue
+        new = generate_uid()
+        for ds in datasets:
+            if not str(ds.get(keyword, "") or "").strip():
+                setattr(ds, keyword, new)
+        logger.warning(
+            "%s: the source series has no %s (anonymised?); the file written uses a new one, %s",
+            where,
+            keyword,
+            new,
+        )
     return datasets
 
 

