@@ -208,6 +208,21 @@ def test_torchscript_kind_but_not_torchscript(tmp_path):
         load_model(path)
 
 
+def test_malicious_pickle_where_torchscript_is_expected(tmp_path):
+    path = write_threshold_model(tmp_path)
+    marker = tmp_path / "PWNED"
+    payload = _Payload(eval, f"open({str(marker)!r}, 'w').write('code ran')")
+    torch.save({"w": torch.ones(2), "hook": payload}, path)
+    with pytest.raises(ModelLoadError) as caught:
+        load_model(path)
+    assert not marker.exists()
+    # torch's first sentence only, not cut in a word nor its "internal miniz error" notes
+    assert "(PytorchStreamReader failed locating file constants.pkl: file not found)." in str(
+        caught.value
+    )
+    assert "miniz" not in str(caught.value)
+
+
 def test_torchscript_where_a_state_dict_is_expected(unet_spec, tmp_path):
     script = write_threshold_model(tmp_path)
     unet_spec.with_name("tiny.pt").write_bytes(script.read_bytes())

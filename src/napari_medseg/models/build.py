@@ -353,7 +353,8 @@ def load_torchscript(path: Path):
             warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 deprecates jit
             return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError, OSError) as error:
-        detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        detail = text.split(". ", 1)[0].rstrip(".")[:200]  # torch's first sentence
         hint = ""
         if "constants.pkl" in str(error):
             hint = (
