@@ -14,9 +14,25 @@ ALLOW_GAPS_HELP = (
 )
 
 
+#: How the core's messages tell Python callers to read a series with gaps anyway.
+PYTHON_ALLOW_GAPS = "allow_gaps=True"
+
+
+def cli_advice(text: str, *, has_allow_gaps: bool = True) -> str:
+    """A core message with its Python advice said the command line's way.
+
+    The core's errors and warnings tell Python callers to pass
+    ``allow_gaps=True``; ``medseg info``, ``convert`` and ``segment`` spell it
+    ``--allow-gaps``, and a command without that option (``report``) is pointed
+    to ``medseg convert --allow-gaps``.
+    """
+    option = "--allow-gaps" if has_allow_gaps else "`medseg convert --allow-gaps` (into NIfTI)"
+    return text.replace(PYTHON_ALLOW_GAPS, option)
+
+
 def format_spacing(values: Sequence[float]) -> str:
     """Voxel sizes as ``"0.7 x 0.7 x 1.25"`` (4 significant digits)."""
     return " x ".join(f"{v:.4g}" for v in values)
 
 
-__all__ = ["ALLOW_GAPS_HELP", "EXIT_BAD_INPUT", "format_spacing"]
+__all__ = ["ALLOW_GAPS_HELP", "EXIT_BAD_INPUT", "cli_advice", "format_spacing"]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from napari_medseg import __version__
 from napari_medseg.cli import convert, demo, info, report, segment
-from napari_medseg.cli.common import EXIT_BAD_INPUT
+from napari_medseg.cli.common import EXIT_BAD_INPUT, cli_advice
 from napari_medseg.errors import MedsegError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MedsegError as error:
-        print(f"medseg: error: {error}", file=sys.stderr)
+        message = cli_advice(str(error), has_allow_gaps=hasattr(args, "allow_gaps"))
+        print(f"medseg: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:  # the last net: a file system problem the I/O layer let through
         where = error.filename or "a file"

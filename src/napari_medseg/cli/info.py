@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_medseg.cli.common import ALLOW_GAPS_HELP, format_spacing
+from napari_medseg.cli.common import ALLOW_GAPS_HELP, cli_advice, format_spacing
 
 
 def _volume_summary(volume) -> dict:
@@ -101,7 +101,32 @@ def _print_series_table(path: Path, rows: list[dict]) -> None:
             f"spacing {format_spacing(spacing)} mm, orientation {row.get('orientation')}"
         )
         for warning in row.get("warnings") or []:
-            print(f"      warning: {warning}")
+            print(f"      warning: {cli_advice(warning)}")
+
+
+#: Skipped files ``medseg info`` lists below the series, and how it titles them.
+_REPORTED_SKIPS = {
+    "unreadable": "could not be read",
+    "outside": "refused: referenced by the DICOMDIR outside its folder",
+}
+
+
+def _skipped_rows(skipped) -> list[dict]:
+    """The skipped files worth a user's attention: unreadable ones, refused references."""
+    return [
+        {"path": s.path, "kind": s.kind, "reason": s.reason}
+        for s in skipped
+        if s.kind in _REPORTED_SKIPS
+    ]
+
+
+def _print_skipped(rows: list[dict]) -> None:
+    for kind, title in _REPORTED_SKIPS.items():
+        listed = [row for row in rows if row["kind"] == kind]
+        if listed:
+            print(f"  {len(listed)} file{'s' * (len(listed) != 1)} {title}:")
+            for row in listed:
+                print(f"      {row['path']}: {row['reason']}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -121,11 +146,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     from napari_medseg.io.dicom import index_dicom
 
-    rows = [_series_summary(series) for series in index_dicom(path)]
+    index = index_dicom(path)
+    rows = [_series_summary(series) for series in index]
+    skipped = _skipped_rows(index.skipped)
     if args.json:
-        print(json.dumps({"source": str(path), "series": rows}, indent=2))
+        print(json.dumps({"source": str(path), "series": rows, "skipped": skipped}, indent=2))
     else:
         _print_series_table(path, rows)
+        _print_skipped(skipped)
     return 0
 
 
