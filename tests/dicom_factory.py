@@ -349,6 +349,43 @@ def truncate_bytes(path, drop: int) -> Path:
     return path
 
 
+def damage(path: str | os.PathLike, how: str) -> Path:
+    """Make one file of a series unreadable, as real folders have them.
+
+    ``how``: ``"empty"`` (0 bytes, an interrupted copy), ``"random"`` (random
+    bytes), ``"header"`` (the header cut short, so it does not parse),
+    ``"bad-ts"`` (a Transfer Syntax UID that is no transfer syntax: CT Image
+    Storage's UID).
+    """
+    path = Path(path)
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "random":
+        path.write_bytes(np.random.default_rng(7).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    elif how == "header":
+        data = path.read_bytes()
+        path.write_bytes(data[:300])  # inside the file meta / first elements
+    elif how == "bad-ts":
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+        ds.save_as(path, implicit_vr=False, little_endian=True, force_encoding=True)
+    else:
+        raise ValueError(how)
+    return path
+
+
+def copy_alone(path: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """A copy of one file in a folder of its own; returns the copy.
+
+    pydicom's test-file folder also holds damaged files (one is a header cut
+    after ImageType) that could be a lost slice of any series there, so a
+    series read from that folder is refused as possibly incomplete.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(path, folder / Path(path).name))
+
+
 def write_dicomdir(source_files: list[Path], output: str | os.PathLike) -> Path:
     """Copy files into a DICOM File-set with a DICOMDIR (pydicom FileSet); return it."""
     from pydicom.fileset import FileSet

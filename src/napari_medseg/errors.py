@@ -68,6 +68,10 @@ class InconsistentSeriesError(ScanReadError):
     """A DICOM series cannot be assembled into one volume (mixed shapes, missing geometry)."""
 
 
+class IncompleteSeriesError(InconsistentSeriesError):
+    """Files beside a DICOM series could not be read and may be its missing slices."""
+
+
 class SeriesNotFoundError(ScanReadError):
     """The requested series is not in the folder."""
 
@@ -105,6 +109,7 @@ __all__ = [
     "EmptyFolderError",
     "FileError",
     "InconsistentSeriesError",
+    "IncompleteSeriesError",
     "MedsegError",
     "NotAScanError",
     "OverwriteSourceError",

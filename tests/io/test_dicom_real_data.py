@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pydicom
 import pytest
-from dicom_factory import add_functional_groups, sitk_read
+from dicom_factory import add_functional_groups, copy_alone, sitk_read
 
 from napari_medseg.errors import AmbiguousSeriesError, InconsistentSeriesError
 from napari_medseg.io.dicom import index_dicom, read_dicom, read_dicom_series
@@ -41,9 +41,9 @@ MR_SMALL = [
 ]
 
 
-def test_mr_small_matches_simpleitk():
+def test_mr_small_matches_simpleitk(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
-    path = _file("MR_small.dcm")
+    path = str(copy_alone(_file("MR_small.dcm"), tmp_path))
     volume = read_dicom(path)
     image = sitk.ReadImage(path)
     ref = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
@@ -54,9 +54,9 @@ def test_mr_small_matches_simpleitk():
 
 
 @pytest.mark.parametrize("name", MR_SMALL)
-def test_mr_small_syntaxes_decode_like_uncompressed(name):
-    reference = read_dicom(_file("MR_small.dcm"))
-    volume = read_dicom(_file(name))
+def test_mr_small_syntaxes_decode_like_uncompressed(tmp_path, name):
+    reference = read_dicom(copy_alone(_file("MR_small.dcm"), tmp_path / "reference"))
+    volume = read_dicom(copy_alone(_file(name), tmp_path / "other"))
     np.testing.assert_array_equal(volume.array, reference.array)
     np.testing.assert_allclose(volume.affine, reference.affine)
 
@@ -169,11 +169,13 @@ def test_dicomdir_ct_matches_simpleitk():
 def test_dicomdir_ct_with_gap():
     series = index_dicom(_dicomdir())
     (ct,) = [s for s in series if s.description == "Routine Brain"]
-    with pytest.raises(InconsistentSeriesError, match="gap"):
-        read_dicom_series(ct)
-    volume = read_dicom_series(ct, allow_gaps=True)
-    # 4 slices at -99.48, 103.02, 104.27, 105.52 mm with a 1.25 mm step
-    assert volume.shape == (16, 16, 165)
-    assert len(volume.metadata.extra["missing_slices"]) == 161
-    np.testing.assert_allclose(volume.lps_affine[2, 2], 1.25, atol=1e-4)
-    np.testing.assert_allclose(volume.lps_affine[2, 3], -99.48, atol=1e-3)
+    # 4 slices at -99.48, 103.02, 104.27, 105.52 mm with a 1.25 mm step: filling the
+    # 202.5 mm gap would invent 161 slices for 4 real ones, refused even with allow_gaps
+    for allow_gaps in (False, True):
+        with pytest.raises(InconsistentSeriesError) as info:
+            read_dicom_series(ct, allow_gaps=allow_gaps)
+        message = str(info.value)
+        assert "Routine Brain" in message and ct.key in message
+        assert "202.5 mm" in message and "invent 161" in message
+        assert "allow_gaps" not in message and "np." not in message
+        assert info.value.path.endswith("17106")  # the lone slice

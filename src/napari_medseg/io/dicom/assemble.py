@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 import numpy as np
 
 from napari_medseg.errors import InconsistentSeriesError
+from napari_medseg.io.dicom.completeness import check_unreadable
 from napari_medseg.io.dicom.metadata import series_metadata
 from napari_medseg.io.dicom.pixels import (
     check_decoder,
@@ -290,6 +291,17 @@ class _Assembler:
         return out
 
 
+def _ranges(indices: list[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``"3-5, 9"``."""
+    runs: list[list[int]] = []
+    for k in indices:
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
+
+
 def _worker_count() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -316,11 +328,15 @@ def read_dicom_series(
         step is the smallest cluster of steps, cross-checked with
         SpacingBetweenSlices / SliceThickness) raise by default, and so does
         irregular spacing that puts a slice more than half a voxel from its
-        true position on the uniform grid. With True missing slices are filled
-        with the volume's minimum value, listed in
+        true position on the uniform grid, and so do unreadable files beside
+        the series that may be its end slices (see
+        :mod:`~napari_medseg.io.dicom.completeness`). With True missing slices
+        are filled with the volume's minimum value, listed in
         ``metadata.extra["missing_slices"]`` and reported in the warnings (the
         grid keeps the true slice step, so nothing is stretched), and the worst
-        misplacement is reported in the warnings.
+        misplacement and the unreadable files are reported in the warnings.
+        Gaps whose filling would invent more slices than the series has raise
+        even then.
 
     Returns
     -------
@@ -338,10 +354,15 @@ def read_dicom_series(
 
     Raises
     ------
+    IncompleteSeriesError
+        Without ``allow_gaps``: files beside the series cannot be read and may
+        be its end slices, or the series has a gap and unreadable files beside
+        it (names them).
     InconsistentSeriesError
         Missing/mixed geometry, slices off a line, a gap or a slice misplaced by
-        more than half a voxel (without ``allow_gaps``), or two different
-        images at one position.
+        more than half a voxel (without ``allow_gaps``), gaps that would need
+        more filler slices than the series has, or two different images at one
+        position.
     TruncatedFileError, UnsupportedTransferSyntaxError, UnsupportedVolumeError
         Naming the file and what to do.
     ScanReadError
@@ -358,7 +379,13 @@ def read_dicom_series(
             "Index the folder again with index_dicom() and choose a series it lists.",
         )
     raise_if_cancelled(cancel, "DICOM read cancelled")
-    plan = plan_stack(frames, allow_gaps=allow_gaps)
+    name = series.key + (f" ({series.description!r})" if series.description else "")
+    # with unreadable files beside the series its gaps decide what to say, so plan leniently
+    lenient = allow_gaps or bool(series.unreadable)
+    plan = plan_stack(frames, allow_gaps=lenient, name=name)
+    unreadable_notes = check_unreadable(series, plan, allow_gaps)
+    if lenient and not allow_gaps and (plan.gaps or plan.misplaced):
+        plan_stack(frames, allow_gaps=False, name=name)  # raises the gap or misplacement
     checked: set[str] = set()
     for k_slot in plan.slots:
         for idx in k_slot:
@@ -367,7 +394,7 @@ def read_dicom_series(
             if ref.transfer_syntax not in checked:
                 check_decoder(ref)
                 checked.add(ref.transfer_syntax)
-    warnings = list(plan.warnings)
+    warnings = unreadable_notes + list(plan.warnings)
     warnings.extend(_resolve_duplicates(frames, plan))
 
     assembler = _Assembler(frames, plan)
@@ -409,8 +436,9 @@ def read_dicom_series(
     if plan.missing:
         fill = block[plan.missing[0]].flat[0]
         warnings.append(
-            f"{len(plan.missing)} missing slice(s) (output slices {plan.missing}) were filled "
-            f"with the volume's minimum value {fill}; the grid keeps the true slice step"
+            f"{len(plan.missing)} missing slice(s) (output slices {_ranges(plan.missing)}) "
+            f"were filled with the volume's minimum value {fill:g}; the grid keeps the true "
+            "slice step"
         )
     metadata = series_metadata(
         series, assembler.slots, sorted(assembler.luts), assembler.stored, plan, warnings

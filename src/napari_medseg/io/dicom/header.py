@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 from typing import Any
@@ -17,8 +18,8 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from napari_medseg.io.dicom.multiframe import enhanced_frames
 from napari_medseg.io.dicom.records import FrameRef, SkippedFile, copy_frame
-from napari_medseg.io.dicom.values import to_float, to_floats, to_int, to_str
-from napari_medseg.io.sniff import classify_dicom_head, is_dicomdir_name
+from napari_medseg.io.dicom.values import one_line, to_float, to_floats, to_int, to_str
+from napari_medseg.io.sniff import DICOM_SUFFIXES, classify_dicom_head, is_dicomdir_name
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ HEADER_TAGS = [
     "SeriesNumber",
     "AcquisitionNumber",
     "InstanceNumber",
+    "ImagesInAcquisition",
     "ImagePositionPatient",
     "ImageOrientationPatient",
     "FrameOfReferenceUID",
@@ -101,8 +103,156 @@ _HEADER_TAG_NUMBERS = [tag_for_keyword(k) for k in HEADER_TAGS]
 _HEAD_BYTES = 64 * 1024
 
 _PIXEL_DATA_TAG = 0x7FE00010
+_SERIES_UID_TAG = 0x0020000E
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LOCALIZER_WORDS = {"LOCALIZER", "SCOUT"}
+
+#: First bytes of formats that live beside DICOM files on media and in exports
+#: (thumbnails, reports, archives, viewers): such a file is "not DICOM", not damaged.
+_FOREIGN_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",  # JPEG
+    b"GIF8",
+    b"BM",  # bitmap
+    b"II*\x00",  # TIFF
+    b"MM\x00*",
+    b"%PDF",
+    b"PK\x03\x04",  # zip, docx
+    b"\x1f\x8b",  # gzip
+    b"\x7fELF",
+    b"MZ",  # Windows executable
+    b"\xd0\xcf\x11\xe0",  # OLE (doc, xls, Thumbs.db)
+    b"{\\rtf",
+)
+#: Bytes that do not occur in text files (controls other than tab, newlines, form feed).
+_BINARY_BYTES = bytes([*range(0, 9), 11, *range(14, 27), *range(28, 32), 127])
+_NIFTI_MAGIC = (b"n+1\x00", b"ni1\x00", b"n+2\x00", b"ni2\x00")
+#: Advice for a file of a series folder that cannot be read.
+COPY_AGAIN = "Copy the file again from its source, or remove it from the folder."
+
+
+def non_regular_kind(mode: int) -> str:
+    """What a file system entry that is not a regular file is, for messages.
+
+    Parameters
+    ----------
+    mode : int
+        ``st_mode`` from :func:`os.stat`.
+    """
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def looks_foreign(head: bytes) -> bool:
+    """Whether the first bytes of a file show another known format, or text.
+
+    Parameters
+    ----------
+    head : bytes
+        The file's first bytes (a few hundred are enough).
+    """
+    if head.startswith(_FOREIGN_MAGIC):
+        return True
+    if len(head) >= 348 and head[344:348] in _NIFTI_MAGIC:
+        return True
+    sample = head[:1024]
+    return not any(byte in _BINARY_BYTES for byte in sample)
+
+
+#: SeriesInstanceUID (0020,000E) as it starts in explicit little endian, implicit little
+#: endian and explicit big endian encodings: (tag bytes, length format, length size).
+_SERIES_UID_ELEMENTS = (
+    (b"\x20\x00\x0e\x00UI", "<H", 2),
+    (b"\x00\x20\x00\x0eUI", ">H", 2),
+    (b"\x20\x00\x0e\x00", "<L", 4),
+)
+_UID_CHARS = frozenset(b"0123456789.")
+
+
+def peek_series_uid(data: bytes) -> str:
+    """The SeriesInstanceUID in the raw bytes of a file whose header does not parse.
+
+    A damaged file (cut short, odd encoding) often still holds the element;
+    knowing it tells whether the file can be a slice of a given series. The last
+    element that holds a well-formed UID wins: the top-level one follows any
+    sequence (group 0008) that might reference another series.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's first bytes.
+
+    Returns
+    -------
+    str
+        The UID, or ``""`` when none is found.
+    """
+    found = ""
+    for tag, length_format, size in _SERIES_UID_ELEMENTS:
+        start = data.find(tag)
+        while start >= 0:
+            at = start + len(tag)
+            if at + size <= len(data):
+                (length,) = struct.unpack(length_format, data[at : at + size])
+                value = data[at + size : at + size + length].rstrip(b"\x00 ")
+                if 0 < length <= 66 and value and set(value) <= _UID_CHARS and b"." in value:
+                    found = value.decode("ascii")
+            start = data.find(tag, start + 1)
+        if found:
+            return found
+    return ""
+
+
+def _series_uid_of(
+    header: FastHeader | None, head: bytes, pixel_element: tuple | None = None
+) -> str | None:
+    """The SeriesInstanceUID of a file that cannot be read as an image (see
+    :attr:`SkippedFile.series_uid`): from its parsed header, where the header
+    parsed; else from its raw bytes; ``""`` when its header reaches past
+    (0020,000E) without it; None when unknown."""
+    if header is not None:
+        uid = to_str(header.get("SeriesInstanceUID"))
+        if uid:
+            return uid
+        if pixel_element is not None:
+            return ""  # read up to its pixel data, which follows (0020,000E)
+        try:  # every element this time, to see how far the header goes
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                full = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
+            tags = [int(elem.tag) for elem in full]
+        except Exception:  # the part that parsed with the header tags is all there is
+            tags = list(header._raw)
+        if any(tag > _SERIES_UID_TAG for tag in tags):
+            return ""  # elements are in tag order: this file has no SeriesInstanceUID
+    return peek_series_uid(head) or None
+
+
+def _no_dicom_kind(path: str, head: bytes, size: int, why: str) -> tuple[str, str]:
+    """Kind and reason of a file that holds no DICOM data set.
+
+    ``"unreadable"`` when it looks like a damaged member of a DICOM folder: empty
+    (an interrupted copy), named ``*.dcm``/``*.ima``/``*.dicom``, or named without
+    a type suffix (as PACS exports and media name their DICOM files) and holding
+    binary data of no known other format. Else ``"not-dicom"`` (a report, a
+    thumbnail, a text file beside the images).
+    """
+    if size == 0:
+        return "unreadable", "is empty (0 bytes), as after an interrupted copy."
+    name = os.path.basename(path).lower()
+    if name.endswith(DICOM_SUFFIXES):
+        return "unreadable", f"is named like a DICOM file but cannot be read as DICOM ({why})."
+    suffix = os.path.splitext(name)[1][1:]
+    if (not suffix or suffix.isdigit()) and not looks_foreign(head):
+        return "unreadable", f"holds binary data that cannot be read as DICOM ({why})."
+    return "not-dicom", f"is not a DICOM file ({why})."
 
 
 def sop_class_name(uid: str) -> str:
@@ -211,6 +361,7 @@ def _series_info(ds: Any, sop_class: str) -> dict[str, Any]:
         "repetition_time": to_float(ds.get("RepetitionTime")),
         "pixel_padding_value": to_int(ds.get("PixelPaddingValue")),
         "pixel_padding_range_limit": to_int(ds.get("PixelPaddingRangeLimit")),
+        "images_in_acquisition": to_int(ds.get("ImagesInAcquisition")),
     }
 
 
@@ -259,19 +410,43 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
         One record per image frame; or why the file was skipped (non-DICOM,
         non-image object, unreadable header).
 
+    Kinds of skipped files: ``"unreadable"`` (a file that should hold an image
+    but cannot be read: empty, cut short, a header that does not parse, a
+    transfer syntax UID that is not one, binary data without a DICOM marker in a
+    file named like DICOM), ``"not-dicom"`` (another format, e.g. a text or
+    image file beside the series), ``"non-image"``, ``"dicomdir"`` and
+    ``"not-file"`` (a named pipe, socket or device: never opened, as reading a
+    pipe waits forever).
+
     Raises
     ------
-    napari_medseg.errors.NotAScanError, TruncatedFileError
+    napari_medseg.errors.NotAScanError, TruncatedFileError, UnsupportedTransferSyntaxError
         Only when ``explicit`` is True.
     """
-    from napari_medseg.errors import NotAScanError, TruncatedFileError
+    from napari_medseg.errors import (
+        NotAScanError,
+        TruncatedFileError,
+        UnsupportedTransferSyntaxError,
+    )
 
-    def skip(reason: str, kind: str, fix: str = "") -> SkippedFile:
+    head_bytes = b""
+    header: FastHeader | None = None
+    element: tuple[int, int, str] | None = None
+
+    def skip(reason: str, kind: str, fix: str = "", error: type | None = None) -> SkippedFile:
         if explicit:
-            error = TruncatedFileError if kind == "unreadable" else NotAScanError
+            if error is None:
+                error = TruncatedFileError if kind == "unreadable" else NotAScanError
             raise error(path, reason, fix or "Open a DICOM image file or a folder of them.")
-        return SkippedFile(path, reason, kind)
+        uid = _series_uid_of(header, head_bytes, element) if kind == "unreadable" else None
+        return SkippedFile(path, reason, kind, series_uid=uid)
 
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return skip(f"cannot be opened ({error.strerror or error}).", "unreadable")
+    if not stat.S_ISREG(mode):  # opening a named pipe would wait for a writer forever
+        return skip(f"is {non_regular_kind(mode)}, not a file; not opened.", "not-file")
     try:
         fp = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
@@ -283,7 +458,8 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
         head_bytes = fp.read(_HEAD_BYTES)
         kind = classify_dicom_head(head_bytes[:132])
         if not kind:
-            return skip("is not a DICOM file (no 'DICM' marker).", "not-dicom")
+            what, reason = _no_dicom_kind(path, head_bytes, file_size, "no 'DICM' marker")
+            return skip(reason, what, COPY_AGAIN if what == "unreadable" else "", NotAScanError)
         sources = [io.BytesIO(head_bytes)]
         if len(head_bytes) < file_size:
             sources.append(fp)
@@ -299,22 +475,26 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
                         force=kind == "raw",
                     )
             except InvalidDicomError as error:
-                return skip(f"is not a valid DICOM file ({error}).", "not-dicom")
+                if kind == "part10":  # the DICM marker is there: a damaged file
+                    reason = f"is not a valid DICOM file ({one_line(error)})."
+                    return skip(reason, "unreadable", COPY_AGAIN)
+                what, reason = _no_dicom_kind(path, head_bytes, file_size, one_line(error))
+                return skip(reason, what, COPY_AGAIN if what == "unreadable" else "", NotAScanError)
             except (EOFError, struct.error, OSError) as error:
                 if attempt + 1 < len(sources):
                     continue
                 return skip(
-                    f"DICOM header is truncated or corrupt ({error}).",
+                    f"DICOM header is truncated or corrupt ({one_line(error)}).",
                     "unreadable",
-                    "Copy the file again from its source, or remove it from the folder.",
+                    COPY_AGAIN,
                 )
             except Exception as error:  # pydicom raises many types on malformed headers
                 if attempt + 1 < len(sources):
                     continue
                 return skip(
-                    f"DICOM header cannot be parsed ({type(error).__name__}: {error}).",
+                    f"DICOM header cannot be parsed ({type(error).__name__}: {one_line(error)}).",
                     "unreadable",
-                    "Copy the file again from its source, or remove it from the folder.",
+                    COPY_AGAIN,
                 )
             try:
                 implicit, little = ds.original_encoding
@@ -342,6 +522,15 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
                 if implicit
                 else (pydicom.uid.ExplicitVRLittleEndian if little else "1.2.840.10008.1.2.2")
             )
+        problem = _transfer_syntax_problem(ts)
+        if problem:
+            return skip(
+                problem,
+                "unreadable",
+                "Its file meta information is damaged: copy the file again from its source, "
+                "re-export it, or remove it from the folder.",
+                UnsupportedTransferSyntaxError,
+            )
         if ts == DeflatedExplicitVRLittleEndian:
             element = None  # positions refer to the inflated stream, not the file
         has_image_attrs = "Rows" in header and "Columns" in header
@@ -352,7 +541,7 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
                     "holds a DICOM header but no pixel data: the file is truncated (or its "
                     "pixel data was stripped).",
                     "unreadable",
-                    "Copy the file again from its source, or remove it from the folder.",
+                    COPY_AGAIN,
                 )
             return skip(
                 f"has no pixel data ({sop_class_name(sop_class)}), not an image.", "non-image"
@@ -360,6 +549,27 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
         if not has_image_attrs:
             return skip("has pixel data but no Rows/Columns.", "unreadable")
         return _frames_from_header(header, path, sop_class, UID(ts), little, element, file_size)
+
+
+def _transfer_syntax_problem(uid: str) -> str:
+    """Why a file's Transfer Syntax UID cannot be used, or ``""`` when it can.
+
+    pydicom raises ``ValueError`` from ``UID.is_compressed`` for a UID that is
+    not a transfer syntax (a SOP class UID written there, a private or garbled
+    UID); such a file's pixel data cannot be interpreted.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about malformed UIDs
+        ts = UID(uid)
+        if ts.is_transfer_syntax:
+            return ""
+        name = ts.name if ts.name != str(ts) else ""
+    shown = "".join(c if c.isprintable() else "?" for c in str(uid))[:80]
+    what = f" ({name})" if name else ""
+    return (
+        f"declares Transfer Syntax UID {shown}{what}, which is not a DICOM transfer syntax, "
+        "so its pixel data cannot be interpreted."
+    )
 
 
 def _frames_from_header(

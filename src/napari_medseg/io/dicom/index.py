@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import re
+import stat
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -13,10 +14,21 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.errors import EmptyFolderError, InconsistentSeriesError, ScanReadError
+from napari_medseg.errors import (
+    EmptyFolderError,
+    InconsistentSeriesError,
+    NotAScanError,
+    ScanReadError,
+)
 from napari_medseg.geometry import orientation_code
+from napari_medseg.io.dicom.completeness import (
+    describe_files,
+    index_warnings,
+    possible_end_slices,
+    unreadable_beside,
+)
 from napari_medseg.io.dicom.dicomdir import dicomdir_files, is_dicomdir
-from napari_medseg.io.dicom.header import read_header, sop_class_name
+from napari_medseg.io.dicom.header import non_regular_kind, read_header, sop_class_name
 from napari_medseg.io.dicom.records import (
     FrameRef,
     SeriesInfo,
@@ -29,6 +41,7 @@ from napari_medseg.io.dicom.stack import (
     direction_cosines,
     plan_stack,
 )
+from napari_medseg.io.dicom.values import order_key
 from napari_medseg.progress import Progress, raise_if_cancelled
 from napari_medseg.volume import RAS_TO_LPS
 
@@ -53,12 +66,82 @@ _SPLIT_KEYS = (
 
 
 def _walk(folder: Path) -> list[str]:
-    """All regular files under ``folder`` (recursive), hidden ones skipped, sorted."""
+    """All regular files under ``folder`` (recursive), hidden ones skipped, sorted.
+
+    Nothing that is not a regular file is opened: named pipes (reading one waits
+    for a writer forever), sockets and devices are skipped, and so are symbolic
+    links that loop; each is logged at debug level. Symbolic links to regular
+    files are followed; a link whose target is gone is kept, so that reading it
+    reports it as unreadable. Folders reached through a symbolic link are not
+    entered (as :func:`os.walk` does), so a folder linked into itself cannot loop.
+    """
     out: list[str] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+
+    def unlistable(error: OSError) -> None:
+        logger.debug("cannot list %s: %s", error.filename, error.strerror or error)
+
+    for root, dirs, files in os.walk(folder, onerror=unlistable):
+        kept = []
+        for name in sorted(dirs):
+            full = os.path.join(root, name)
+            if name.startswith("."):
+                continue
+            if os.path.islink(full):
+                logger.debug("not entering %s: a folder reached through a symbolic link", full)
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            full = os.path.join(root, name)
+            try:
+                mode = os.stat(full).st_mode
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    logger.debug("skipping %s: a symbolic link that loops", full)
+                else:  # e.g. a link to a file that is gone: reported as unreadable
+                    out.append(full)
+                continue
+            if stat.S_ISREG(mode):
+                out.append(full)
+            else:
+                logger.debug("skipping %s: %s, not a regular file", full, non_regular_kind(mode))
     return out
+
+
+def _check_root(root: Path) -> int:
+    """``st_mode`` of what the user opened; typed errors for what cannot be opened.
+
+    Raises
+    ------
+    ScanReadError
+        The path does not exist, cannot be examined, or is a symbolic link loop.
+    NotAScanError
+        It is a named pipe, socket or device (never opened: a pipe would block).
+    """
+    try:
+        mode = os.stat(root).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ScanReadError(
+                root,
+                "is a symbolic link that loops (it leads, directly or through other links, "
+                "back to itself).",
+                "Open the real file or folder it was meant to point to.",
+            ) from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ScanReadError(root, "no such file or folder.", "Check the path.") from None
+        raise ScanReadError(
+            root, f"cannot be opened ({error.strerror or error}).", "Check its permissions."
+        ) from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise NotAScanError(
+            root,
+            f"is {non_regular_kind(mode)}, not a file or folder; it is not opened.",
+            "Open a DICOM file, a folder of them or a DICOMDIR.",
+        )
+    return mode
 
 
 def _index_dicomdir(
@@ -66,9 +149,30 @@ def _index_dicomdir(
 ) -> SeriesList:
     """Index the files a DICOMDIR references; walk its folder when none is there.
 
-    Referenced files that are missing are listed in ``SeriesList.skipped``.
+    Referenced files that are missing are listed in ``SeriesList.skipped`` as
+    unreadable (so a lost end slice is caught like an unreadable one), and
+    references outside the DICOMDIR's folder tree as ``"outside"`` (never read).
     """
-    found, missing = dicomdir_files(path)
+    refs = dicomdir_files(path)
+    found, missing = refs.found, refs.missing
+    skipped = [
+        SkippedFile(f, "is referenced by the DICOMDIR but missing.", "unreadable") for f in missing
+    ]
+    if refs.outside:
+        logger.warning(
+            "%s: refusing %d reference(s) of the DICOMDIR outside its folder (e.g. %s)",
+            path,
+            len(refs.outside),
+            refs.outside[0],
+        )
+        skipped += [
+            SkippedFile(
+                os.path.join(path.parent, ref),
+                "is referenced by the DICOMDIR outside its folder; not read.",
+                "outside",
+            )
+            for ref in refs.outside
+        ]
     if found:
         if missing:
             logger.warning(
@@ -78,14 +182,17 @@ def _index_dicomdir(
                 len(missing),
                 missing[0],
             )
-        return index_files(found + missing, root=path, progress=progress, cancel=cancel)
+        return index_files(found, root=path, progress=progress, cancel=cancel, skipped=skipped)
     logger.warning(
         "%s: none of the %d file(s) the DICOMDIR references exist; searching its folder",
         path,
         len(missing),
     )
+    outside = [s for s in skipped if s.kind == "outside"]
     try:
-        return index_files(_walk(path.parent), root=path, progress=progress, cancel=cancel)
+        return index_files(
+            _walk(path.parent), root=path, progress=progress, cancel=cancel, skipped=outside
+        )
     except EmptyFolderError as error:
         found_text = (
             f"DICOMDIR references {len(missing)} file(s), none found (not even with other "
@@ -93,6 +200,11 @@ def _index_dicomdir(
             if missing
             else "DICOMDIR references no image file"
         )
+        if refs.outside:
+            found_text += (
+                f" ({len(refs.outside)} reference(s) outside its folder refused, e.g. "
+                f"{refs.outside[0]})"
+            )
         raise EmptyFolderError(
             path,
             f"{found_text}, and its folder {error.problem}",
@@ -118,27 +230,6 @@ def _orientation_clusters(frames: list[FrameRef]) -> list[int]:
             reps.append(iop)
             ids.append(len(reps) - 1)
     return ids
-
-
-_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
-
-
-def order_key(value: Any) -> tuple:
-    """Sort key that orders numbers, and numbers inside text, by value.
-
-    ``AcquisitionNumber=2`` comes before ``AcquisitionNumber=10`` and echo time
-    2.25 before 2.5; tuples (DimensionIndexValues) compare item by item.
-    """
-    if isinstance(value, bool | int | float):
-        return (0, float(value), ())
-    if isinstance(value, tuple):
-        return (1, 0.0, tuple(order_key(v) for v in value))
-    pieces = _NUMBER.split(str(value))
-    return (
-        2,
-        0.0,
-        tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(pieces)),
-    )
 
 
 def _has_geometry(ref: FrameRef) -> bool:
@@ -312,23 +403,26 @@ def index_dicom(
         and UID, the parts of a split series together (main part first);
         ``.skipped`` lists the files that held no image series (non-image objects
         such as SR, RTSTRUCT, SEG or presentation states; non-DICOM files;
-        unreadable files), with the reason.
+        unreadable files), with the reason. Unreadable files in a series' folders
+        are also on the series (:attr:`SeriesInfo.unreadable`, and
+        :attr:`SeriesInfo.unreadable_ends` for those that may be its end slices,
+        see :mod:`~napari_medseg.io.dicom.completeness`) and in its warnings.
+        Named pipes, sockets, devices and looping links are skipped unopened.
 
     Raises
     ------
     ScanReadError
-        ``path`` does not exist.
+        ``path`` does not exist, or is a symbolic link that loops.
     NotAScanError, TruncatedFileError
-        ``path`` is a single file that is not a readable DICOM image.
+        ``path`` is a single file that is not a readable DICOM image, or a named
+        pipe, socket or device.
     EmptyFolderError
         A folder or DICOMDIR holds no DICOM image.
     Cancelled
         ``cancel`` was set.
     """
     root = Path(path)
-    if not root.exists():
-        raise ScanReadError(root, "no such file or folder.", "Check the path.")
-    if root.is_dir():
+    if stat.S_ISDIR(_check_root(root)):
         return index_files(_walk(root), root=root, progress=progress, cancel=cancel)
     if is_dicomdir(root):
         return _index_dicomdir(root, progress, cancel)
@@ -344,6 +438,7 @@ def index_files(
     explicit: bool = False,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    skipped: list[SkippedFile] | None = None,
 ) -> SeriesList:
     """Index a given list of files (see :func:`index_dicom`).
 
@@ -359,10 +454,12 @@ def index_files(
         ``progress(done, total)`` after each file.
     cancel : threading.Event, optional
         Checked before each file (see :func:`index_dicom`).
+    skipped : list of SkippedFile, optional
+        Files already known to be skipped (e.g. a DICOMDIR's missing references).
     """
     root = Path(root)
     frames: list[FrameRef] = []
-    skipped: list[SkippedFile] = []
+    skipped = list(skipped or [])
     total = len(files)
     for done, file in enumerate(files, start=1):
         raise_if_cancelled(
@@ -378,8 +475,6 @@ def index_files(
             progress(done, total)
 
     if explicit and not frames:
-        from napari_medseg.errors import NotAScanError
-
         reason = skipped[0].reason if skipped else "holds no image."
         raise NotAScanError(root, reason, "Open a DICOM image file or a folder of them.")
     if not frames:
@@ -396,6 +491,9 @@ def index_files(
         problem += f": {details})." if details else ")."
         if non_image:
             problem += " Non-image objects found: " + "; ".join(non_image[:5]) + "."
+        unreadable = [s for s in skipped if s.kind == "unreadable"]
+        if unreadable:
+            problem += f" Unreadable: {describe_files(unreadable)}."
         raise EmptyFolderError(root, problem, "Choose the folder that holds the image files.")
 
     by_uid: dict[str, list[FrameRef]] = {}
@@ -417,7 +515,11 @@ def index_files(
         )
         for n, (label, part) in enumerate(parts):
             key = uid if n == 0 else f"{uid}#{n + 1}"
-            series.append(_series_from_frames(key, label, part, os.fspath(root)))
+            info = _series_from_frames(key, label, part, os.fspath(root))
+            info.unreadable = unreadable_beside(info, skipped)
+            info.unreadable_ends = possible_end_slices(info, info.unreadable)
+            info.warnings[:0] = index_warnings(info)  # the cause before the gap it leaves
+            series.append(info)
         head = series[0]
         number = head.number if head.number is not None else 1 << 30
         groups.append(((head.study_date, head.study_uid, number, uid), series))

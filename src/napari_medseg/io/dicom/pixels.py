@@ -8,8 +8,11 @@ openjpeg, libjpeg, RLE).
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,7 @@ from napari_medseg.errors import (
     UnsupportedVolumeError,
 )
 from napari_medseg.io.dicom.records import FrameRef
+from napari_medseg.io.dicom.values import one_line
 
 _NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
 _SEQUENCE_DELIMITER_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -41,6 +45,58 @@ DECODER_PACKAGES = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",
     "1.2.840.10008.1.2.5": "pylibjpeg-rle (pydicom also decodes RLE itself)",
 }
+
+
+#: Loggers through which pydicom and its decoder plugins report a frame they could not
+#: decode, each with a full traceback (``LOGGER.exception``), before raising.
+_DECODER_LOGGERS = (
+    "pydicom",
+    "pydicom.pixels.decoders.base",
+    "pydicom.pixels.utils",
+    "pylibjpeg.utils",
+    "openjpeg.utils",
+    "libjpeg.utils",
+)
+
+
+class _DecodingThreads(logging.Filter):
+    """Drops the decoder libraries' records logged in a thread that decodes for us.
+
+    A failed frame becomes one typed error naming the file (:func:`_decode_error`,
+    with the libraries' messages in it); their tracebacks, logged at ERROR level
+    before the exception reaches us, would print 30 lines above it. Other
+    threads' records pass untouched.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in self.depth
+
+
+_QUIET = _DecodingThreads()
+
+
+@contextmanager
+def quiet_decoders() -> Iterator[None]:
+    """Silence pydicom's and pylibjpeg's decoder logging in this thread, for a while."""
+    ident = threading.get_ident()
+    with _QUIET.lock:
+        for name in _DECODER_LOGGERS:
+            named = logging.getLogger(name)
+            if _QUIET not in named.filters:
+                named.addFilter(_QUIET)
+        _QUIET.depth[ident] = _QUIET.depth.get(ident, 0) + 1
+    try:
+        yield
+    finally:
+        with _QUIET.lock:
+            _QUIET.depth[ident] -= 1
+            if not _QUIET.depth[ident]:
+                del _QUIET.depth[ident]
 
 
 def frame_dtype(ref: FrameRef) -> np.dtype:
@@ -225,19 +281,26 @@ def file_gone_error(path: str, error: OSError) -> ScanReadError:
 
 
 def _decode_error(ref: FrameRef, path: str, error: Exception) -> ScanReadError:
-    """Turn a decoder's exception into a typed error naming the file."""
-    if isinstance(error, OSError):
+    """Turn a decoder's exception into a typed one-line error naming the file.
+
+    Only an operating-system error (with an errno) means the file went away; an
+    ``OSError`` from an image library (Pillow's "broken data stream") is a
+    corrupt stream.
+    """
+    if isinstance(error, OSError) and error.errno is not None:
         return file_gone_error(ref.label, error)
+    name = UID(ref.transfer_syntax).name
     if UID(ref.transfer_syntax).is_encapsulated and _looks_cut(path):
         return TruncatedFileError(
             ref.label,
-            f"compressed pixel data is incomplete ({type(error).__name__}: {error}).",
+            f"compressed pixel data ({name}) is incomplete: {one_line(error)}.",
             "Copy the file again from its source, or remove it.",
         )
     return ScanReadError(
         ref.label,
-        f"pixel data cannot be decoded ({type(error).__name__}: {error}).",
-        "The file may be corrupt; re-export it, or remove it from the folder.",
+        f"pixel data ({name}) cannot be decoded: {one_line(error)}.",
+        "The file may be corrupt; copy it again from its source, re-export it, or remove "
+        "it from the folder.",
     )
 
 
@@ -253,7 +316,7 @@ def _frames_from_dataset(path: str, refs: list[FrameRef]) -> Generator[np.ndarra
     except Exception as error:
         raise TruncatedFileError(
             path,
-            f"cannot be read again ({type(error).__name__}: {error}).",
+            f"cannot be read again ({type(error).__name__}: {one_line(error)}).",
             "Copy the file again from its source.",
         ) from error
     multi = refs[0].n_frames_in_file > 1
@@ -315,7 +378,8 @@ def _checked(
     """Pair decoded frames with their records, turning failures into typed errors."""
     for ref in refs:
         try:
-            arr = next(frames)
+            with quiet_decoders():
+                arr = next(frames)
         except (ScanReadError, MemoryError):
             raise
         except StopIteration:

@@ -183,6 +183,14 @@ class SeriesInfo:
         The path given to :func:`index_dicom`.
     frames : list of FrameRef
         The image planes, in file order (what :func:`read_dicom_series` reads).
+    unreadable : list of SkippedFile
+        Files in the series' folders that could not be read (kind
+        ``"unreadable"``): each may be one of its slices. Reported in the
+        warnings; see :mod:`napari_medseg.io.dicom.completeness`.
+    unreadable_ends : list of SkippedFile
+        Those of :attr:`unreadable` that may be the first or last slice of the
+        series, where no gap would show that it is missing: reading refuses
+        unless ``allow_gaps``.
     """
 
     key: str
@@ -217,6 +225,8 @@ class SeriesInfo:
     has_geometry: bool = True
     source: str = ""
     frames: list[FrameRef] = field(default_factory=list, repr=False)
+    unreadable: list[SkippedFile] = field(default_factory=list)
+    unreadable_ends: list[SkippedFile] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for listings and error messages (no patient data)."""
@@ -246,12 +256,22 @@ class SkippedFile:
     reason : str
         E.g. ``"not DICOM"``, ``"no pixel data (Basic Text SR)"``, ``"truncated"``.
     kind : str
-        ``"not-dicom"``, ``"non-image"``, ``"unreadable"`` or ``"dicomdir"``.
+        ``"not-dicom"``, ``"non-image"``, ``"unreadable"`` (a file that should
+        hold an image and cannot be read: see
+        :func:`~napari_medseg.io.dicom.header.read_header`), ``"dicomdir"`` or
+        ``"outside"`` (a DICOMDIR reference outside the DICOMDIR's folder, never
+        read) or ``"not-file"`` (a named pipe, socket or device, never opened).
+    series_uid : str or None
+        For an unreadable file, the SeriesInstanceUID its damaged header still
+        shows; ``""`` when the header shows it has none (it was read past where
+        the UID would be); None when unknown. A file with another (or no) UID is
+        no slice of a series.
     """
 
     path: str
     reason: str
     kind: str
+    series_uid: str | None = None
 
 
 class SeriesList(list):

@@ -16,6 +16,8 @@ from napari_medseg.errors import InconsistentSeriesError
 from napari_medseg.io.dicom.records import FrameRef
 from napari_medseg.io.dicom.spacing import StepEstimate, estimate_step
 
+#: How a gap's warning begins.
+GAP_TEXT = "gap in slice positions"
 #: Two frames closer than this along the normal (mm) sit at the same position.
 DUPLICATE_TOL_MM = 0.01
 #: Max difference between direction cosines of frames of one stack.
@@ -74,6 +76,13 @@ def _fail(frame: FrameRef, problem: str, fix: str) -> InconsistentSeriesError:
     return InconsistentSeriesError(frame.label, problem, fix)
 
 
+def numbers(values: tuple[float, ...] | list[float] | np.ndarray | None) -> str:
+    """``"(0, 0.8)"``: numbers for messages, never a numpy repr (``np.float64(0.8)``)."""
+    if values is None:
+        return "(none)"
+    return "(" + ", ".join(f"{float(v):g}" for v in values) + ")"
+
+
 def check_geometry(frames: list[FrameRef], source: str = "") -> None:
     """Raise unless every frame has orientation, position and pixel spacing that agree.
 
@@ -119,7 +128,7 @@ def check_geometry(frames: list[FrameRef], source: str = "") -> None:
     if np.any(spacing0 <= 0):
         raise _fail(
             first,
-            f"has a non-positive PixelSpacing {tuple(spacing0)}.",
+            f"has a non-positive PixelSpacing {numbers(spacing0)}.",
             "The file is corrupt; re-export the series.",
         )
     row, col = iop0[:3], iop0[3:]
@@ -130,7 +139,7 @@ def check_geometry(frames: list[FrameRef], source: str = "") -> None:
     ):
         raise _fail(
             first,
-            f"has an invalid ImageOrientationPatient {tuple(iop0)} (the two direction "
+            f"has an invalid ImageOrientationPatient {numbers(iop0)} (the two direction "
             "cosines must be unit vectors at right angles).",
             "The file is corrupt; re-export the series.",
         )
@@ -138,15 +147,16 @@ def check_geometry(frames: list[FrameRef], source: str = "") -> None:
         if np.abs(np.asarray(ref.iop) - iop0).max() > ORIENTATION_TOL:
             raise _fail(
                 ref,
-                f"has orientation {ref.iop}, unlike {first.label} ({first.iop}); one "
+                f"has orientation {numbers(ref.iop)}, unlike {first.label} "
+                f"{numbers(first.iop)}; one "
                 "volume cannot mix slice orientations.",
                 "Read the series through index_dicom(), which splits it by orientation.",
             )
         if np.abs(np.asarray(ref.pixel_spacing) - spacing0).max() > SPACING_RTOL * spacing0.max():
             raise _fail(
                 ref,
-                f"has PixelSpacing {ref.pixel_spacing}, unlike {first.label} "
-                f"({first.pixel_spacing}); one volume cannot mix pixel sizes.",
+                f"has PixelSpacing {numbers(ref.pixel_spacing)}, unlike {first.label} "
+                f"{numbers(first.pixel_spacing)}; one volume cannot mix pixel sizes.",
                 "Remove the files that do not belong to this series.",
             )
         if (ref.rows, ref.columns) != (first.rows, first.columns):
@@ -159,12 +169,17 @@ def check_geometry(frames: list[FrameRef], source: str = "") -> None:
 
 
 def direction_cosines(iop: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row cosine, column cosine and slice normal (all unit, LPS+) from IOP."""
+    """Row cosine, column cosine and slice normal (all unit, LPS+) from IOP.
+
+    A degenerate IOP (zero or parallel cosines) gives NaN, silently: the index
+    groups such frames as best it can and :func:`check_geometry` names the file.
+    """
     iop_arr = np.asarray(iop, dtype=float)
-    row = iop_arr[:3] / np.linalg.norm(iop_arr[:3])
-    col = iop_arr[3:] / np.linalg.norm(iop_arr[3:])
-    normal = np.cross(row, col)
-    return row, col, normal / np.linalg.norm(normal)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = iop_arr[:3] / np.linalg.norm(iop_arr[:3])
+        col = iop_arr[3:] / np.linalg.norm(iop_arr[3:])
+        normal = np.cross(row, col)
+        return row, col, normal / np.linalg.norm(normal)
 
 
 def _header_step(frames: list[FrameRef], attribute: str) -> float | None:
@@ -207,7 +222,7 @@ def _gap_texts(
     for k in np.flatnonzero(estimate.counts > 1):
         a, b = frames[reps[k]], frames[reps[k + 1]]
         texts.append(
-            f"gap in slice positions: {steps[k]:.3f} mm between {rep_depth[k]:.3f} and "
+            f"{GAP_TEXT}: {steps[k]:.3f} mm between {rep_depth[k]:.3f} and "
             f"{rep_depth[k + 1]:.3f} mm along the slice normal (expected step "
             f"{estimate.step:.3f} mm{source}; about {int(estimate.counts[k]) - 1} slice(s) "
             f"missing between {a.label} and {b.label})"
@@ -215,7 +230,48 @@ def _gap_texts(
     return texts
 
 
-def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan:
+def _check_filler(
+    frames: list[FrameRef],
+    reps: list[int],
+    steps: np.ndarray,
+    estimate: StepEstimate,
+    name: str,
+) -> None:
+    """Refuse a plan that would invent more slices than the stack has.
+
+    Filling a gap keeps every real slice at its true position, which is honest
+    for a slice or a few lost in a long stack. When the missing slices outnumber
+    the real ones the "gap" is not a few lost files: a slice of another stack or
+    acquisition sits far away (e.g. 4 slices 1.25 mm apart and one 202 mm off
+    would become 165 slices, 161 of them filler), and a volume that is mostly
+    filler is no scan. This holds with ``allow_gaps`` too.
+
+    Raises
+    ------
+    InconsistentSeriesError
+        Naming the slice on the short side of the largest gap, the series, the
+        distance and the count.
+    """
+    missing = int(estimate.counts.sum()) - len(estimate.counts)
+    n_real = len(reps)
+    if missing <= n_real:
+        return
+    k = int(np.argmax(estimate.counts))
+    lone = reps[k] if k + 1 <= n_real - (k + 1) else reps[k + 1]  # the short side
+    a, b = frames[reps[k]], frames[reps[k + 1]]
+    what = f"series {name}" if name else "the series"
+    raise _fail(
+        frames[lone],
+        f"{what} has {n_real} slice positions, and filling its gaps would invent {missing} "
+        f"more: the largest gap is {steps[k]:g} mm along the slice normal, between "
+        f"{a.label} and {b.label}, where the other slices are {estimate.step:g} mm apart. "
+        "The slices on either side probably belong to different stacks or acquisitions.",
+        "Move the slices that do not belong (e.g. this one) out of the folder, or into "
+        "their own folder; filling the gap would make a volume that is mostly invented.",
+    )
+
+
+def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False, name: str = "") -> StackPlan:
     """Sort frames along the slice normal and derive the volume's LPS affine.
 
     Parameters
@@ -228,6 +284,8 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
         does irregular spacing that puts a slice more than half a voxel from its
         true position on the uniform grid. When True, missing slices get empty
         slots and both are reported in the warnings.
+    name : str
+        The series, for messages (e.g. its key and description).
 
     Returns
     -------
@@ -238,7 +296,9 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
     InconsistentSeriesError
         Missing or mixed geometry; slice positions off a straight line; a gap
         or a slice misplaced by more than half a voxel when ``allow_gaps`` is
-        False. The message names the file.
+        False; gaps whose filling would invent more slices than the stack has
+        (even with ``allow_gaps``, see :func:`_check_filler`). The message
+        names the file.
     """
     check_geometry(frames)
     first = frames[0]
@@ -301,6 +361,7 @@ def plan_stack(frames: list[FrameRef], *, allow_gaps: bool = False) -> StackPlan
         slice_thickness=_header_step(frames, "slice_thickness"),
     )
     warnings.extend(estimate.notes)
+    _check_filler(frames, reps, steps, estimate, name)
     gaps = _gap_texts(frames, reps, rep_depth, steps, estimate)
     if gaps and not allow_gaps:
         first_gap = int(np.flatnonzero(estimate.counts > 1)[0])

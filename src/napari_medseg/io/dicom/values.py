@@ -6,6 +6,7 @@ empty, malformed or NaN value, so one odd header field never stops a series.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pydicom
@@ -61,4 +62,39 @@ def to_str(value: Any) -> str:
     return str(value).strip()
 
 
-__all__ = ["to_float", "to_floats", "to_int", "to_str"]
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def order_key(value: Any) -> tuple:
+    """Sort key that orders numbers, and numbers inside text, by value.
+
+    ``AcquisitionNumber=2`` comes before ``AcquisitionNumber=10`` and echo time
+    2.25 before 2.5; tuples (DimensionIndexValues) compare item by item.
+    """
+    if isinstance(value, bool | int | float):
+        return (0, float(value), ())
+    if isinstance(value, tuple):
+        return (1, 0.0, tuple(order_key(v) for v in value))
+    pieces = _NUMBER.split(str(value))
+    return (
+        2,
+        0.0,
+        tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(pieces)),
+    )
+
+
+def one_line(error: object) -> str:
+    """An exception's text on one line, for messages.
+
+    pydicom puts each decoder plugin's failure on a line of its own
+    (``"...all available plugins:\\n  pylibjpeg: ...\\n  pillow: ..."``); those
+    become ``"...all available plugins: pylibjpeg: ...; pillow: ..."``.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else type(error).__name__
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return text
+
+
+__all__ = ["one_line", "order_key", "to_float", "to_floats", "to_int", "to_str"]
