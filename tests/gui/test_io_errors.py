@@ -145,3 +145,39 @@ def test_geometry_failures_become_scan_write_errors(tmp_path):
     with pytest.raises(ScanWriteError, match=r"odd\.nii\.gz: the layer's geometry could not"):
         write_labels(str(out), np.zeros((4, 5, 6), np.uint8), {"affine": np.eye(3)})
     assert not out.exists()
+
+
+def test_dicom_folder_with_a_lost_end_slice_and_a_pipe_opens_with_a_warning(
+    make_napari_viewer, tmp_path, notes
+):
+    import os
+
+    from dicom_factory import damage, phantom, write_series
+
+    written = write_series(tmp_path / "scan", phantom((8, 6, 6)))
+    victim = damage(written.files[-1], "empty")  # an interrupted copy
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "scan" / "zz_pipe")  # opening it would block forever
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(tmp_path / "scan", plugin="napari-medseg")
+    assert sorted(layer.data.shape) == [5, 6, 8]
+    warned = [n for n in notes if victim.name in n and "first or last slice" in n]
+    assert warned, notes
+
+
+def test_dicom_series_with_a_far_slice_is_refused_in_the_viewer(
+    make_napari_viewer, tmp_path, notes
+):
+    from dicom_factory import phantom, set_positions, write_series
+
+    from napari_medseg.errors import InconsistentSeriesError
+
+    written = write_series(tmp_path / "scan", phantom((8, 6, 4)))
+    x, y, z = written.lps_affine[:3, 3]
+    step = written.lps_affine[2, 2]
+    set_positions(written.files, [(x, y, z + k * step) for k in (0, 1, 2, 80)])
+    viewer = make_napari_viewer()
+    with pytest.raises(InconsistentSeriesError):
+        viewer.open(tmp_path / "scan", plugin="napari-medseg")
+    assert len(viewer.layers) == 0
+    assert any("would invent" in n and written.series_uid in n for n in notes), notes
