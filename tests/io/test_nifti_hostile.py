@@ -444,3 +444,26 @@ def test_segment_on_a_4d_file_points_at_convert(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert "medseg convert" in done.stderr and "is 4D with 2 volumes" in done.stderr
+
+
+# -- ordinary files are read as before -------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "anatomical.nii",
+        "functional.nii",
+        "standard.nii.gz",
+        "example_nifti2.nii.gz",
+        "reoriented_anat_moved.nii",
+        "resampled_anat_moved.nii",
+    ],
+)
+def test_nibabels_own_files_read_as_nibabel_reads_them(name):
+    image = nib.load(NIBABEL_DATA / name)
+    index = 0 if len(image.shape) == 4 and image.shape[3] > 1 else None
+    volume = read_nifti(NIBABEL_DATA / name, volume_index=index)
+    expected = np.asanyarray(image.dataobj)
+    expected = (expected[..., 0] if index is not None else expected).reshape(volume.shape)
+    np.testing.assert_array_equal(volume.array, expected.astype(volume.array.dtype))
+    np.testing.assert_allclose(volume.affine, image.affine)
+    assert volume.metadata.warnings == []
