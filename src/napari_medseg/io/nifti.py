@@ -26,6 +26,7 @@ from napari_medseg.errors import (
 from napari_medseg.geometry import OBLIQUE_TOLERANCE_DEG, shear_deg
 from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
 from napari_medseg.io.nifti_header import (
+    HEADER_FIX,
     check_voxel_data,
     one_line,
     open_nifti,
@@ -131,7 +132,9 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
     slope, inter = header.get_slope_inter()
     scaled = slope is not None and (slope, inter) != (1.0, 0.0)
     out_itemsize = 4 if scaled or data_dtype.kind == "f" else data_dtype.itemsize
-    check_voxel_data(path, opened, shape[:3], scaled=scaled, output_itemsize=out_itemsize)
+    one_volume = len(shape) < 4 or len(opened.shape) == 4  # else all volumes are read
+    read_shape = shape[:3] if one_volume else shape
+    check_voxel_data(path, opened, read_shape, scaled=scaled, output_itemsize=out_itemsize)
     geometry = resolve_affine(path, header)
     warnings_found += geometry.warnings
     try:
@@ -146,6 +149,10 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         raise ScanReadError(
             path, "permission denied: this user cannot read the file.", "Check its permissions."
         ) from error
+    except nib.spatialimages.HeaderDataError as error:
+        raise ScanReadError(
+            path, f"its header is damaged ({one_line(error)}).", HEADER_FIX
+        ) from None
     except MemoryError:
         raise ScanReadError(
             path,
