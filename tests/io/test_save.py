@@ -288,3 +288,92 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path, dicom_s
     assert out.read_bytes() == b"the old labels"
     assert not (tmp_path / "old.json").exists()
     assert _no_temporary_files(tmp_path)
+
+
+def test_a_save_leaves_all_its_files_or_none(tmp_path, dicom_scan):
+    """The SEG fails after the labels and sidecar are written: none of them is left,
+    the old files of a save allowed to replace them keep their content, and a rerun
+    finds nothing in its way."""
+    series, scan = dicom_scan
+    truth = _truth(scan.shape)
+    shifted = scan.affine.copy()
+    shifted[2, 3] += 5.0  # labels 5 mm off the series' grid: no SEG can be made
+    off_grid = Volume(truth, shifted, scan.metadata)
+    out, seg_path = tmp_path / "seg.nii.gz", tmp_path / "seg_seg.dcm"
+    targets = SaveTargets(out, dicom_seg=seg_path)
+    with pytest.raises(SegGridError):
+        save_segmentation(off_grid, targets, CLASSES, model=MODEL)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+    out.write_bytes(b"the old labels")
+    (tmp_path / "seg.json").write_text("the old sidecar")
+    with pytest.raises(SegGridError):
+        save_segmentation(off_grid, targets, CLASSES, model=MODEL, overwrite=True)
+    assert out.read_bytes() == b"the old labels"
+    assert (tmp_path / "seg.json").read_text() == "the old sidecar"
+    assert _no_temporary_files(tmp_path)
+
+    on_grid = Volume(truth, scan.affine, scan.metadata)
+    out.unlink()
+    (tmp_path / "seg.json").unlink()
+    assert save_segmentation(on_grid, targets, CLASSES, model=MODEL) == [
+        out,
+        tmp_path / "seg.json",
+        seg_path,
+    ]
+    np.testing.assert_array_equal(np.asarray(nib.load(out).dataobj), truth)
+
+
+def test_a_name_taken_while_saving_is_not_replaced(tmp_path, nifti_scan, monkeypatch):
+    """Without overwrite a name is claimed when published: a file another writer put
+    there in the meantime stays, and nothing of this save is left."""
+    from napari_medseg.io import sidecar
+
+    path, _ = nifti_scan
+    scan = read_scan(path)
+    out = tmp_path / "seg.nii.gz"
+    real_content = sidecar.sidecar_content
+
+    def another_writer_meanwhile(*args):
+        out.write_bytes(b"another writer's labels")  # after the check, before publication
+        return real_content(*args)
+
+    monkeypatch.setattr(sidecar, "sidecar_content", another_writer_meanwhile)
+    message = "{path}: already exists; pass --overwrite to replace the {what}."
+    with pytest.raises(OutputExistsError) as raised:
+        save_segmentation(
+            Volume(_truth(), scan.affine, scan.metadata),
+            SaveTargets(out),
+            CLASSES,
+            model=MODEL,
+            exists_message=message,
+        )
+    assert str(raised.value) == f"{out}: already exists; pass --overwrite to replace the labels."
+    assert out.read_bytes() == b"another writer's labels"
+    assert not (tmp_path / "seg.json").exists() and _no_temporary_files(tmp_path)
+
+
+def test_targets_are_checked_before_any_work(tmp_path, nifti_scan):
+    path, _ = nifti_scan
+    (tmp_path / "folder.nii.gz").mkdir()
+    with pytest.raises(ScanWriteError, match="folder.nii.gz: is a folder"):
+        check_targets(SaveTargets(tmp_path / "folder.nii.gz"), [path], overwrite=True)
+    loop = tmp_path / "loop.nii.gz"
+    loop.symlink_to(loop.name)
+    with pytest.raises(ScanWriteError, match="loop.nii.gz: cannot be written: Too many levels"):
+        check_targets(SaveTargets(loop), [loop.with_name("x")], overwrite=True)
+    with pytest.raises(ScanWriteError, match="named for both the labels and the probabilities"):
+        check_targets(
+            SaveTargets(tmp_path / "a.nii.gz", probabilities=tmp_path / "a.nii.gz"),
+            [],
+            overwrite=True,
+        )
+    with pytest.raises(ScanWriteError, match="named for both the label names file and the DICOM"):
+        check_targets(
+            SaveTargets(tmp_path / "a.nii.gz", dicom_seg=tmp_path / "a.json"), [], overwrite=True
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ct.nii.gz",
+        "folder.nii.gz",
+        "loop.nii.gz",
+    ]

@@ -19,9 +19,14 @@ What is written (:class:`SaveTargets` names the files; any may be left out):
   (:func:`napari_medseg.io.dicom_seg.write_dicom_seg`).
 
 Every file is written atomically (a reader never sees half a file; a failed write
-leaves the old file as it was) and never over a file in ``protect``. The files are
-written one after the other in the order above, so a failure part-way (e.g. labels
-off the DICOM series' grid) leaves the earlier ones written.
+leaves the old file as it was) and never over a file in ``protect``, and the files of
+one save are published as a set (:func:`napari_medseg.io.atomic.output_set`): each is
+written to its temporary file first, in the order above, and only when all are
+written are they published, so a failure part-way (labels off the DICOM series' grid,
+a full disk, a killed process) leaves none of them and no temporary file, and a rerun
+finds nothing in its way. Without ``overwrite`` a name is claimed exclusively when
+published: of two saves racing for one name exactly one wins, the other raises
+:class:`OutputExistsError` and writes nothing.
 
 The model is recorded the same way in every file: the provenance dict
 ``{"name", "settings"}`` (``SegmentationResult.provenance()``, or a napari layer's
@@ -43,6 +48,7 @@ npe2 writer of napari's *File > Save* (images as well as labels, no sidecar).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -149,22 +155,35 @@ def check_targets(
     Raises
     ------
     ScanWriteError
-        A NIfTI target without a ``.nii``/``.nii.gz`` name.
+        A NIfTI target without a ``.nii``/``.nii.gz`` name; a file named for two of
+        the outputs; a target that cannot be written (a folder, a read-only folder,
+        a name too long: :func:`napari_medseg.io.atomic.check_writable`).
     OverwriteSourceError
         A target is a protected source (checked before existence: allowing
         replacement would not help).
     OutputExistsError
         A target exists and ``overwrite`` is False.
     """
-    from napari_medseg.io.atomic import refuse_source_overwrite
+    from napari_medseg.errors import ScanWriteError
+    from napari_medseg.io.atomic import check_writable, refuse_source_overwrite
     from napari_medseg.io.nifti import check_nifti_name
 
     protect = list(protect)
+    seen: dict[str, str] = {}
     for path, what in targets.named():
         if path in (targets.labels, targets.probabilities):
             check_nifti_name(path)
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise ScanWriteError(
+                path,
+                f"is named for both the {seen[key]} and the {what}.",
+                "Name two different files.",
+            )
+        seen[key] = what
         refuse_source_overwrite(path, protect)
-        if path.exists() and not overwrite:
+        check_writable(path)  # a folder, a link loop, a read-only folder...
+        if os.path.lexists(path) and not overwrite:
             raise OutputExistsError(path, what, exists_message)
 
 
@@ -180,6 +199,7 @@ def save_segmentation(
     dicom_files: Sequence[str | PathLike] | None = None,
     probabilities: np.ndarray | None = None,
     description: str | None = None,
+    exists_message: str = EXISTS_MESSAGE,
 ) -> list[Path]:
     """Write a label map as NIfTI + sidecar, DICOM SEG and/or probabilities NIfTI.
 
@@ -216,6 +236,8 @@ def save_segmentation(
     description : str, optional
         The labels NIfTI's header description (default ``"medseg <model name>"``,
         ``"napari-medseg labels"`` without a model).
+    exists_message : str
+        Template of the message for an existing target, as :func:`check_targets`.
 
     Returns
     -------
@@ -225,10 +247,15 @@ def save_segmentation(
     Raises
     ------
     ScanWriteError, OverwriteSourceError, OutputExistsError
-        As :func:`check_targets`, before anything is written.
+        As :func:`check_targets`, before anything is written. ``OutputExistsError``
+        also when a target appeared while writing (another save won the name); a
+        ``ScanWriteError`` also for a write that failed (full disk...). Either way
+        no file of this save is left.
     DicomSegError
-        The SEG cannot be made (no DICOM files, labels off their grid, no label...).
+        The SEG cannot be made (no DICOM files, labels off their grid, no label...);
+        no file of this save is left.
     """
+    from napari_medseg.io.atomic import TargetExistsError, output_set
     from napari_medseg.io.dicom_seg import write_dicom_seg
     from napari_medseg.io.nifti import write_nifti_like
     from napari_medseg.io.sidecar import sidecar_content, write_sidecar
@@ -236,43 +263,52 @@ def save_segmentation(
     if not isinstance(model, Mapping | str):
         model = None
     protect = [str(p) for p in protect if p]
-    check_targets(targets, protect, overwrite=overwrite)
+    check_targets(targets, protect, overwrite=overwrite, exists_message=exists_message)
     if targets.probabilities is not None and probabilities is None:
         raise ValueError(f"{targets.probabilities}: no probabilities given to write")
     written: list[Path] = []
-    if targets.labels is not None:
-        written.append(
-            write_nifti_like(
-                targets.labels,
-                labels.array,
-                labels.affine,
-                labels,
-                kind="labels",
-                description=_description(model) if description is None else description,
-                protect=protect,
-            )
-        )
-        scan_name = Path(labels.metadata.source if source is None else source).name
-        content = sidecar_content(classes, model if isinstance(model, Mapping) else {}, scan_name)
-        write_sidecar(targets.sidecar, content, protect)
-        written.append(targets.sidecar)
-    if targets.probabilities is not None:
-        _write_probabilities(targets.probabilities, probabilities, targets.labels, protect)
-        written.append(targets.probabilities)
-    if targets.dicom_seg is not None:
-        edited = isinstance(model, Mapping) and bool(model.get("edited_by_hand"))
-        written.append(
-            write_dicom_seg(
-                targets.dicom_seg,
-                labels,
-                labels.metadata.files if dicom_files is None else list(dicom_files),
-                classes,
-                protect=protect,
-                overwrite=overwrite,
-                algorithm=model,
-                algorithm_type="SEMIAUTOMATIC" if edited else None,
-            )
-        )
+    try:
+        # every file to its temporary file first; published together when all are written
+        with output_set(exclusive=not overwrite) as batch:
+            if targets.labels is not None:
+                written.append(
+                    write_nifti_like(
+                        targets.labels,
+                        labels.array,
+                        labels.affine,
+                        labels,
+                        kind="labels",
+                        description=_description(model) if description is None else description,
+                        protect=protect,
+                    )
+                )
+                scan_name = Path(labels.metadata.source if source is None else source).name
+                model_dict = model if isinstance(model, Mapping) else {}
+                write_sidecar(
+                    targets.sidecar, sidecar_content(classes, model_dict, scan_name), protect
+                )
+                written.append(targets.sidecar)
+            if targets.probabilities is not None:
+                labels_file = batch.pending(targets.labels)  # written, not yet published
+                _write_probabilities(targets.probabilities, probabilities, labels_file, protect)
+                written.append(targets.probabilities)
+            if targets.dicom_seg is not None:
+                edited = isinstance(model, Mapping) and bool(model.get("edited_by_hand"))
+                written.append(
+                    write_dicom_seg(
+                        targets.dicom_seg,
+                        labels,
+                        labels.metadata.files if dicom_files is None else list(dicom_files),
+                        classes,
+                        protect=protect,
+                        overwrite=overwrite,
+                        algorithm=model,
+                        algorithm_type="SEMIAUTOMATIC" if edited else None,
+                    )
+                )
+    except TargetExistsError as error:  # another writer took the name meanwhile
+        what = {str(path): what for path, what in targets.named()}.get(error.path, "file")
+        raise OutputExistsError(error.path, what, exists_message) from error
     return written
 
 
@@ -288,7 +324,8 @@ def _write_probabilities(
     """4D float32 NIfTI ``(I, J, K, C)`` with the geometry of the labels just written.
 
     The header (sform, qform and their codes, including ``write_nifti``'s handling of
-    sheared gantry-tilt grids) is copied from ``labels_path``, so both files share one
+    sheared gantry-tilt grids) is copied from ``labels_path`` (the labels' temporary
+    file while the save's files are not yet published), so both files share one
     geometry policy.
     """
     import nibabel as nib
