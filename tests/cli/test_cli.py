@@ -353,3 +353,60 @@ def test_segment_warns_about_a_nan_block_instead_of_silent_zeros(tmp_path):
     labels, expected = (np.asarray(nib.load(out).dataobj) for out in reversed(outputs))
     assert expected.any()
     np.testing.assert_array_equal(labels, expected)
+
+
+def test_convert_checks_its_output_before_reading_and_claims_the_name(
+    ct_series, tmp_path, monkeypatch, capsys
+):
+    """A folder as the output is refused before the series is read; without --overwrite
+    the name is claimed when published (a file that appeared meanwhile stays)."""
+    from napari_medseg.cli import main
+    from napari_medseg.io import atomic
+
+    folder, _, _ = ct_series
+    target = tmp_path / "folder.nii.gz"
+    target.mkdir()
+    result = medseg("convert", tmp_path / "no_such_series", target, "--overwrite")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"medseg: error: {target}: is a folder. Name a file (inside it, or elsewhere).\n"
+    )
+
+    out = tmp_path / "out.nii.gz"
+    real_open = atomic._open_temporary
+    calls = []
+
+    def another_writer_meanwhile(*args):
+        calls.append(args)
+        if len(calls) == 2:  # the write, after the check's probe file
+            out.write_bytes(b"another writer's scan")
+        return real_open(*args)
+
+    monkeypatch.setattr(atomic, "_open_temporary", another_writer_meanwhile)
+    assert main(["convert", str(folder), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"medseg: error: {out}: already exists; pass --overwrite to replace it.\n"
+    )
+    assert len(calls) == 2
+    assert out.read_bytes() == b"another writer's scan"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_an_os_error_that_reaches_the_command_names_the_file_not_its_temporary(
+    tmp_path, capsys, monkeypatch
+):
+    """The last net: one line, the file meant (not the hidden temporary file), the reason."""
+    import errno
+
+    from napari_medseg.cli import convert, main
+
+    temporary = tmp_path / ".out.nii.gz.medseg-123-abcdef-0123abcd.tmp.nii.gz"
+
+    def failing(args):
+        raise OSError(errno.EACCES, "Permission denied", str(temporary))
+
+    monkeypatch.setattr(convert, "cmd_convert", failing)
+    assert main(["convert", "in.nii.gz", "out.nii.gz"]) == 2
+    assert capsys.readouterr().err == (
+        f"medseg: error: {tmp_path / 'out.nii.gz'}: Permission denied.\n"
+    )

@@ -43,6 +43,8 @@ def models(tmp_path_factory):
             target_spacing=(1.5, 1.5, 1.5),
         ),
         "two_channels": write_unet_model(folder, name="two", in_channels=2, roi_size=(16, 16, 16)),
+        # other labels than "threshold": tells two runs' outputs apart
+        "high": write_threshold_model(folder, level=300.0, name="high", target_orientation="RAS"),
     }
 
 
@@ -390,3 +392,144 @@ def test_label_names_and_model_travel_to_the_report(ct_nifti, models, tmp_path, 
     )
     assert "seg.json: already exists" in capsys.readouterr().err
     assert json.loads(sidecar.read_text()) == content
+
+
+# -- outputs: claimed, written as a set, checked first, never over an input ---------------
+@pytest.mark.slow
+def test_two_runs_racing_for_one_output_one_wins_and_the_other_says_so(ct_nifti, models, tmp_path):
+    """Two real `medseg segment` processes started together, to one output without
+    --overwrite: exactly one writes it (its own labels), the other exits 2 saying the
+    file exists, and nothing of the loser is left."""
+    path, hu, _ = ct_nifti
+    for trial in range(3):
+        out = tmp_path / f"race{trial}" / "labels.nii.gz"
+        runs = {
+            name: subprocess.Popen(
+                [sys.executable, "-m", "napari_medseg.cli", "segment", str(path), "-o", str(out)]
+                + ["--model", str(models[name])],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("threshold", "high")
+        }
+        results = {name: run.communicate(timeout=300) for name, run in runs.items()}
+        codes = {name: run.returncode for name, run in runs.items()}
+        (winner,) = [name for name, code in codes.items() if code == 0]
+        (loser,) = [name for name, code in codes.items() if code != 0]
+        assert codes[loser] == EXIT_BAD_INPUT, results[loser][1]
+        assert results[loser][1].splitlines()[-1] == (
+            f"medseg: error: {out}: already exists; pass --overwrite to replace the labels."
+        )
+        assert f"wrote {out}" in results[winner][0]
+        level = {"threshold": 0.0, "high": 300.0}[winner]
+        labels = np.asarray(nib.load(out).dataobj)
+        assert np.array_equal(labels, (hu > level).astype(np.uint8)), trial
+        assert json.loads(out.with_name("labels.json").read_text())["model"]["name"] == winner
+        assert sorted(p.name for p in out.parent.iterdir()) == ["labels.json", "labels.nii.gz"]
+
+
+LIMITED = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (8000, 8000))
+sys.argv = ["medseg", *sys.argv[1:]]
+runpy.run_module("napari_medseg.cli", run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_dicom_seg_that_does_not_fit_leaves_no_file_and_one_line(models, tmp_path):
+    """The disk fills up writing the SEG, after the labels and sidecar: one line naming
+    the SEG and the reason (no traceback), none of the three files, no temporary file,
+    and a rerun is not refused."""
+    affine = make_affine("RAS", spacing=(0.7, 0.8, 2.5), origin=(10.0, -20.0, 30.0))
+    stored = np.random.default_rng(2).integers(0, 2048, SHAPE).astype(np.int16)
+    folder = tmp_path / "dicom"
+    write_dicom_series(stored, affine, folder, modality="CT", rescale_intercept=-1024.0)
+    outputs = tmp_path / "outputs"
+    out, seg = outputs / "labels.nii.gz", outputs / "labels_seg.dcm"
+    args = ["segment", folder, "-o", out, "--dicom-seg", seg, "--model", models["threshold"]]
+    limited = subprocess.run(
+        [sys.executable, "-c", LIMITED, *map(str, args)], capture_output=True, text=True
+    )
+    assert limited.returncode == EXIT_BAD_INPUT, limited.stderr
+    assert limited.stderr.splitlines()[-1] == (
+        f"medseg: error: {seg}: cannot be written: File too large. Write it to a file system "
+        "(or with limits) that allows larger files."
+    )
+    assert "Traceback" not in limited.stderr and "With tag" not in limited.stderr
+    assert list(outputs.iterdir()) == []
+    assert medseg_subprocess(*args).returncode == 0
+    assert sorted(p.name for p in outputs.iterdir()) == [
+        "labels.json",
+        "labels.nii.gz",
+        "labels_seg.dcm",
+    ]
+
+
+def test_no_input_is_ever_an_output(ct_nifti, models, tmp_path, capsys):
+    """The model's spec and weights are inputs like the scan: never written over, even
+    with --overwrite, and refused before any work."""
+    import shutil
+
+    path, _, _ = ct_nifti
+    model_folder = tmp_path / "model"
+    model_folder.mkdir()
+    for name in ("threshold.ts", "threshold.json"):
+        shutil.copy(models["threshold"].parent / name, model_folder)
+    network, spec = model_folder / "threshold.ts", model_folder / "threshold.json"
+    before = {p: p.read_bytes() for p in (network, spec, path)}
+    cases = [
+        # the labels' sidecar would be the TorchScript file's spec
+        ["-o", str(model_folder / "threshold.nii.gz"), "--model", str(network)],
+        # the same through the spec itself
+        ["-o", str(model_folder / "threshold.nii.gz"), "--model", str(spec)],
+        # the weights the spec names
+        ["-o", str(tmp_path / "a.nii.gz"), "--dicom-seg", str(network), "--model", str(spec)],
+        # a file in a bundle-like folder given as the model
+        ["-o", str(model_folder / "threshold.nii.gz"), "--model", str(model_folder)],
+    ]
+    for case in cases:
+        assert main(["segment", str(path), *case, "--overwrite"]) == EXIT_BAD_INPUT, case
+        err = capsys.readouterr().err
+        assert "refusing to write here" in err and err.count("\n") == 1, (case, err)
+        assert "window batches" not in err  # before the work
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in model_folder.iterdir()) == ["threshold.json", "threshold.ts"]
+
+
+def test_output_problems_are_found_before_the_work(ct_nifti, models, tmp_path, capsys):
+    path, _, _ = ct_nifti
+    folder = tmp_path / "folder.nii.gz"
+    folder.mkdir()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    loop = tmp_path / "loop.nii.gz"
+    loop.symlink_to(loop.name)
+    cases = {
+        str(folder): f"{folder}: is a folder. Name a file (inside it, or elsewhere).",
+        str(a_file / "out.nii.gz"): f"{a_file / 'out.nii.gz'}: cannot be written: Not a directory.",
+        str(loop): f"{loop}: cannot be written: Too many levels of symbolic links.",
+    }
+    for out, message in cases.items():
+        for overwrite in ([], ["--overwrite"]):
+            code = main(
+                ["segment", str(path), "-o", out, "--model", str(models["threshold"])] + overwrite
+            )
+            err = capsys.readouterr().err
+            assert code == EXIT_BAD_INPUT and err.startswith(f"medseg: error: {message}"), err
+            assert err.count("\n") == 1  # refused before reading and segmenting
+    # a loop given as the scan: the reader's typed error, not a RuntimeError
+    code = main(
+        [
+            "segment",
+            str(loop),
+            "-o",
+            str(tmp_path / "x.nii.gz"),
+            "--model",
+            str(models["threshold"]),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and err.startswith(f"medseg: error: {loop}"), err

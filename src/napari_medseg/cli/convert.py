@@ -24,13 +24,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
         shear_deg,
         voxel_spacing,
     )
+    from napari_medseg.io.atomic import check_writable, output_set
     from napari_medseg.io.nifti import check_nifti_name, write_nifti_like
     from napari_medseg.io.reader import read_scan
 
     out = Path(args.output)
     check_nifti_name(out)  # before reading a whole series
+    exists = "{path}: already exists; pass --overwrite to replace it."
+    check_writable(out)  # a folder, a read-only folder... before reading
     if out.exists() and not args.overwrite:
-        raise MedsegError(f"{out}: already exists; pass --overwrite to replace it.")
+        raise MedsegError(exists.format(path=out))
     volume = read_scan(
         args.path, series_key=args.series, volume_index=args.volume, allow_gaps=args.allow_gaps
     )
@@ -45,7 +48,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     # a sheared grid kept as it is: write_nifti warns (qform_code 0, ITK refuses it)
-    write_nifti_like(out, array, affine, volume, description=meta.series_description)
+    with output_set(exclusive=not args.overwrite, exists_message=exists):  # claimed, not replaced
+        write_nifti_like(out, array, affine, volume, description=meta.series_description)
     for warning in meta.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if meta.nonfinite_voxels:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"medseg: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as error:  # the last net: a file system problem the I/O layer let through
-        where = error.filename or "a file"
-        print(f"medseg: error: {where}: {error.strerror or error}", file=sys.stderr)
+        from napari_medseg.io.atomic import os_reason, target_of_temporary
+
+        where = error.filename
+        if where is not None:  # the file meant, not its temporary file
+            where = target_of_temporary(os.fsdecode(where)) or os.fsdecode(where)
+        reason = os_reason(error)
+        print(f"medseg: error: {f'{where}: ' if where else ''}{reason}.", file=sys.stderr)
         return EXIT_BAD_INPUT

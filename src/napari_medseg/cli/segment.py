@@ -177,6 +177,32 @@ def _refuse_untrusted_bundle(model: str, trusted: bool) -> None:
         )
 
 
+def model_files(model: str) -> list[str]:
+    """The files and folders ``--model`` reads, to be protected from the outputs.
+
+    A bundle folder (protecting the files in it), a spec JSON and the weights it names,
+    a network file and the JSON spec beside it, or the folder of the default models
+    for one of their names. Found without loading anything: a spec that cannot be read
+    adds only itself (loading it will say what is wrong).
+    """
+    from napari_medseg.models.registry import default_specs
+    from napari_medseg.models.spec import ModelSpec
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        spec_and_path = default_specs().get(model)
+        return [] if spec_and_path is None else [str(spec_and_path[1].parent)]
+    files = [str(path)]
+    if path.is_file() and path.suffix.lower() == ".json":
+        try:
+            files.append(str(ModelSpec.from_json(path).weights_path))
+        except (MedsegError, OSError, ValueError):
+            pass
+    elif path.is_file():
+        files.append(str(path.with_suffix(".json")))
+    return files
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     """``medseg segment INPUT... -o OUT.nii.gz``: labels on the scan's own grid."""
 
@@ -194,12 +220,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         probabilities=probabilities_path,
     )
     # refused before reading or segmenting; the source check comes before "pass
-    # --overwrite", which would not help
-    check_targets(targets, args.inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
-    if probabilities_path is not None and probabilities_path.resolve() == out.resolve():
-        raise MedsegError(
-            f"{out}: given both as -o and as --probabilities; name two different files."
-        )
+    # --overwrite", which would not help. Every input is protected: scans and model.
+    inputs = [*args.inputs, *model_files(args.model)]
+    check_targets(targets, inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
     _refuse_untrusted_bundle(args.model, args.trust_bundle)
     if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
         raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
@@ -208,7 +231,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     volumes = [
         read_scan(path, series_key=args.series, allow_gaps=args.allow_gaps) for path in args.inputs
     ]
-    protect = [p for v in volumes for p in (v.metadata.source, *v.metadata.files)]
+    protect = [*inputs, *(p for v in volumes for p in (v.metadata.source, *v.metadata.files))]
     segmenter = Segmenter(
         args.model,
         device=args.device,
@@ -236,9 +259,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
         classes_from_label_classes(result.label_classes),
         model=result.provenance(),
         source=args.inputs[0],
-        protect=protect,
+        protect=[*protect, segmenter.model.source],
         overwrite=args.overwrite,
         probabilities=result.probabilities,
+        exists_message=EXISTS_MESSAGE,
     )
     for warning in [*meta.warnings, *result.warnings]:
         print(f"warning: {warning}", file=sys.stderr)
