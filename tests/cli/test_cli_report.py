@@ -14,6 +14,8 @@ from geometry_cases import make_affine
 from metrics_cases import perturbed, random_blobs
 
 from napari_medseg.cli import main
+from napari_medseg.errors import ScanWriteError
+from napari_medseg.io.reader import read_scan
 from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 SHAPE = (20, 16, 8)
@@ -278,3 +280,56 @@ def test_maps_that_do_not_overlap_in_space_are_named_so(case, tmp_path, run):
     moved = save_nifti(tmp_path / "near.nii.gz", case["labels"], near)
     result = run("report", labels, "--reference", moved, "-o", tmp_path / "r2.csv")
     assert result.returncode == 0 and "do not overlap" not in result.stderr
+
+
+def test_outputs_are_checked_before_measuring_and_never_an_input(case, tmp_path, run):
+    """The sidecar `medseg segment` wrote (read as the names) is an input too; a folder,
+    a link loop or a file on the path are refused before anything is read."""
+    sidecar = tmp_path / "seg.json"
+    sidecar.write_text('{"labels": {"1": "liver"}}')
+    result = run("report", case["labels_path"], "-o", sidecar, "--overwrite")
+    assert result.returncode == 2 and "refusing to write here" in result.stderr
+    assert sidecar.read_text() == '{"labels": {"1": "liver"}}'
+
+    (tmp_path / "folder.csv").mkdir()
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop.name)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    missing = tmp_path / "missing.nii.gz"  # would fail when read: the output is refused first
+    for out, message in [
+        (tmp_path / "folder.csv", "is a folder."),
+        (loop, "cannot be written: Too many levels of symbolic links."),
+        (a_file / "r.csv", "cannot be written: Not a directory."),
+    ]:
+        result = run("report", missing, "-o", out, "--overwrite")
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"medseg: error: {out}: {message}"), result.stderr
+
+
+def test_the_lesion_table_and_the_label_table_are_written_together(case, tmp_path, monkeypatch):
+    """The lesion table's name taken by another writer while writing: it is not replaced,
+    and the label table is not left alone either (the rerun is not refused)."""
+    from napari_medseg.measure import report as report_module
+    from napari_medseg.measure.report import build_report, write_report
+
+    report = build_report(read_scan(case["labels_path"]), lesions=True)
+    out, lesions = tmp_path / "r.csv", tmp_path / "r_lesions.csv"
+    real_rows = report_module.lesion_rows
+
+    def another_writer_meanwhile(*args):
+        lesions.write_text("another writer's lesions")
+        return real_rows(*args)
+
+    monkeypatch.setattr(report_module, "lesion_rows", another_writer_meanwhile)
+    with pytest.raises(ScanWriteError) as raised:
+        write_report(report, out)
+    assert str(raised.value) == (
+        f"{lesions}: already exists. Pass --overwrite (overwrite=True) to replace it."
+    )
+    assert not out.exists() and lesions.read_text() == "another writer's lesions"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary
+    monkeypatch.undo()
+    lesions.unlink()
+    assert write_report(report, out) == [out, lesions]
+    assert read_csv(lesions) and read_csv(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 DESCRIPTION = """\
@@ -46,15 +47,22 @@ def _read_input(path: str, role: str, series_key: str | None = None):
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``medseg report``."""
     from napari_medseg.errors import ScanWriteError
+    from napari_medseg.io.atomic import check_writable, refuse_source_overwrite
     from napari_medseg.io.label_names import read_label_names
     from napari_medseg.io.sidecar import read_sidecar_model, sidecar_path
     from napari_medseg.measure.report import build_report, report_outputs, write_report
 
-    outputs = report_outputs(args.output, args.lesions)  # check the name before reading
-    if not args.overwrite:
-        for out in outputs:
-            if out.exists():
-                raise ScanWriteError(out, "already exists.", "Pass --overwrite to replace it.")
+    # the outputs are checked before reading: not an input (never, even with
+    # --overwrite), writable (not a folder, the folder takes a file), then existence
+    sidecar = sidecar_path(args.labels)
+    names_input = args.names or (sidecar if sidecar.is_file() else None)  # read below
+    inputs = [args.labels, args.image, args.reference, names_input]
+    outputs = report_outputs(args.output, args.lesions)
+    for out in outputs:
+        refuse_source_overwrite(out, [p for p in inputs if p])
+        check_writable(out)
+        if not args.overwrite and os.path.lexists(out):
+            raise ScanWriteError(out, "already exists.", "Pass --overwrite to replace it.")
     model = None
     if args.model_info:
         try:
@@ -66,7 +74,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not isinstance(model, dict):
             raise ScanWriteError("--model-info", 'must be a JSON object, e.g. \'{"name": "x"}\'.')
     names_file = args.names
-    sidecar = sidecar_path(args.labels)
     if names_file is None and sidecar.is_file():  # written by `medseg segment`
         names_file = sidecar
         if model is None:
@@ -87,7 +94,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         model=model,
         include_patient=args.include_patient_info,
     )
-    protect = [names_file] if names_file else []  # every input, the names file too
+    protect = [p for p in (*inputs, names_file) if p]  # every input, the names file too
     for volume in (labels, image, reference):
         if volume is not None:
             protect += [volume.metadata.source, *volume.metadata.files]

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.errors import ScanWriteError
-from napari_medseg.io.atomic import atomic_output, refuse_source_overwrite
+from napari_medseg.io.atomic import atomic_output, output_set, refuse_source_overwrite
 from napari_medseg.labels.components import DEFAULT_CONNECTIVITY
 from napari_medseg.measure.lesions import LesionTable
 from napari_medseg.measure.overlap import DEFAULT_TOLERANCE_MM, OverlapMetrics
@@ -621,25 +621,33 @@ def write_report(
     Raises
     ------
     ScanWriteError
-        Unknown suffix; an output exists and ``overwrite`` is False.
+        Unknown suffix; an output exists and ``overwrite`` is False (also when it
+        appeared while writing: the name is claimed exclusively); a write failed (the
+        message names the file and the OS reason).
     OverwriteSourceError
         An output is one of the sources.
+
+    Notes
+    -----
+    The files are published as a set (:func:`napari_medseg.io.atomic.output_set`):
+    the label table and the lesion table both, or, when either fails, neither.
     """
     outputs = report_outputs(path, report.lesions is not None)
+    fix = "Pass --overwrite (overwrite=True) to replace it."
     for out in outputs:
         refuse_source_overwrite(out, protect)
-        if out.exists() and not overwrite:
-            raise ScanWriteError(
-                out, "already exists.", "Pass --overwrite (overwrite=True) to replace it."
-            )
-    if outputs[0].suffix.lower() == ".json":
-        text = json.dumps(report_to_dict(report), indent=2, allow_nan=False)
-        with atomic_output(outputs[0]) as temp:
-            temp.write_text(text + "\n", encoding="utf-8")
-        return outputs
-    _write_csv(outputs[0], label_rows(report), label_columns(report))
-    if len(outputs) > 1:
-        _write_csv(outputs[1], lesion_rows(report), lesion_columns(report))
+        if (out.exists() or out.is_symlink()) and not overwrite:
+            raise ScanWriteError(out, "already exists.", fix)
+    # both tables, or neither; a name taken meanwhile by another writer is not replaced
+    with output_set(exclusive=not overwrite, exists_message=f"{{path}}: already exists. {fix}"):
+        if outputs[0].suffix.lower() == ".json":
+            text = json.dumps(report_to_dict(report), indent=2, allow_nan=False)
+            with atomic_output(outputs[0]) as temp:
+                temp.write_text(text + "\n", encoding="utf-8")
+        else:
+            _write_csv(outputs[0], label_rows(report), label_columns(report))
+        if len(outputs) > 1:
+            _write_csv(outputs[1], lesion_rows(report), lesion_columns(report))
     return outputs
 
 
