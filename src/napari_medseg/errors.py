@@ -6,6 +6,7 @@ CLI can print it as is and napari can show it as a notification.
 
 from __future__ import annotations
 
+import os
 from os import PathLike
 
 
@@ -84,15 +85,26 @@ class UnsupportedVolumeError(ScanReadError):
     """The file is a scan, but not one this package can turn into a 3D volume (e.g. 5D)."""
 
 
+#: File endings of scans (an input with another ending is named "an input of this run").
+_SCAN_ENDINGS = (".nii", ".nii.gz", ".hdr", ".img", ".dcm", ".ima", ".dicom", ".nrrd", ".nhdr")
+
+
 class OverwriteSourceError(MedsegError):
-    """A write would replace a source scan; the write is refused."""
+    """A write would replace an input (a source scan, a model file, a names file...);
+    the write is refused."""
 
     def __init__(self, target: str | PathLike, source: str | PathLike) -> None:
         self.target = str(target)
         self.source = str(source)
+        if os.path.isdir(self.source):  # a DICOM series folder, a model bundle...
+            what = f"inside {self.source}, an input folder of this run, whose files are"
+        elif self.source.lower().endswith(_SCAN_ENDINGS):
+            what = f"the source scan ({self.source}) and it is"
+        else:  # a model spec or weights, a names file...
+            what = f"an input of this run ({self.source}) and it is"
         super().__init__(
-            f"{self.target}: refusing to write here, this is the source scan "
-            f"({self.source}) and it is never overwritten. Choose another file name."
+            f"{self.target}: refusing to write here, this is {what} never overwritten. "
+            "Choose another file name."
         )
 
 

@@ -494,6 +494,7 @@ def test_no_input_is_ever_an_output(ct_nifti, models, tmp_path, capsys):
         assert main(["segment", str(path), *case, "--overwrite"]) == EXIT_BAD_INPUT, case
         err = capsys.readouterr().err
         assert "refusing to write here" in err and err.count("\n") == 1, (case, err)
+        assert "input" in err and "source scan" not in err  # a model file or folder
         assert "window batches" not in err  # before the work
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in model_folder.iterdir()) == ["threshold.json", "threshold.ts"]
