@@ -10,6 +10,29 @@ import os
 from os import PathLike
 
 
+def shown_path(path: str | PathLike | bytes) -> str:
+    """A path as a message shows it, on one line and printable anywhere.
+
+    Control characters (a newline, an escape sequence in a file name) are written as
+    Python escapes (``\\n``, ``\\x1b``), and bytes that are not valid in the file
+    system's encoding (kept by Python as lone surrogates) as ``\\xNN``, so an error
+    stays one line and printing it never fails.
+    """
+    text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\u{code:04x}")
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(repr(char)[1:-1])
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 class MedsegError(Exception):
     """Base class of the errors this package raises on purpose."""
 
@@ -31,7 +54,7 @@ class FileError(MedsegError):
         self.path = str(path)
         self.problem = problem
         self.fix = fix
-        message = f"{self.path}: {problem}"
+        message = f"{shown_path(self.path)}: {problem}"
         if fix:
             message += f" {fix}"
         super().__init__(message)
@@ -97,13 +120,13 @@ class OverwriteSourceError(MedsegError):
         self.target = str(target)
         self.source = str(source)
         if os.path.isdir(self.source):  # a DICOM series folder, a model bundle...
-            what = f"inside {self.source}, an input folder of this run, whose files are"
+            what = f"inside {shown_path(self.source)}, an input folder of this run, whose files are"
         elif self.source.lower().endswith(_SCAN_ENDINGS):
-            what = f"the source scan ({self.source}) and it is"
+            what = f"the source scan ({shown_path(self.source)}) and it is"
         else:  # a model spec or weights, a names file...
-            what = f"an input of this run ({self.source}) and it is"
+            what = f"an input of this run ({shown_path(self.source)}) and it is"
         super().__init__(
-            f"{self.target}: refusing to write here, this is {what} never overwritten. "
+            f"{shown_path(self.target)}: refusing to write here, this is {what} never overwritten. "
             "Choose another file name."
         )
 
@@ -117,6 +140,7 @@ class Cancelled(MedsegError):
 
 __all__ = [
     "AmbiguousSeriesError",
+    "shown_path",
     "Cancelled",
     "EmptyFolderError",
     "FileError",

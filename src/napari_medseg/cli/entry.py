@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from napari_medseg import __version__
 from napari_medseg.cli import convert, demo, info, report, segment
 from napari_medseg.cli.common import EXIT_BAD_INPUT, cli_advice
-from napari_medseg.errors import MedsegError
+from napari_medseg.errors import MedsegError, shown_path
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medseg`` command; returns the exit status."""
+    for stream in (sys.stdout, sys.stderr):
+        # a file name with bytes the terminal's encoding cannot show is printed escaped,
+        # never a UnicodeEncodeError traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -62,5 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if where is not None:  # the file meant, not its temporary file
             where = target_of_temporary(os.fsdecode(where)) or os.fsdecode(where)
         reason = os_reason(error)
-        print(f"medseg: error: {f'{where}: ' if where else ''}{reason}.", file=sys.stderr)
+        shown = f"{shown_path(where)}: " if where else ""
+        print(f"medseg: error: {shown}{reason}.", file=sys.stderr)
         return EXIT_BAD_INPUT
