@@ -353,7 +353,8 @@ def damage(path: str | os.PathLike, how: str) -> Path:
     """Make one file of a series unreadable, as real folders have them.
 
     ``how``: ``"empty"`` (0 bytes, an interrupted copy), ``"random"`` (random
-    bytes), ``"header"`` (the header cut short, so it does not parse),
+    bytes), ``"header"`` (the header cut short, so it does not parse), ``"garbage"``
+    (the DICOM marker followed by random bytes),
     ``"bad-ts"`` (a Transfer Syntax UID that is no transfer syntax: CT Image
     Storage's UID).
     """
@@ -365,6 +366,9 @@ def damage(path: str | os.PathLike, how: str) -> Path:
     elif how == "header":
         data = path.read_bytes()
         path.write_bytes(data[:300])  # inside the file meta / first elements
+    elif how == "garbage":  # the DICM marker, then random bytes read as random elements
+        noise = np.random.default_rng(8).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+        path.write_bytes(b"\0" * 128 + b"DICM" + noise)
     elif how == "bad-ts":
         ds = pydicom.dcmread(path)
         ds.file_meta.TransferSyntaxUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage

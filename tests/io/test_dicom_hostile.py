@@ -40,6 +40,7 @@ from napari_medseg.errors import (
     InconsistentSeriesError,
     NotAScanError,
     ScanReadError,
+    TruncatedFileError,
     UnsupportedTransferSyntaxError,
 )
 from napari_medseg.io.dicom import index_dicom, read_dicom
@@ -54,7 +55,7 @@ def _series(folder, n=6, **kwargs):
 
 
 # ----------------------------------------------------------------- 1. unreadable slices
-@pytest.mark.parametrize("how", ["empty", "random", "header", "bad-ts"])
+@pytest.mark.parametrize("how", ["empty", "random", "header", "garbage", "bad-ts"])
 @pytest.mark.parametrize("end", ["first", "last"])
 def test_unreadable_end_slice_is_refused_and_named(tmp_path, how, end):
     written = _series(tmp_path)
@@ -284,6 +285,15 @@ def test_transfer_syntax_uid_that_is_no_transfer_syntax(tmp_path):
         read_dicom(tmp_path / "scan")
 
 
+def test_absurd_frame_count_is_refused_before_making_records(tmp_path):
+    written = _series(tmp_path / "scan", n=2)
+    set_attributes(written.files[1:], NumberOfFrames=2**31 - 1)
+    with pytest.raises(TruncatedFileError, match="declares 2147483647 frames"):
+        read_dicom(written.files[1])
+    (series,) = index_dicom(tmp_path / "scan")
+    assert series.n_slices == 1 and [s.path for s in series.unreadable] == [str(written.files[1])]
+
+
 # ----------------------------------------------------------------- 4. filler
 def _stack(folder, steps_mm):
     """A series whose slices are ``steps_mm`` apart along the normal."""
@@ -382,8 +392,16 @@ def test_dicomdir_references_outside_its_folder_are_refused(tmp_path):
     assert all(f.startswith(str(tmp_path / "media")) for f in index[0].files)
     outside = [s for s in index.skipped if s.kind == "outside"]
     assert len(outside) == 3, index.skipped
-    assert index[0].unreadable == []
-    np.testing.assert_array_equal(read_dicom(dicomdir).array, written.hu)
+    # listed with the series' files, never read: any of them may be one of its slices
+    assert sorted(index[0].unreadable, key=str) == sorted(outside, key=str)
+    with pytest.raises(IncompleteSeriesError) as info:
+        read_dicom(dicomdir)
+    assert info.value.path == str(dicomdir)
+    assert "outside its folder" in info.value.problem and "media/../secret" in info.value.problem
+    assert "Open the folder that holds the DICOMDIR" in info.value.fix
+    volume = read_dicom(dicomdir, allow_gaps=True)
+    np.testing.assert_array_equal(volume.array, written.hu)
+    assert any("outside its folder" in w for w in volume.metadata.warnings)
 
 
 @pytest.mark.filterwarnings("ignore:.*VR CS:UserWarning")

@@ -14,7 +14,8 @@ Modules: :mod:`.header` (one file's header -> frame records), :mod:`.multiframe`
 into series), :mod:`.stack` (slice order, affine, duplicates, tilt, placement),
 :mod:`.spacing` (expected slice step and gaps), :mod:`.pixels` (decoding),
 :mod:`.assemble` (the volume), :mod:`.metadata` (its ScanMetadata),
-:mod:`.dicomdir` (media directories).
+:mod:`.dicomdir` (media directories), :mod:`.completeness` (unreadable files
+beside a series: which may be its lost end slices).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ sees. Missing at either END, nothing in the remaining slices shows it, and the
 volume would silently be one slice short. So an unreadable file is judged:
 
 * It is *beside* a series when it sits in a folder that holds files of the series
-  (unreadable files elsewhere cannot be tied to a series; the index lists them),
+  (unreadable files elsewhere cannot be tied to a series; the index lists them), or
+  when it is a DICOMDIR's reference refused because it leads outside the
+  DICOMDIR's folder (the DICOMDIR lists it with the series' files; it is never read),
   unless its damaged header still shows another SeriesInstanceUID, or none
   though it was read past where the UID would be
   (:attr:`~napari_medseg.io.dicom.records.SkippedFile.series_uid`).
@@ -47,12 +49,15 @@ from napari_medseg.io.dicom.values import order_key
 
 #: Skipped-file kinds that may be a lost slice (see ``read_header``).
 UNREADABLE = "unreadable"
+#: A DICOMDIR reference outside its folder (see ``dicomdir_files``): listed, never read.
+OUTSIDE = "outside"
 #: Files named in one message at most.
 _LISTED = 5
 
 
 def unreadable_beside(series: SeriesInfo, skipped: Iterable[SkippedFile]) -> list[SkippedFile]:
-    """The unreadable files in the folders that hold files of ``series``.
+    """The unreadable files in the folders that hold files of ``series``, and the
+    references its DICOMDIR lists outside its folder.
 
     Parameters
     ----------
@@ -72,8 +77,7 @@ def unreadable_beside(series: SeriesInfo, skipped: Iterable[SkippedFile]) -> lis
         (
             s
             for s in skipped
-            if s.kind == UNREADABLE
-            and os.path.dirname(s.path) in folders
+            if (s.kind == UNREADABLE and os.path.dirname(s.path) in folders or s.kind == OUTSIDE)
             and not (s.series_uid is not None and series.uid and s.series_uid != series.uid)
         ),
         key=lambda s: s.path,
@@ -160,12 +164,16 @@ def describe_files(files: list[SkippedFile]) -> str:
         return ""
     folders = {os.path.dirname(f.path) for f in files}
     base = os.path.commonpath(list(folders)) if len(folders) > 1 else folders.pop()
-    shown = [
-        f"{os.path.relpath(f.path, base) if base else f.path}: {f.reason.rstrip('.')}"
-        for f in files[:_LISTED]
-    ]
+    shown = [f"{_shown(f, base)}: {f.reason.rstrip('.')}" for f in files[:_LISTED]]
     more = f"; and {len(files) - _LISTED} more" if len(files) > _LISTED else ""
     return "; ".join(shown) + more
+
+
+def _shown(file: SkippedFile, base: str) -> str:
+    """A file relative to ``base``; a refused DICOMDIR reference as the DICOMDIR leads to it."""
+    if file.kind == OUTSIDE or not base:
+        return file.path
+    return os.path.relpath(file.path, base)
 
 
 def _folder(files: list[SkippedFile]) -> str:
@@ -253,13 +261,22 @@ def check_unreadable(series: SeriesInfo, plan: StackPlan, allow_gaps: bool) -> l
                 f"{_it(unreadable)} belong: {plan.gaps[0]}."
             )
         one = len(listed) == 1
+        where = _folder(listed)
+        if all(s.kind == OUTSIDE for s in listed):
+            where = series.source or where  # the DICOMDIR
+            what_to_do = (
+                "Open the folder that holds the DICOMDIR instead (its own files are read), or"
+            )
+        else:
+            what_to_do = (
+                f"Copy {'the file' if one else 'the files'} again from the source (or delete "
+                f"{'it if it is' if one else 'them if they are'} not part of this series), or"
+            )
         raise IncompleteSeriesError(
-            _folder(listed),
+            where,
             problem,
-            f"Copy {'the file' if one else 'the files'} again from the source (or delete "
-            f"{'it if it is' if one else 'them if they are'} not part of this series), or "
-            f"read with allow_gaps=True to open the {n_slices} readable slices anyway "
-            "(missing slices are then reported).",
+            f"{what_to_do} read with allow_gaps=True to open the {n_slices} readable slices "
+            "anyway (missing slices are then reported).",
         )
     out = []
     if ends:

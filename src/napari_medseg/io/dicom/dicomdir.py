@@ -47,7 +47,7 @@ def _dicomdir_references(path: Path) -> tuple[list[list[str]], list[str]]:
         if not file_id:
             continue
         parts = [file_id] if isinstance(file_id, str) else [str(p) for p in file_id]
-        spelled = "\\".join(parts)
+        spelled = "/".join(parts)
         parts = [p.strip() for part in parts for p in part.replace("\\", "/").split("/")]
         if not any(parts):
             continue

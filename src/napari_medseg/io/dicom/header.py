@@ -103,6 +103,9 @@ _HEADER_TAG_NUMBERS = [tag_for_keyword(k) for k in HEADER_TAGS]
 _HEAD_BYTES = 64 * 1024
 
 _PIXEL_DATA_TAG = 0x7FE00010
+#: Fewest bytes a frame takes in any encoding (a compressed frame's item header is 8);
+#: a file cut short keeps fewer frames, never fewer bytes per frame than this.
+_MIN_FRAME_BYTES = 8
 _SERIES_UID_TAG = 0x0020000E
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _LOCALIZER_WORDS = {"LOCALIZER", "SCOUT"}
@@ -227,12 +230,22 @@ def _series_uid_of(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 full = pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, force=True)
-            tags = [int(elem.tag) for elem in full]
+            tags = [int(tag) for tag in full.keys()]  # keys: no value conversion
         except Exception:  # the part that parsed with the header tags is all there is
             tags = list(header._raw)
-        if any(tag > _SERIES_UID_TAG for tag in tags):
+        if _well_formed(tags) and any(tag > _SERIES_UID_TAG for tag in tags):
             return ""  # elements are in tag order: this file has no SeriesInstanceUID
     return peek_series_uid(head) or None
+
+
+def _well_formed(tags: list[int]) -> bool:
+    """Whether parsed tags look like a real header, not random bytes read as elements:
+    ascending, and every public (even group) tag known to the DICOM dictionary."""
+    from pydicom.datadict import dictionary_has_tag
+
+    return all(a < b for a, b in zip(tags, tags[1:], strict=False)) and all(
+        (tag >> 16) % 2 or dictionary_has_tag(tag) for tag in tags
+    )
 
 
 def _no_dicom_kind(path: str, head: bytes, size: int, why: str) -> tuple[str, str]:
@@ -548,6 +561,14 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
             )
         if not has_image_attrs:
             return skip("has pixel data but no Rows/Columns.", "unreadable")
+        declared = max(1, to_int(header.get("NumberOfFrames")) or 1)
+        if declared > file_size // _MIN_FRAME_BYTES + 1:  # checked before making a record each
+            return skip(
+                f"declares {declared} frames (NumberOfFrames), more than its {file_size} bytes "
+                "can hold: its header is corrupt.",
+                "unreadable",
+                COPY_AGAIN,
+            )
         return _frames_from_header(header, path, sop_class, UID(ts), little, element, file_size)
 
 
