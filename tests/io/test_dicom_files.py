@@ -127,3 +127,20 @@ def test_compressed_multiframe_peak_memory_at_most_twice_the_result(tmp_path, mo
     result, peak = traced_peak(lambda: read_dicom_series(series))
     np.testing.assert_array_equal(result.array, volume.astype(np.int32) - 1024)
     assert peak <= 2 * result.array.nbytes
+
+
+def test_a_data_set_without_preamble_is_recognised_as_dicom(tmp_path):
+    """Some exports write the data set alone (no 128-byte preamble, no DICM): it starts
+    with a little-endian tag of group 0008, e.g. (0008,0005)."""
+    from pydicom.dataset import Dataset
+
+    from napari_medseg.io.sniff import classify_dicom_head
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.Modality = "CT"
+    path = tmp_path / "raw.dcm"
+    ds.save_as(path, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert path.read_bytes()[:4] == b"\x08\x00\x05\x00"
+    assert classify_dicom_head(path.read_bytes()[:256]) == "raw"
+    assert classify_dicom_head(b"\x08\x00\x00\x7f" + bytes(60)) == ""  # element 0x7f00

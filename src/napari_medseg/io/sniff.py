@@ -41,7 +41,8 @@ def classify_dicom_head(head: bytes) -> str:
     """
     if len(head) >= _DICOM_PREAMBLE + 4 and head[_DICOM_PREAMBLE : _DICOM_PREAMBLE + 4] == b"DICM":
         return "part10"
-    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] < b"\x00\x02":
+    element = int.from_bytes(head[2:4], "little")  # the first element number of the group
+    if len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and element < 0x0200:
         return "raw"
     return ""
 
