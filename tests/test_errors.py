@@ -32,3 +32,18 @@ def test_the_command_prints_one_line_for_such_a_name(tmp_path):
     assert result.returncode == 2
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "bad\\nname\\xff.nii" in err
+
+
+def test_info_shows_such_a_name_escaped(tmp_path):
+    import shutil
+
+    from napari_medseg.samples import sample_path
+
+    name = os.fsencode(str(tmp_path)) + b"/bad\nname\xff.nii.gz"
+    shutil.copyfile(sample_path("chest_ct_tumour"), name)
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_medseg.cli", "info", name], capture_output=True
+    )
+    assert result.returncode == 0
+    first = result.stdout.decode().splitlines()[0]
+    assert first.endswith("bad\\nname\\xff.nii.gz  (nifti)")

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from napari_medseg.cli.common import ALLOW_GAPS_HELP, cli_advice, format_spacing
+from napari_medseg.errors import shown_path
 
 
 def _volume_summary(volume) -> dict:
@@ -44,7 +45,7 @@ def _volume_summary(volume) -> dict:
 
 
 def _print_volume_summary(summary: dict) -> None:
-    print(f"{summary['source']}  ({summary['format']})")
+    print(f"{shown_path(summary['source'])}  ({summary['format']})")
     if summary["description"]:
         print(f"  description : {summary['description']}")
     print(f"  modality    : {summary['modality']}")
@@ -89,7 +90,7 @@ def _series_summary(series) -> dict:
 
 
 def _print_series_table(path: Path, rows: list[dict]) -> None:
-    print(f"{path}: {len(rows)} series")
+    print(f"{shown_path(path)}: {len(rows)} series")
     for row in rows:
         spacing = list(row.get("pixel_spacing") or []) + [row.get("slice_spacing") or 0.0]
         kind = " [localizer]" if row.get("is_localizer") else ""
@@ -126,7 +127,7 @@ def _print_skipped(rows: list[dict]) -> None:
         if listed:
             print(f"  {len(listed)} file{'s' * (len(listed) != 1)} {title}:")
             for row in listed:
-                print(f"      {row['path']}: {row['reason']}")
+                print(f"      {shown_path(row['path'])}: {row['reason']}")
 
 
 def cmd_info(args: argparse.Namespace) -> int:
