@@ -134,13 +134,13 @@ def test_an_overflowing_scl_slope_is_refused_or_counted(tmp_path):
     # every stored value times 1e37 overflows float32: refused
     everything = save(tmp_path / "all_inf.nii.gz", stored[2:], slope=(1e37, 0.0))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's, on the float32 cast
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warning stays quiet
         with pytest.raises(NonFiniteScanError, match="scl_slope"):
             read_scan(everything)
     # some voxels overflow: read, with their count
     partly = save(tmp_path / "some_inf.nii.gz", stored, slope=(1e37, 0.0))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("error", RuntimeWarning)
         volume = read_scan(partly)
     infinite = int(np.count_nonzero(stored))
     assert volume.metadata.nonfinite_voxels == infinite

@@ -32,6 +32,7 @@ from napari_medseg.io.nifti_header import (
     open_nifti,
     resolve_affine,
 )
+from napari_medseg.io.nonfinite import finite_range
 from napari_medseg.io.sniff import check_readable
 from napari_medseg.volume import ScanMetadata, Volume
 
@@ -170,11 +171,12 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         array = array[:, :, np.newaxis]
     if array.dtype.kind == "f" and array.dtype != data_dtype:
         # scl_slope/scl_inter made nibabel promote to float64; float32 holds HU exactly enough
-        array = array.astype(np.float32)
+        with np.errstate(over="ignore"):  # values past float32 become inf, counted on read
+            array = array.astype(np.float32)
 
     descrip = header.get("descrip")
     description = descrip.item().decode("latin-1", "replace").strip("\x00 ") if descrip else ""
-    modality, units = _guess_modality(array)
+    modality, units = guess_modality(finite_range(array))
     window = _calibrated_window(header)
     extra: dict = {}
     if geometry.qform is not None:
@@ -204,11 +206,22 @@ def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _guess_modality(array: np.ndarray) -> tuple[str, str]:
-    """NIfTI carries no modality; integer data spanning air to tissue in HU is CT-like."""
-    if array.dtype.kind not in "iuf" or array.size == 0:
+def guess_modality(value_range: tuple[float, float] | None) -> tuple[str, str]:
+    """NIfTI carries no modality: values spanning air to tissue in HU are CT-like.
+
+    Parameters
+    ----------
+    value_range : (float, float) or None
+        Lowest and highest finite voxel value (None: no finite voxel).
+
+    Returns
+    -------
+    (str, str)
+        ``("CT", "HU")`` or ``("", "")``.
+    """
+    if value_range is None:
         return "", ""
-    low, high = float(array.min()), float(array.max())
+    low, high = value_range
     if low <= _CT_LIKE_MIN_HU and high >= _CT_LIKE_MAX_HU and low >= -3100:
         return "CT", "HU"
     return "", ""

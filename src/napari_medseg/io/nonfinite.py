@@ -221,8 +221,6 @@ def check_nonfinite(volume: Volume) -> Volume:
         f"{description}; they are kept as stored, left out of value ranges and "
         "statistics, and never taken for labels."
     )
-    if meta.format == "nifti" and not meta.modality:
-        _guess_modality_again(volume)
     return volume
 
 
@@ -238,16 +236,3 @@ def counts_nonfinite(read: Callable[..., Volume]) -> Callable[..., Volume]:
         return check_nonfinite(read(*args, **kwargs))
 
     return counted
-
-
-def _guess_modality_again(volume: Volume) -> None:
-    """Run the NIfTI modality guess on the finite range (it reads only low and high)."""
-    from napari_medseg.io.nifti import _guess_modality
-
-    finite = finite_range(volume.array)
-    if finite is None:
-        return
-    modality, units = _guess_modality(np.asarray(finite, dtype=volume.array.dtype))
-    if modality:
-        volume.metadata.modality, volume.metadata.units = modality, units
-        volume.metadata.extra["modality_guessed"] = True
