@@ -25,9 +25,12 @@ hung, and ``{"event": "done", ...}`` after it, with:
 * ``result``: what came out, for the number checks (shape, label volumes, layers...).
 
 Why in-process: starting Python with torch costs 2-3 s, so a process per case and entry
-point would not fit the suite's 3 minutes on 2 cores. Cases that need a process of
-their own (a hang a signal cannot break, memory measured alone) are run by the parent
-with one case per process (``harness.py``).
+point would not fit the suite's 3 minutes on 2 cores. What an entry point imports is
+imported before the first case (:data:`PRELOAD`), so a case's time and memory are its
+own. A case marked ``isolate`` gets a process of its own for all its entry points
+(``harness.plan``), whose whole-process peak memory the parent measures too; a run
+that a signal cannot stop is killed by the parent's watchdog, which records it as a
+hang and starts a new process for the pairs left.
 """
 
 from __future__ import annotations

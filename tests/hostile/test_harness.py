@@ -14,6 +14,8 @@ from corpus import CASES, Expect, error, ok
 from harness import judge
 from run_case import Capture, changed_sources, fill, snapshot
 
+pytestmark = pytest.mark.hostile
+
 MANIFEST = {"cases": {name: {"name": "scan.nii.gz"} for name in CASES}}
 
 

@@ -18,6 +18,8 @@ import pytest
 from corpus import CASES, KNOWN
 from harness import describe, judge
 
+pytestmark = pytest.mark.hostile
+
 
 def _params(gui: bool) -> list:
     params = []

@@ -14,7 +14,7 @@ import pytest
 from harness import HAS_DISPLAY
 from test_hostile import _params, check
 
-pytestmark = [pytest.mark.gui]
+pytestmark = [pytest.mark.gui, pytest.mark.hostile]
 
 if not HAS_DISPLAY:
     if os.environ.get("MEDSEG_REQUIRE_GUI") == "1":
