@@ -7,14 +7,17 @@ downloaded. Each case says, per entry point, what the user must see (:class:`Exp
 * ``error``: exit status 2 with one ``medseg: error: ...`` message matching the given
   patterns (which name the file at fault);
 * ``ok``: exit status 0, the output matching the given patterns (the stated warning),
-  and the result's numbers right (:data:`NUMBER_CHECKS`);
+  and the result's numbers right (``harness.check_numbers``: shape, slices read,
+  series and layers, finite values and statistics, label volumes against the clean
+  scan's);
 * ``either``: one of the two, when the issue leaves the choice to the fixer (refuse, or
   go on with a warning); the numbers are checked when it goes on.
 
 Whatever the expectation, every run is also checked for: no traceback, no hang (a
 timeout per case), peak memory under the case's bound (1 GB for every tiny file), no
-source file changed, nothing written next to the output on an error, and no raw
-control character in the output (:func:`harness.judge`).
+source file changed, no malicious payload run, nothing left in the output folder by an
+error, and no raw control character or Python warning in the output
+(``harness.judge``). Runs that fail today are listed in :data:`KNOWN`.
 
 The entry points (:data:`ENTRIES`): ``info``, ``convert``, ``segment`` (default model,
 or ``--model`` given by the case), ``report`` (the case's file as the label map,
@@ -88,7 +91,10 @@ class Expect:
         The napari reader may decline the path (``get_reader`` returns None, so napari
         tries other readers and says none could open it).
     numbers : mapping
-        Checks of the result when it succeeds (keys of :data:`NUMBER_CHECKS`).
+        Checks of the result when it succeeds (the keys ``harness.check_numbers``
+        knows: ``shape``, ``slices``, ``max_slices``, ``series``, ``layers``, ``voxels``,
+        ``finite``, ``finite_range``, ``finite_stats``, ``excluded_min``, ``body_ml``,
+        ``like`` with ``body_tol``/``organ_tol``, ``one_winner``).
     """
 
     error: tuple[str, ...] | None = None

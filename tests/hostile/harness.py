@@ -3,10 +3,11 @@
 :func:`run_corpus` gives every entry point its own copy of the corpus (so a run that
 writes next to its input cannot disturb another entry point's sources) and runs
 ``run_case.py`` over it: one process per entry point for the ordinary cases, one
-process per case and entry point for the cases marked ``isolate`` (a hang a signal
-cannot break, memory measured alone). A watchdog kills a process whose current case
-runs past its time, records that case as a hang, and starts a new process for the
-cases left. :func:`judge` turns one record into the list of what is wrong with it.
+process for all entry points of each case marked ``isolate`` (memory measured for the
+whole process, as a user's run of it). A watchdog kills a process whose current case
+runs past its time plus :data:`GRACE_S`, records that case as a hang, and starts a new
+process for the pairs left. :func:`judge` turns one record into the list of what is
+wrong with it; :func:`describe` into a failure report.
 """
 
 from __future__ import annotations
