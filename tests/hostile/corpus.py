@@ -1491,6 +1491,23 @@ def _(folder: Path, src: Sources) -> Built:
 
 
 @case(
+    "out_is_dicom_folder",
+    {
+        "convert": error("series", _SOURCE + "|folder|nii"),
+        "segment": error("series", _SOURCE + "|folder|nii"),
+    },
+    argv={
+        "convert": ("convert", "{input}", "{case}/series/", "--overwrite"),
+        "segment": ("segment", "{input}", "-o", "{case}/series/IM0001.dcm", "--overwrite"),
+    },
+)
+def _(folder: Path, src: Sources) -> Built:
+    """A DICOM series converted onto its own folder, segmented onto its first slice."""
+    small_series(folder / "series", src)
+    return Built("series")
+
+
+@case(
     "out_probabilities_onto_input",
     {"segment": error(_SOURCE)},
     argv={
