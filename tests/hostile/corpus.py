@@ -1935,19 +1935,11 @@ def _(folder: Path, src: Sources) -> Built:
 #: a fix lands and its line is still here: delete the line with the fix.
 KNOWN: dict[tuple[str, str], str] = {
     **{
-        ("ct_scl_slope_overflow", entry): "refused with a clear message, but numpy's "
-        "'RuntimeWarning: overflow encountered in cast' (io/nifti.py, astype(float32)) is "
-        "printed before it"
-        for entry in DEFAULT_ENTRIES
-    },
-    **{
         ("series_rescale_slope_nan", entry): "a slice's RescaleSlope 'NaN' is taken as 1 "
         "without a word (io/dicom/values.to_float: NaN -> default; a slope of 0 likewise "
         "becomes 1 in header.py): the series reads as if nothing were wrong"
         for entry in DEFAULT_ENTRIES
     },
-    ("name_control_chars_valid", "info"): "the file name's ESC, BEL and newline are printed "
-    "raw in the summary's first line (the source path); error messages escape them",
     ("name_control_chars_valid", "segment"): "the file name's ESC, BEL and newline are "
     "printed raw in 'wrote ... on the grid of <name>'; error messages escape them",
 }
