@@ -140,8 +140,11 @@ def test_dicom_seg_of_a_dicom_input_references_its_series(models, tmp_path, caps
     nifti = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(stored, affine), nifti)
     again = ["segment", str(nifti), "-o", str(tmp_path / "b.nii.gz"), "--model"]
+    capsys.readouterr()
     code = main([*again, str(models["threshold"]), "--dicom-seg", str(tmp_path / "b.dcm")])
-    assert code == EXIT_BAD_INPUT and "needs a DICOM input" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT and "needs a DICOM input" in err
+    assert "window batches" not in err and not (tmp_path / "b.nii.gz").exists()  # no work
     # the SEG is an output like the others: kept unless --overwrite
     assert main([*args, "--dicom-seg", str(seg_path), "-o", str(tmp_path / "c.nii.gz")]) == 2
 

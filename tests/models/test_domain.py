@@ -77,3 +77,20 @@ def test_the_engine_reports_a_scan_outside_the_domain():
     result = segmenter.predict(slab)
     text = " ".join(result.warnings)
     assert "head-foot field of view is 40 mm" in text and "8 slices" in text
+
+
+def test_medseg_segment_warns_before_the_model_runs(tmp_path, capsys):
+    import nibabel as nib
+
+    from napari_medseg.cli import main
+    from napari_medseg.io import read_scan
+    from napari_medseg.samples import sample_path
+
+    scan = read_scan(sample_path("chest_ct"))
+    slab = tmp_path / "slab.nii.gz"
+    nib.save(nib.Nifti1Image(scan.array[:, :, 20:28], scan.affine), slab)
+    assert main(["segment", str(slab), "-o", str(tmp_path / "labels.nii.gz")]) == 0
+    err = capsys.readouterr().err
+    warning = err.index("head-foot field of view is 40 mm")
+    assert warning < err.index("window batches")  # said before the wait
+    assert err.count("head-foot field of view") == 1  # and only once

@@ -241,10 +241,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
         tta=args.tta,
         trust_bundle=args.trust_bundle,
     )
-    progress = None if args.json else _ProgressBar(f"segment ({segmenter.device})")
-    result = segmenter.predict(
-        volumes, progress=progress, return_probabilities=probabilities_path is not None
-    )
     source = volumes[0]
     meta = source.metadata
     if targets.dicom_seg is not None and meta.format != "dicom":
@@ -253,6 +249,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
             "DICOM images it was drawn on); this input is "
             f"{meta.format or 'not DICOM'}. Leave out --dicom-seg."
         )
+    # what the user should know before waiting: problems of the scan, and a scan the
+    # model was not made for
+    told = [*meta.warnings, *segmenter.domain_warnings(source)]
+    for warning in told:
+        print(f"warning: {warning}", file=sys.stderr)
+    progress = None if args.json else _ProgressBar(f"segment ({segmenter.device})")
+    result = segmenter.predict(
+        volumes, progress=progress, return_probabilities=probabilities_path is not None
+    )
     save_segmentation(
         Volume(result.labels, result.affine, meta),
         targets,
@@ -264,8 +269,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         probabilities=result.probabilities,
         exists_message=EXISTS_MESSAGE,
     )
-    for warning in [*meta.warnings, *result.warnings]:
-        print(f"warning: {warning}", file=sys.stderr)
+    for warning in result.warnings:
+        if warning not in told:
+            print(f"warning: {warning}", file=sys.stderr)
     settings = result.settings
     if args.json:
         print(
