@@ -1639,6 +1639,22 @@ def _(folder: Path, src: Sources) -> Built:
     return tiny_pair(folder)
 
 
+@case(
+    "out_appears_while_writing",
+    {"probe": ok(r"refused", kept_winner=True)},
+    **SCAN,
+)
+def _(folder: Path, src: Sources) -> Built:
+    """The output appears while ``segment`` writes it (as when a concurrent run wins).
+
+    ``medseg segment`` runs on the reduced float CT with ``--probabilities``; as soon as
+    a temporary file shows in the output folder, the probe creates the labels file
+    itself. The run must refuse to replace it, publish none of its files and leave no
+    temporary file.
+    """
+    return spoiled_ct(folder, src, (), None)
+
+
 # -- models --------------------------------------------------------------------------------
 _TO_OUT = ("-o", "{out}/l.nii.gz")
 
@@ -2114,8 +2130,46 @@ def probe_bundle_traversal(folder: Path, out: Path, places: Mapping[str, str]):
     return 0, {}
 
 
+def probe_output_appears(folder: Path, out: Path, places: Mapping[str, str]):
+    """Create ``segment``'s output while it writes; it must refuse and publish nothing.
+
+    Returns ``(0, {"kept_winner": bool, "caught": bool, ...})``: ``caught`` says the
+    probe saw a temporary file before the run ended (else the race was not made).
+    """
+    import time
+
+    target = out / "labels.nii.gz"
+    probabilities = out / "probabilities.nii.gz"
+    winner = b"written by the run that won"
+    run = _medseg_process(
+        ["segment", places["input"], "-o", str(target), "--probabilities", str(probabilities)]
+    )
+    caught = False
+    while run.poll() is None and not caught:
+        caught = any(entry.name.startswith(".") for entry in os.scandir(out))
+        if caught:
+            with open(target, "xb") as handle:  # what a concurrent winner would do
+                handle.write(winner)
+        else:
+            time.sleep(0.001)
+    said = run.communicate(timeout=80)[0].decode("utf-8", "backslashreplace")
+    print(f"exit {run.returncode}\n{said.strip()}".encode("ascii", "backslashreplace").decode())
+    litter = sorted(entry.name for entry in os.scandir(out) if entry.name.startswith("."))
+    kept = caught and target.read_bytes() == winner and not probabilities.exists()
+    if litter:
+        print(f"temporary files left behind: {litter}")
+    if kept and run.returncode == 2 and not litter:
+        print("the run refused to replace the labels that appeared, and published nothing")
+    return 0, {
+        "kept_winner": kept and run.returncode == 2 and not litter,
+        "caught": caught,
+        "exit_codes": [run.returncode],
+    }
+
+
 #: Case name -> probe function ``(folder, out, places) -> (rc, result)``.
 PROBES: dict[str, Callable] = {
     "out_concurrent_segments": probe_concurrent_segments,
+    "out_appears_while_writing": probe_output_appears,
     "model_bundle_zip_traversal": probe_bundle_traversal,
 }

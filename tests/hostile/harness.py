@@ -320,6 +320,15 @@ def check_numbers(
             problems += _compare_volumes(want, numbers, entry, result, records)
         elif key in ("body_tol", "organ_tol"):
             continue
+        elif key == "kept_winner":
+            if not result.get("kept_winner"):
+                problems.append(
+                    f"exit codes {result.get('exit_codes')}: the output that appeared while "
+                    "the run wrote was replaced, files of the run were published, or "
+                    "temporary files were left"
+                    if result.get("caught")
+                    else "the run ended before the probe saw its temporary file (no race)"
+                )
         elif key == "one_winner":
             if not result.get("one_winner"):
                 codes = result.get("exit_codes")
