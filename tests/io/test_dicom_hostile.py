@@ -77,6 +77,30 @@ def test_unreadable_end_slice_is_refused_and_named(tmp_path, how, end):
     assert any(victim.name in w and "first or last slice" in w for w in volume.metadata.warnings)
 
 
+@pytest.mark.parametrize(
+    "slope, intercept, problem",
+    [
+        ("NaN", "-1024", "RescaleSlope is 'nan', not a finite number"),
+        ("0", "-1024", "RescaleSlope is 0"),
+        ("1", "inf", "RescaleIntercept is 'inf', not a finite number"),
+    ],
+)
+def test_a_slice_whose_rescale_cannot_be_applied_is_not_read_as_slope_1(
+    tmp_path, slope, intercept, problem
+):
+    """A RescaleSlope of NaN or 0 was read as 1, giving the slice wrong HU silently."""
+    written = _series(tmp_path)
+    victim = written.files[2]
+    ds = pydicom.dcmread(victim)
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.save_as(victim)
+    (series,) = index_dicom(tmp_path)
+    assert [s.path for s in series.unreadable] == [str(victim)]
+    assert problem in series.unreadable[0].reason
+    with pytest.raises(IncompleteSeriesError, match=victim.name):
+        read_dicom(tmp_path)
+
+
 @pytest.mark.parametrize("how", ["empty", "random", "header"])
 def test_unreadable_inner_slice_is_named_as_unreadable_not_only_a_gap(tmp_path, how):
     written = _series(tmp_path)

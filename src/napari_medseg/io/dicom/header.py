@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import stat
 import struct
@@ -569,7 +570,36 @@ def read_header(path: str, *, explicit: bool = False) -> list[FrameRef] | Skippe
                 "unreadable",
                 COPY_AGAIN,
             )
+        rescale = _rescale_problem(header)
+        if rescale:
+            return skip(
+                f"{rescale}: its stored values cannot be turned into modality values (HU for CT).",
+                "unreadable",
+                COPY_AGAIN,
+            )
         return _frames_from_header(header, path, sop_class, UID(ts), little, element, file_size)
+
+
+def _rescale_problem(header: Any) -> str:
+    """Why a header's RescaleSlope/RescaleIntercept cannot be applied ("" when they can).
+
+    Absent values mean slope 1 and intercept 0. A present value that is not a finite
+    number (``NaN``, ``inf``, text), or a slope of 0 (every voxel the same value), is a
+    problem: reading it as 1 or 0 would give the slice wrong values without a word.
+    """
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        raw = header.get(keyword)
+        if raw is None or str(raw).strip() == "":
+            continue
+        try:
+            value = float(raw[0] if isinstance(raw, list | tuple) else raw)
+        except (TypeError, ValueError, IndexError):
+            return f"its {keyword} {str(raw).strip()!r} is not a number"
+        if not math.isfinite(value):
+            return f"its {keyword} is {str(raw).strip()!r}, not a finite number"
+        if keyword == "RescaleSlope" and value == 0.0:
+            return "its RescaleSlope is 0 (every voxel would have the same value)"
+    return ""
 
 
 def _transfer_syntax_problem(uid: str) -> str:
