@@ -1949,16 +1949,7 @@ def _(folder: Path, src: Sources) -> Built:
 #: ``(case, entry point) -> what happens instead``: the runs that fail today. Each is a
 #: ``pytest.mark.xfail(strict=True)`` in ``test_hostile.py``, so the suite goes red when
 #: a fix lands and its line is still here: delete the line with the fix.
-KNOWN: dict[tuple[str, str], str] = {
-    **{
-        ("series_rescale_slope_nan", entry): "a slice's RescaleSlope 'NaN' is taken as 1 "
-        "without a word (io/dicom/values.to_float: NaN -> default; a slope of 0 likewise "
-        "becomes 1 in header.py): the series reads as if nothing were wrong"
-        for entry in DEFAULT_ENTRIES
-    },
-    ("name_control_chars_valid", "segment"): "the file name's ESC, BEL and newline are "
-    "printed raw in 'wrote ... on the grid of <name>'; error messages escape them",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 # -- the table -----------------------------------------------------------------------------

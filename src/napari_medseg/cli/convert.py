@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from napari_medseg.cli.common import ALLOW_GAPS_HELP, format_spacing
-from napari_medseg.errors import MedsegError
+from napari_medseg.errors import MedsegError, shown_path
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(
-        f"wrote {out}: {' x '.join(map(str, array.shape))} voxels, "
+        f"wrote {shown_path(out)}: {' x '.join(map(str, array.shape))} voxels, "
         f"spacing {format_spacing(voxel_spacing(affine))} mm, orientation {volume.orientation}"
     )
     return 0

@@ -46,7 +46,7 @@ def _read_input(path: str, role: str, series_key: str | None = None):
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``medseg report``."""
-    from napari_medseg.errors import ScanWriteError
+    from napari_medseg.errors import ScanWriteError, shown_path
     from napari_medseg.io.atomic import check_writable, refuse_source_overwrite
     from napari_medseg.io.label_names import read_label_names
     from napari_medseg.io.sidecar import read_sidecar_model, sidecar_path
@@ -102,7 +102,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     count = len(report.labels)
-    print(f"wrote {', '.join(map(str, written))}: {count} label{'s' * (count != 1)}")
+    shown = ", ".join(shown_path(p) for p in written)
+    print(f"wrote {shown}: {count} label{'s' * (count != 1)}")
     return 0
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from napari_medseg.cli.common import ALLOW_GAPS_HELP
-from napari_medseg.errors import MedsegError
+from napari_medseg.errors import MedsegError, shown_path
 
 #: Why a bundle folder needs --trust-bundle, shown when it is missing.
 TRUST_HELP = (
@@ -292,8 +292,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"wrote {out}: {' x '.join(map(str, result.labels.shape))} voxels on the grid of "
-        f"{meta.source or args.inputs[0]}"
+        f"wrote {shown_path(out)}: {' x '.join(map(str, result.labels.shape))} voxels on the "
+        f"grid of {shown_path(meta.source or args.inputs[0])}"
     )
     for row in label_volumes(result, source):
         print(
