@@ -96,6 +96,10 @@ def test_convert_never_writes_over_the_source(tmp_path):
     result = medseg("convert", source, source, "--overwrite")
     assert result.returncode == 2
     assert "never overwritten" in result.stderr
+    # without --overwrite too, and --overwrite is not the advice (it would not help)
+    result = medseg("convert", source, source)
+    assert result.returncode == 2 and "never overwritten" in result.stderr
+    assert "--overwrite" not in result.stderr
     assert source.read_bytes() == before
 
 

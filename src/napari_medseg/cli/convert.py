@@ -24,13 +24,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         shear_deg,
         voxel_spacing,
     )
-    from napari_medseg.io.atomic import check_writable, output_set
+    from napari_medseg.io.atomic import check_writable, output_set, refuse_source_overwrite
     from napari_medseg.io.nifti import check_nifti_name, write_nifti_like
     from napari_medseg.io.reader import read_scan
 
     out = Path(args.output)
     check_nifti_name(out)  # before reading a whole series
     exists = "{path}: already exists; pass --overwrite to replace it."
+    refuse_source_overwrite(out, [args.path])  # before "pass --overwrite", which would not help
     check_writable(out)  # a folder, a read-only folder... before reading
     if out.exists() and not args.overwrite:
         raise MedsegError(exists.format(path=out))
@@ -49,7 +50,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     # a sheared grid kept as it is: write_nifti warns (qform_code 0, ITK refuses it)
     with output_set(exclusive=not args.overwrite, exists_message=exists):  # claimed, not replaced
-        write_nifti_like(out, array, affine, volume, description=meta.series_description)
+        write_nifti_like(
+            out,
+            array,
+            affine,
+            volume,
+            description=meta.series_description,
+            protect=[args.path, meta.source, *meta.files],
+        )
     for warning in meta.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if meta.nonfinite_voxels:
