@@ -158,3 +158,18 @@ def test_bad_nrrd_files_give_one_error_naming_the_file(labels, tmp_path):
         write_seg_nrrd(tmp_path / "labels.nii.gz", labels)
     with pytest.raises(OverwriteSourceError):
         write_seg_nrrd(good, labels, overwrite=True, protect=[good])
+
+
+def test_read_scan_and_medseg_read_nrrd(labels, tmp_path, capsys):
+    from napari_medseg.cli import main
+    from napari_medseg.io import read_scan
+
+    out = write_seg_nrrd(tmp_path / "labels.seg.nrrd", labels, CLASSES)
+    volume = read_scan(out)
+    np.testing.assert_array_equal(volume.array, labels.array)
+    assert volume.metadata.extra["classes"] == CLASSES
+    assert main(["info", str(out)]) == 0
+    assert "30 x 24 x 12 voxels" in capsys.readouterr().out
+    converted = tmp_path / "labels.nii.gz"
+    assert main(["convert", str(out), str(converted)]) == 0
+    np.testing.assert_allclose(read_scan(converted).affine, labels.affine, atol=1e-5)

@@ -8,6 +8,7 @@ from pathlib import Path
 from napari_medseg.errors import EmptyFolderError, NotAScanError, ScanReadError
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, is_nifti_path, read_nifti
 from napari_medseg.io.nonfinite import counts_nonfinite
+from napari_medseg.io.nrrd import is_nrrd_path, read_nrrd
 from napari_medseg.io.sniff import (
     check_readable,
     has_dicom_preamble,
@@ -25,13 +26,14 @@ def read_scan(
     volume_index: int | None = None,
     allow_gaps: bool = False,
 ) -> Volume:
-    """Read a NIfTI file, a DICOM file, a DICOM folder or a DICOMDIR.
+    """Read a NIfTI file, a NRRD file, a DICOM file, a DICOM folder or a DICOMDIR.
 
     Parameters
     ----------
     path : path
-        ``.nii``/``.nii.gz`` file; a DICOM file; a folder searched recursively
-        for DICOM; or a ``DICOMDIR``.
+        ``.nii``/``.nii.gz`` file; ``.nrrd``/``.nhdr`` (a 3D Slicer ``.seg.nrrd`` is
+        read as a label map, see :func:`napari_medseg.io.nrrd.read_nrrd`); a DICOM file;
+        a folder searched recursively for DICOM; or a ``DICOMDIR``.
     series_key : str, optional
         Which DICOM series to read when the folder holds several (a
         ``SeriesInfo.key`` from :func:`napari_medseg.io.dicom.index_dicom` or a
@@ -54,6 +56,8 @@ def read_scan(
     """
     path = Path(path)
     check_readable(path)  # missing, permission denied, empty: said as such
+    if is_nrrd_path(path) and not path.is_dir():
+        return read_nrrd(path)
     if is_volume_file(path):
         return read_nifti(path, volume_index=volume_index)
     from napari_medseg.io.dicom import read_dicom
@@ -84,7 +88,8 @@ def read_scan(
 
 
 def is_volume_file(path: str | PathLike) -> bool:
-    """Whether ``path`` is a NIfTI file (by name or by its magic), or half of a NIfTI pair.
+    """Whether ``path`` is a NIfTI or NRRD file (by name or by its magic), or half of a
+    NIfTI pair.
 
     Names decide even before the file exists (so the error names it); everything
     else (folders, DICOM files, DICOMDIR) is for the DICOM reader.
@@ -93,7 +98,7 @@ def is_volume_file(path: str | PathLike) -> bool:
     if path.is_dir():
         return False
     name = path.name.lower()
-    if is_nifti_path(name) or name.endswith(NIFTI_PAIR_SUFFIXES):
+    if is_nifti_path(name) or name.endswith(NIFTI_PAIR_SUFFIXES) or is_nrrd_path(name):
         return True
     if not path.is_file():
         return False
