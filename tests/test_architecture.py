@@ -201,3 +201,11 @@ def test_napari_internals_are_touched_in_one_module():
         if PRIVATE_NAPARI.search(path.read_text())
     )
     assert users == ["_napari/history.py"]
+
+
+def test_test_modules_have_unique_names():
+    # the tests run in pytest's default import mode: two test files of one name in
+    # different folders stop the whole run at collection
+    tests = Path(__file__).resolve().parent
+    names = [path.name for path in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
