@@ -537,3 +537,32 @@ def test_output_problems_are_found_before_the_work(ct_nifti, models, tmp_path, c
     )
     err = capsys.readouterr().err
     assert code == EXIT_BAD_INPUT and err.startswith(f"medseg: error: {loop}"), err
+
+
+def test_rtstruct_and_seg_nrrd_outputs_hold_the_same_labels(models, tmp_path, capsys):
+    """--rtstruct and --seg-nrrd beside the NIfTI: each read back gives its voxels."""
+    from napari_medseg.io.nrrd import read_nrrd
+    from napari_medseg.io.rtstruct import read_rtstruct
+
+    affine = make_affine("LPS", spacing=(0.7, 0.8, 2.5), origin=(10.0, -20.0, 30.0))
+    stored = np.random.default_rng(5).integers(0, 2048, SHAPE).astype(np.int16)
+    folder = tmp_path / "dicom"
+    write_dicom_series(stored, affine, folder, modality="CT", rescale_intercept=-1024.0)
+    out = tmp_path / "labels.nii.gz"
+    rt, seg_nrrd = tmp_path / "labels_rt.dcm", tmp_path / "labels.seg.nrrd"
+    args = ["segment", str(folder), "-o", str(out), "--model", str(models["threshold"])]
+    assert main([*args, "--rtstruct", str(rt), "--seg-nrrd", str(seg_nrrd)]) == 0
+    labels = np.asarray(nib.load(out).dataobj)
+    assert labels.any()
+    source = read_scan(folder)
+    np.testing.assert_array_equal(read_rtstruct(rt, source).array, labels)
+    back = read_nrrd(seg_nrrd)
+    np.testing.assert_array_equal(back.array, labels)
+    np.testing.assert_allclose(back.affine, source.affine, atol=1e-5)
+    # both reference a DICOM series or need none: an RTSTRUCT of a NIfTI input is refused
+    nifti = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(stored, affine), nifti)
+    capsys.readouterr()
+    code = main(["segment", str(nifti), "-o", str(tmp_path / "b.nii.gz"), "--model",
+                 str(models["threshold"]), "--rtstruct", str(tmp_path / "b.dcm")])  # fmt: skip
+    assert code == EXIT_BAD_INPUT and "--rtstruct needs a DICOM input" in capsys.readouterr().err

@@ -62,6 +62,16 @@ def register(commands) -> None:
         metavar="SEG.dcm",
         help="also write the labels as a DICOM SEG referencing the input DICOM series",
     )
+    segment.add_argument(
+        "--rtstruct",
+        metavar="RT.dcm",
+        help="also write the labels as an RT Structure Set referencing the input DICOM series",
+    )
+    segment.add_argument(
+        "--seg-nrrd",
+        metavar="LABELS.seg.nrrd",
+        help="also write the labels as a 3D Slicer segmentation (names and colours kept)",
+    )
     segment.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     segment.add_argument("--series", help="series key or SeriesInstanceUID (see `medseg info`)")
     segment.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
@@ -218,6 +228,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         out,
         dicom_seg=Path(args.dicom_seg) if args.dicom_seg else None,
         probabilities=probabilities_path,
+        rtstruct=Path(args.rtstruct) if args.rtstruct else None,
+        seg_nrrd=Path(args.seg_nrrd) if args.seg_nrrd else None,
     )
     # refused before reading or segmenting; the source check comes before "pass
     # --overwrite", which would not help. Every input is protected: scans and model.
@@ -243,12 +255,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     source = volumes[0]
     meta = source.metadata
-    if targets.dicom_seg is not None and meta.format != "dicom":
-        raise MedsegError(
-            f"{args.inputs[0]}: --dicom-seg needs a DICOM input (a DICOM SEG references the "
-            "DICOM images it was drawn on); this input is "
-            f"{meta.format or 'not DICOM'}. Leave out --dicom-seg."
-        )
+    for option, wanted in (("--dicom-seg", targets.dicom_seg), ("--rtstruct", targets.rtstruct)):
+        if wanted is not None and meta.format != "dicom":
+            raise MedsegError(
+                f"{shown_path(args.inputs[0])}: {option} needs a DICOM input (it references "
+                f"the DICOM images the labels were drawn on); this input is "
+                f"{meta.format or 'not DICOM'}. Leave out {option}."
+            )
     # what the user should know before waiting: problems of the scan, and a scan the
     # model was not made for
     told = [*meta.warnings, *segmenter.domain_warnings(source)]
@@ -280,6 +293,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     "output": str(out),
                     "probabilities": str(probabilities_path) if probabilities_path else None,
                     "dicom_seg": str(targets.dicom_seg) if targets.dicom_seg else None,
+                    "rtstruct": str(targets.rtstruct) if targets.rtstruct else None,
+                    "seg_nrrd": str(targets.seg_nrrd) if targets.seg_nrrd else None,
                     "model": result.model_name,
                     "labels": label_volumes(result, source),
                     "settings": settings,

@@ -1,4 +1,5 @@
-"""The one save path of a segmentation: labels NIfTI + sidecar, DICOM SEG, probabilities.
+"""The one save path of a segmentation: labels NIfTI + sidecar, DICOM SEG, RTSTRUCT,
+``.seg.nrrd``, probabilities.
 
 ``medseg segment``, the headless demo and the napari Save widget all save through
 :func:`save_segmentation`; :func:`check_targets` is its check of the target files,
@@ -16,7 +17,9 @@ What is written (:class:`SaveTargets` names the files; any may be left out):
   copied from the labels file just written (one geometry policy for both, including
   ``write_nifti``'s handling of sheared gantry-tilt grids);
 * a DICOM SEG referencing the DICOM images the labels were drawn on
-  (:func:`napari_medseg.io.dicom_seg.write_dicom_seg`).
+  (:func:`napari_medseg.io.dicom_seg.write_dicom_seg`);
+* an RT Structure Set referencing them too (:func:`napari_medseg.io.rtstruct.write_rtstruct`);
+* a 3D Slicer segmentation, ``.seg.nrrd`` (:func:`napari_medseg.io.nrrd.write_seg_nrrd`).
 
 Every file is written atomically (a reader never sees half a file; a failed write
 leaves the old file as it was) and never over a file in ``protect``, and the files of
@@ -100,14 +103,20 @@ class SaveTargets:
         The DICOM SEG.
     probabilities : pathlib.Path or None
         The class probabilities NIfTI; needs ``labels`` (its header is copied).
+    rtstruct : pathlib.Path or None
+        The RT Structure Set.
+    seg_nrrd : pathlib.Path or None
+        The 3D Slicer segmentation (``.seg.nrrd``).
     """
 
     labels: Path | None = None
     dicom_seg: Path | None = None
     probabilities: Path | None = None
+    rtstruct: Path | None = None
+    seg_nrrd: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("labels", "dicom_seg", "probabilities"):
+        for name in ("labels", "dicom_seg", "probabilities", "rtstruct", "seg_nrrd"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -128,6 +137,8 @@ class SaveTargets:
             (self.sidecar, "label names file"),
             (self.probabilities, "probabilities"),
             (self.dicom_seg, "DICOM SEG"),
+            (self.rtstruct, "RT Structure Set"),
+            (self.seg_nrrd, "Slicer segmentation"),
         ]
         return [(path, what) for path, what in files if path is not None]
 
@@ -242,7 +253,8 @@ def save_segmentation(
     Returns
     -------
     list of pathlib.Path
-        The written files, in the order written (labels, sidecar, probabilities, SEG).
+        The written files, in the order written (labels, sidecar, probabilities, SEG,
+        RT Structure Set, Slicer segmentation).
 
     Raises
     ------
@@ -258,6 +270,8 @@ def save_segmentation(
     from napari_medseg.io.atomic import TargetExistsError, output_set
     from napari_medseg.io.dicom_seg import write_dicom_seg
     from napari_medseg.io.nifti import write_nifti_like
+    from napari_medseg.io.nrrd import write_seg_nrrd
+    from napari_medseg.io.rtstruct import write_rtstruct
     from napari_medseg.io.sidecar import sidecar_content, write_sidecar
 
     if not isinstance(model, Mapping | str):
@@ -304,6 +318,24 @@ def save_segmentation(
                         overwrite=overwrite,
                         algorithm=model,
                         algorithm_type="SEMIAUTOMATIC" if edited else None,
+                    )
+                )
+            if targets.rtstruct is not None:
+                written.append(
+                    write_rtstruct(
+                        targets.rtstruct,
+                        labels,
+                        labels.metadata.files if dicom_files is None else list(dicom_files),
+                        classes,
+                        protect=protect,
+                        overwrite=overwrite,
+                        automatic=model is not None,
+                    )
+                )
+            if targets.seg_nrrd is not None:
+                written.append(
+                    write_seg_nrrd(
+                        targets.seg_nrrd, labels, classes, protect=protect, overwrite=overwrite
                     )
                 )
     except TargetExistsError as error:  # another writer took the name meanwhile
