@@ -414,3 +414,16 @@ def test_an_os_error_that_reaches_the_command_names_the_file_not_its_temporary(
     assert capsys.readouterr().err == (
         f"medseg: error: {tmp_path / 'out.nii.gz'}: Permission denied.\n"
     )
+
+
+def test_info_on_one_dicom_file_describes_its_series(tmp_path):
+    """Not one slice with 0 mm spacing: the series the file belongs to, as convert reads it."""
+    from napari_medseg.samples import sample_path
+
+    first = sample_path("chest_ct_dicom") / "IM00001.dcm"
+    result = medseg("info", first, "--json")
+    assert result.returncode == 0
+    (series,) = json.loads(result.stdout)["series"]
+    assert series["n_slices"] == 48 and series["slice_spacing"] == pytest.approx(5.0)
+    text = medseg("info", first).stdout
+    assert "is one of the 48 images of this series" in text and "48 slices" in text

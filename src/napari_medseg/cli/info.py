@@ -145,8 +145,19 @@ def cmd_info(args: argparse.Namespace) -> int:
         else:
             _print_volume_summary(summary)
         return 0
-    from napari_medseg.io.dicom import index_dicom
+    from napari_medseg.io.dicom import index_dicom, series_of_file
+    from napari_medseg.io.sniff import is_dicomdir_name
 
+    if path.is_file() and not is_dicomdir_name(path):
+        # one file of a series: describe the series it belongs to, as convert reads it
+        series = series_of_file(path)
+        rows = [_series_summary(series)]
+        if args.json:
+            print(json.dumps({"source": str(path), "series": rows, "skipped": []}, indent=2))
+        else:
+            print(f"{shown_path(path)} is one of the {series.n_slices} images of this series:")
+            _print_series_table(path.parent, rows)
+        return 0
     index = index_dicom(path)
     rows = [_series_summary(series) for series in index]
     skipped = _skipped_rows(index.skipped)
