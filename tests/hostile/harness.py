@@ -3,11 +3,12 @@
 :func:`run_corpus` gives every entry point its own copy of the corpus (so a run that
 writes next to its input cannot disturb another entry point's sources) and runs
 ``run_case.py`` over it: one process per entry point for the ordinary cases, one
-process for all entry points of each case marked ``isolate`` (memory measured for the
-whole process, as a user's run of it). A watchdog kills a process whose current case
-runs past its time plus :data:`GRACE_S`, records that case as a hang, and starts a new
-process for the pairs left. :func:`judge` turns one record into the list of what is
-wrong with it; :func:`describe` into a failure report.
+process for all entry points of each case marked ``isolate`` (a fresh process, as a
+user's run of it; memory is each run's own peak, see ``run_case.py``). A watchdog
+kills a process whose current case runs past its time plus :data:`GRACE_S`, records
+that case as a hang, and starts a new process for the pairs left. :func:`judge` turns
+one record into the list of what is wrong with it; :func:`describe` into a failure
+report.
 """
 
 from __future__ import annotations
@@ -208,11 +209,12 @@ def run_corpus(
                 _, status, usage = os.wait4(one.process.pid, 0)
             one.process.returncode = status  # reaped here, not by Popen
             _collect(one, records)
+            # Memory is judged by each run's own VmHWM (run_case.py). The rusage of the
+            # child is no measure: Linux carries the hiwater mark of the memory a process
+            # had before exec into its ru_maxrss, and Popen's vfork/exec starts from this
+            # process (inside pytest's whole suite, 1.8 GB), so every child would "peak"
+            # at that. It is kept only as a note on runs that died or hung.
             peak_mb = round(usage.ru_maxrss / 1024.0, 1)
-            if one.job.isolated:
-                for pair in one.job.pairs:
-                    if pair in records:
-                        records[pair]["process_peak_rss_mb"] = peak_mb
             if one.current is not None:
                 name, entry = one.current
                 records[one.current] = {
@@ -225,7 +227,8 @@ def run_corpus(
                     "new_outputs": [],
                     "markers": [],
                     "result": {},
-                    "process_peak_rss_mb": peak_mb,
+                    "process_peak_rss_mb": None,
+                    "process_rusage_maxrss_mb": peak_mb,  # not judged, see above
                 }
                 one.done.add(one.current)
             left = [pair for pair in one.job.pairs if pair not in one.done]
