@@ -63,6 +63,15 @@ def notes():
     notification_manager.notification_ready.disconnect(_record)
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A home folder of the test's own: default names of the samples go below it."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    monkeypatch.setenv("HOME", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """Folder for screenshots (gitignored)."""

@@ -60,16 +60,21 @@ def _refused(widget, qtbot, button) -> str:
     return blocker.args[0]
 
 
-def test_nifti_sample_save_reload(make_napari_viewer, qtbot, tmp_path):
+def test_nifti_sample_save_reload(make_napari_viewer, qtbot, tmp_path, home):
     viewer = make_napari_viewer()
     _, tumour = open_sample(viewer, "chest_ct")
     widget = dock(viewer, "Save labels")
     assert widget.layer() is tumour
     scan = sample_path("chest_ct")
-    # next to the scan, "<scan>_<layer>.nii.gz"; no DICOM SEG for a NIfTI scan
-    assert widget.nifti_edit.text() == str(scan.parent / "chest_ct_tumour.nii.gz")
-    assert widget.seg_edit.text() == str(scan.parent / "chest_ct_tumour_seg.dcm")
+    # "<scan>_<layer>.nii.gz", in ~/medseg-output (never in the samples' folder); no DICOM
+    # SEG nor RTSTRUCT for a NIfTI scan, a Slicer segmentation for any
+    output = home / "medseg-output"
+    assert widget.nifti_edit.text() == str(output / "chest_ct_tumour.nii.gz")
+    assert widget.seg_edit.text() == str(output / "chest_ct_tumour_seg.dcm")
+    assert widget.rt_edit.text() == str(output / "chest_ct_tumour_rt.dcm")
+    assert widget.nrrd_edit.text() == str(output / "chest_ct_tumour.seg.nrrd")
     assert widget.save_button.isEnabled() and not widget.seg_button.isEnabled()
+    assert not widget.rt_button.isEnabled() and widget.nrrd_button.isEnabled()
 
     set_label_class(tumour, 1, name="lung tumour", color="#ff2010")
     _paint_source_block(tumour)
@@ -110,23 +115,24 @@ def _slice_of_each_file(files: list[Path], ct: np.ndarray) -> dict[str, int]:
     return out
 
 
-def test_dicom_sample_nifti_and_seg(make_napari_viewer, qtbot, tmp_path, artifacts, notes):
+def test_dicom_sample_nifti_and_seg(make_napari_viewer, qtbot, tmp_path, artifacts, notes, home):
     from napari.layers import Layer
 
     viewer = make_napari_viewer()
     image, tumour = open_sample(viewer, "chest_ct_dicom")
     folder = sample_path("chest_ct_dicom")
+    output = home / "medseg-output"
     widget = dock(viewer, "Save labels")
     # the bundled tumour was read from NIfTI but lies on the DICOM series: SEG offered
     assert widget.layer() is tumour and widget.seg_button.isEnabled()
-    assert widget.nifti_edit.text() == str(folder.parent / "chest_ct_dicom_tumour.nii.gz")
+    assert widget.nifti_edit.text() == str(output / "chest_ct_dicom_tumour.nii.gz")
 
     lesions = viewer.add_layer(Layer.create(*labels_like(image, name="lesions (draft)")))
     lesions.data = np.asarray(tumour.data).copy()
     _paint_source_block(lesions)
     widget.layer_combo.set_layer(lesions)
-    assert widget.nifti_edit.text() == str(folder.parent / "chest_ct_dicom_lesions_draft.nii.gz")
-    assert widget.seg_edit.text() == str(folder.parent / "chest_ct_dicom_lesions_draft_seg.dcm")
+    assert widget.nifti_edit.text() == str(output / "chest_ct_dicom_lesions_draft.nii.gz")
+    assert widget.seg_edit.text() == str(output / "chest_ct_dicom_lesions_draft_seg.dcm")
     assert widget.seg_button.isEnabled() and widget.status.text() == "Unsaved edits."
 
     expected = np.asarray(nib.load(sample_path("chest_ct_tumour")).dataobj).copy()
@@ -242,7 +248,7 @@ def test_bad_names_and_layers_off_a_dicom_scan(make_napari_viewer, qtbot, tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_labels_napari_made_on_the_dicom_scan(make_napari_viewer, qtbot, tmp_path):
+def test_labels_napari_made_on_the_dicom_scan(make_napari_viewer, qtbot, tmp_path, home):
     """napari's New labels layer has no metadata: matched to the DICOM scan by its grid."""
     viewer = make_napari_viewer()
     image, _ = open_sample(viewer, "chest_ct_dicom")
@@ -255,7 +261,7 @@ def test_labels_napari_made_on_the_dicom_scan(make_napari_viewer, qtbot, tmp_pat
     folder = sample_path("chest_ct_dicom")
     assert drawn.name == "chest CT (DICOM) - Labels"
     assert widget.nifti_edit.text() == str(
-        folder.parent / "chest_ct_dicom_chest_CT_DICOM-Labels.nii.gz"
+        home / "medseg-output" / "chest_ct_dicom_chest_CT_DICOM-Labels.nii.gz"
     )
     assert widget.seg_button.isEnabled()
     geometry = DisplayGeometry.from_dict(image.metadata[MEDSEG_KEY])
@@ -290,16 +296,17 @@ def test_default_names(tmp_path):
     assert seg_path_for(str(tmp_path / "ct_liver.nii.gz")) == str(tmp_path / "ct_liver_seg.dcm")
 
 
-def test_the_default_names_follow_a_renamed_layer(make_napari_viewer, qtbot, tmp_path):
+def test_the_default_names_follow_a_renamed_layer(make_napari_viewer, qtbot, tmp_path, home):
     viewer = make_napari_viewer()
     _, tumour = open_sample(viewer, "chest_ct")
     widget = dock(viewer, "Save labels")
-    scan = Path(sample_path("chest_ct"))
     assert Path(widget.nifti_edit.text()).name.endswith("_tumour.nii.gz")
     tumour.name = "GTV"  # renamed in the layer list
     nifti = Path(widget.nifti_edit.text())
-    assert nifti.parent == scan.parent and nifti.name.endswith("_GTV.nii.gz")
+    assert nifti.parent == home / "medseg-output" and nifti.name.endswith("_GTV.nii.gz")
     assert widget.seg_edit.text().endswith("_GTV_seg.dcm")
+    assert widget.rt_edit.text().endswith("_GTV_rt.dcm")
+    assert widget.nrrd_edit.text().endswith("_GTV.seg.nrrd")
     widget.nifti_edit.setText(str(tmp_path / "mine.nii.gz"))  # a name the user typed stays
     tumour.name = "CTV"
     assert widget.nifti_edit.text() == str(tmp_path / "mine.nii.gz")

@@ -121,4 +121,24 @@ def same_source_grid(a: LayerVolume, b: LayerVolume, atol_mm: float = 1e-4) -> b
     )
 
 
-__all__ = ["LayerGeometryError", "LayerVolume", "layer_volume", "same_source_grid"]
+def same_patient_grid(a: LayerVolume, b: LayerVolume, tol_mm: float = 1e-3) -> bool:
+    """Whether two layers hold the same voxels on the same patient grid, in any voxel order.
+
+    Unlike :func:`same_source_grid`, the stored voxel order may differ (axes permuted
+    and/or flipped, e.g. a DICOM series and its NIfTI conversion): every voxel centre
+    of ``b`` is a voxel centre of ``a`` within ``tol_mm`` (mm), and vice versa
+    (:func:`napari_medseg.labels.maps.reorder_onto_grid`).
+    """
+    from napari_medseg.labels.maps import reorder_onto_grid
+
+    x, y = a.volume, b.volume
+    return reorder_onto_grid(y.array, y.affine, x.shape, x.affine, tol_mm=tol_mm) is not None
+
+
+__all__ = [
+    "LayerGeometryError",
+    "LayerVolume",
+    "layer_volume",
+    "same_patient_grid",
+    "same_source_grid",
+]

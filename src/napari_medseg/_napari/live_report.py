@@ -38,10 +38,10 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from napari_medseg._napari.history import atom_extent, history_key, moved_history_item
 from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.label_classes import label_names
-from napari_medseg._napari.layer_volume import LayerVolume, layer_volume
+from napari_medseg._napari.layer_volume import LayerVolume, layer_volume, same_patient_grid
 from napari_medseg.errors import MedsegError
 from napari_medseg.geometry import DisplayGeometry
-from napari_medseg.labels.maps import GridMismatchError, describe_grid, reorder_onto_grid
+from napari_medseg.labels.maps import GridMismatchError, describe_grid
 from napari_medseg.measure.incremental import (
     MeasuredReport,
     ReportSettings,
@@ -170,13 +170,9 @@ def check_image_grid(
 ) -> None:
     """Raise :class:`GridMismatchError` naming both layers unless the image is on the
     labels' voxel grid (the same voxels in another stored order are accepted)."""
-    from napari_medseg.resample import same_grid
-
+    if same_patient_grid(labels, image):
+        return
     a, b = labels.volume, image.volume
-    if same_grid(b.shape, b.affine, a.shape, a.affine):
-        return
-    if reorder_onto_grid(b.array, b.affine, a.shape, a.affine) is not None:
-        return
     raise GridMismatchError(
         f"image layer {image_layer.name!r} is not on the voxel grid of labels layer "
         f"{labels_layer.name!r}: {describe_grid(b.shape, b.affine)} against "

@@ -1,6 +1,6 @@
-"""Save widget: a labels layer as NIfTI on its scan's grid, and as DICOM SEG.
+"""Save widget: a labels layer as NIfTI on its scan's grid, DICOM SEG, RTSTRUCT, .seg.nrrd.
 
-Both buttons save through :func:`napari_medseg.io.save.save_segmentation`, the save
+Every button saves through :func:`napari_medseg.io.save.save_segmentation`, the save
 path of ``medseg segment`` and the demo, handing it the layer on the voxel grid of the
 scan it was drawn on (:func:`napari_medseg._napari.layer_volume.layer_volume`: the
 geometry napari's own writer works out), its classes (the layer's features) and its
@@ -9,20 +9,26 @@ model (``metadata["medseg"]["model"]``, marked ``edited_by_hand`` once corrected
 *Save NIfTI* writes the labels NIfTI (atomic, refuses source scans) plus the JSON
 sidecar ``medseg report`` reads (class names and colours, the model).
 
-*Save DICOM SEG* is offered when the layer lies on a scan read from DICOM (its own
-metadata, or an open DICOM image layer on the same voxel grid): the SEG references
-that series' images.
+*Save DICOM SEG* and *Save RTSTRUCT* are offered when the layer lies on a scan read
+from DICOM (its own metadata, or an open DICOM image layer on the same patient grid,
+in any voxel order: a NIfTI label map of the series counts): both reference that
+series' images. *Save .seg.nrrd* writes a 3D Slicer segmentation (any scan).
 
-Both writes run in a napari worker on a copy of the layer data taken when the
-button is pressed, so the viewer stays responsive. A successful write of either
-kind marks the layer saved (a SEG holds every label value too); when the layer was
-edited while the file was written, it stays marked, since the newer edits are not
-in the file.
+Every write runs in a napari worker on a copy of the layer data taken when the
+button is pressed, so the viewer stays responsive. A successful write of any kind
+marks the layer saved (each holds every label value); when the layer was edited
+while the file was written, it stays marked, since the newer edits are not in the
+file.
 
 Default names sit next to the scan: ``ct.nii.gz`` -> ``ct_<layer>.nii.gz`` in the
 same folder; a DICOM folder ``series/`` -> ``series_<layer>.nii.gz`` beside the
-folder; the SEG gets the NIfTI name with ``_seg.dcm``. An existing file is only
-replaced when *Replace existing file* is ticked; a source scan never is.
+folder; the other files take the NIfTI name with ``_seg.dcm``, ``_rt.dcm`` and
+``.seg.nrrd``. When that folder is not for the user's files (a bundled sample's,
+or one that cannot be written) they go to :func:`fallback_folder`
+(``~/medseg-output``) instead, and the widget says so. The names and the *Replace
+existing file* tick belong to the layer they were set for: another layer gets its
+own names back (its defaults the first time) and the tick cleared. An existing file
+is only replaced when *Replace existing file* is ticked; a source scan never is.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -41,11 +48,11 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -60,6 +67,13 @@ logger = logging.getLogger(__name__)
 
 #: Suffix of the default DICOM SEG name (after the NIfTI name's stem).
 SEG_SUFFIX = "_seg.dcm"
+#: Suffix of the default RT Structure Set name.
+RTSTRUCT_SUFFIX = "_rt.dcm"
+#: Suffix of the default 3D Slicer segmentation name.
+SEG_NRRD_SUFFIX = ".seg.nrrd"
+#: Folder (below the home folder) of default names when the scan's folder is not for
+#: the user's files.
+FALLBACK_FOLDER = "medseg-output"
 
 
 # ------------------------------------------------------------------ file names
@@ -108,12 +122,76 @@ def default_nifti_path(source: str, fmt: str, layer_name: str) -> Path | None:
     return path.parent / f"{safe_name(_strip_nifti(path.name))}_{safe_name(layer_name)}.nii.gz"
 
 
-def seg_path_for(nifti_path: str) -> str:
-    """The DICOM SEG name that goes with a NIfTI name (``x.nii.gz`` -> ``x_seg.dcm``)."""
+def sibling_path(nifti_path: str, suffix: str) -> str:
+    """The name of another file of a save: the NIfTI name's stem + ``suffix``.
+
+    ``sibling_path("x.nii.gz", "_rt.dcm")`` -> ``"x_rt.dcm"``; "" for "".
+    """
     if not nifti_path:
         return ""
     path = Path(nifti_path)
-    return str(path.with_name(_strip_nifti(path.name) + SEG_SUFFIX))
+    return str(path.with_name(_strip_nifti(path.name) + suffix))
+
+
+def seg_path_for(nifti_path: str) -> str:
+    """The DICOM SEG name that goes with a NIfTI name (``x.nii.gz`` -> ``x_seg.dcm``)."""
+    return sibling_path(nifti_path, SEG_SUFFIX)
+
+
+def fallback_folder() -> Path:
+    """Where default names go when the scan's folder is not for the user's files:
+    ``~/medseg-output`` (made when the first file is saved there)."""
+    return Path.home() / FALLBACK_FOLDER
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def is_sample(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is (in) one of the bundled sample folders (``sample_scans/``)."""
+    from napari_medseg.samples import sample_dirs
+
+    return bool(path) and any(_inside(Path(path), folder) for folder in sample_dirs())
+
+
+def _writable_folder(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (or, when it is still to be made, the
+    nearest existing folder above it)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
+
+
+def user_default(path: Path, source: str) -> tuple[Path, str]:
+    """``path``, or its name in :func:`fallback_folder` when its folder is not the user's.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A default output name next to the scan (see :func:`default_nifti_path`).
+    source : str
+        The scan (a bundled sample's folder is never written into by default).
+
+    Returns
+    -------
+    path : pathlib.Path
+        Where the default name goes.
+    why : str
+        Why it moved ("" when it did not), for the user.
+    """
+    folder = path.parent
+    if is_sample(source) or is_sample(path):
+        why = f"the scan is a bundled sample; {folder} is not for your files"
+    elif not _writable_folder(folder):
+        why = f"{folder} cannot be written"
+    else:
+        return path, ""
+    return fallback_folder() / path.name, why
 
 
 # ------------------------------------------------------------------ the scan of a layer
@@ -146,12 +224,15 @@ def scan_of(viewer: Any, layer: Any) -> ScanInfo:
     """The scan a labels layer lies on, and the DICOM series it can reference.
 
     The layer's own metadata first (labels made on a scan carry its source); a
-    DICOM image layer of the viewer on the same voxel grid supplies the series
+    DICOM image layer of the viewer on the same patient grid supplies the series
     when the layer's own source is not DICOM (e.g. labels read from a NIfTI file
-    drawn on that series); default names follow an image layer on the same grid.
+    drawn on that series). The grids are matched by geometry, not by stored voxel
+    order: a NIfTI conversion of a series usually stores its voxels along other axes
+    or in the other direction, and still lies on the series' grid. Default names
+    follow an image layer on the same grid.
     """
     from napari_medseg._napari.layer_volume import LayerGeometryError, layer_volume
-    from napari_medseg._napari.layer_volume import same_source_grid as same_grid
+    from napari_medseg._napari.layer_volume import same_patient_grid as same_grid
     from napari_medseg._napari.writer import protected_sources
 
     try:
@@ -209,7 +290,7 @@ def _save(path: str, warnings: list[str], **options: Any) -> str:
     from napari_medseg._napari.notifications import notify_warnings
     from napari_medseg.io.save import save_segmentation
 
-    save_segmentation(**options)
+    save_segmentation(**options, exists_message=EXISTS_MESSAGE)
     if warnings:
         notify_warnings(warnings, context=os.path.basename(path))
     return path
@@ -269,11 +350,12 @@ class SaveJob(Job):
 
     Attributes
     ----------
-    kind : {"nifti", "seg"}
+    kind : {"nifti", "seg", "rtstruct", "seg_nrrd"}
     layer : napari.layers.Labels
         The layer written.
     path : str
-        The file written (a NIfTI file, with its sidecar beside it, or a DICOM SEG).
+        The file written (a NIfTI file, with its sidecar beside it, a DICOM SEG, an
+        RT Structure Set or a ``.seg.nrrd``).
     edits : int
         The layer's edit count when its data was copied for the worker.
     current : bool
@@ -309,18 +391,123 @@ class SaveJob(Job):
             )
 
 
+@dataclass(frozen=True)
+class SaveFormat:
+    """One kind of file the widget writes.
+
+    Attributes
+    ----------
+    kind : str
+        ``"nifti"``, ``"seg"``, ``"rtstruct"`` or ``"seg_nrrd"`` (``saved``'s first value).
+    target : str
+        The :class:`~napari_medseg.io.save.SaveTargets` field it fills.
+    row : str
+        The label of its file-name row.
+    button : str
+        The text of its Save button.
+    what : str
+        What the file is, in messages.
+    suffix : str
+        Its default name: the NIfTI name's stem + ``suffix`` ("" for the NIfTI itself).
+    dialog : str
+        The file dialog's filter.
+    needs_series : bool
+        Only for labels on a DICOM series (the file references its images).
+    tooltip : str
+        What the button writes.
+    """
+
+    kind: str
+    target: str
+    row: str
+    button: str
+    what: str
+    suffix: str
+    dialog: str
+    needs_series: bool
+    tooltip: str
+
+
+#: The files the widget writes, in the order of their rows.
+FORMATS = (
+    SaveFormat(
+        "nifti",
+        "labels",
+        "NIfTI",
+        "Save NIfTI",
+        "NIfTI file",
+        "",
+        "NIfTI (*.nii.gz *.nii)",
+        False,
+        "Labels on the scan's voxel grid, with a .json of names",
+    ),
+    SaveFormat(
+        "seg",
+        "dicom_seg",
+        "DICOM SEG",
+        "Save DICOM SEG",
+        "DICOM SEG",
+        SEG_SUFFIX,
+        "DICOM (*.dcm)",
+        True,
+        "A DICOM SEG that references the scan's DICOM series",
+    ),
+    SaveFormat(
+        "rtstruct",
+        "rtstruct",
+        "RTSTRUCT",
+        "Save RTSTRUCT",
+        "RT Structure Set",
+        RTSTRUCT_SUFFIX,
+        "DICOM (*.dcm)",
+        True,
+        "An RT Structure Set (contours) that references the scan's DICOM series",
+    ),
+    SaveFormat(
+        "seg_nrrd",
+        "seg_nrrd",
+        "Slicer",
+        "Save .seg.nrrd",
+        "Slicer segmentation",
+        SEG_NRRD_SUFFIX,
+        "3D Slicer segmentation (*.seg.nrrd)",
+        False,
+        "A 3D Slicer segmentation (.seg.nrrd) on the scan's voxel grid",
+    ),
+)
+_FORMAT = {f.kind: f for f in FORMATS}
+
+
+@dataclass
+class _LayerNames:
+    """What the user set for one layer: the text of each name field and the default
+    each field held last (a field still holding its default follows the layer)."""
+
+    texts: dict[str, str]
+    defaults: dict[str, str]
+
+
 class SaveWidget(QWidget):
-    """Dock widget that saves a labels layer as NIfTI and as DICOM SEG.
+    """Dock widget that saves a labels layer as NIfTI, DICOM SEG, RTSTRUCT and .seg.nrrd.
 
     Parameters
     ----------
     napari_viewer : napari.Viewer
         The viewer whose labels layers are saved (napari passes it by this name).
 
+    Attributes
+    ----------
+    edits, buttons : dict
+        The file-name field and the Save button of each kind (see :data:`FORMATS`);
+        ``nifti_edit``, ``seg_edit``, ``rt_edit``, ``nrrd_edit`` and ``save_button``,
+        ``seg_button``, ``rt_button``, ``nrrd_button`` name them too.
+    folder_note : QLabel
+        Says where default names go when not next to the scan, and why.
+
     Signals
     -------
     saved(str, str)
-        ``(kind, path)`` once a file is written; kind is ``"nifti"`` or ``"seg"``.
+        ``(kind, path)`` once a file is written; kind as :attr:`SaveFormat.kind`.
     failed(str)
         The error message when a save was refused or failed.
     """
@@ -333,27 +520,44 @@ class SaveWidget(QWidget):
         self.viewer = napari_viewer
         self._slot = JobSlot(self, napari_viewer)
         self.scan = ScanInfo()
-        self._auto_nifti = ""
-        self._auto_seg = ""
+        #: the default each field held last ("" for none)
+        self._defaults = {f.kind: "" for f in FORMATS}
+        #: layer -> the names set for it (while it is not the layer shown)
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._shown: Any = None  # the layer whose names the fields hold
 
         self.layer_combo = LayerCombo(napari_viewer, is_volume_layer("labels"), self)
         self.layer_combo.setToolTip("The labels layer to save")
-        self.nifti_edit = QLineEdit(self)
-        self.nifti_edit.setPlaceholderText("labels.nii.gz")
-        self.nifti_edit.textChanged.connect(self._on_nifti_text)
-        self.nifti_browse = QPushButton("Browse...", self)
-        self.nifti_browse.clicked.connect(self._browse_nifti)
-        self.seg_edit = QLineEdit(self)
-        self.seg_edit.setPlaceholderText("labels_seg.dcm")
-        self.seg_browse = QPushButton("Browse...", self)
-        self.seg_browse.clicked.connect(self._browse_seg)
+        self.edits: dict[str, QLineEdit] = {}
+        self.browse_buttons: dict[str, QPushButton] = {}
+        self.buttons: dict[str, QPushButton] = {}
+        for fmt in FORMATS:
+            edit = QLineEdit(self)
+            edit.setPlaceholderText(f"labels{fmt.suffix or '.nii.gz'}")
+            browse = QPushButton("Browse...", self)
+            browse.clicked.connect(partial(self._browse, fmt.kind))
+            button = QPushButton(fmt.button, self)
+            button.setToolTip(fmt.tooltip)
+            button.clicked.connect(partial(self.save, fmt.kind))
+            self.edits[fmt.kind], self.browse_buttons[fmt.kind] = edit, browse
+            self.buttons[fmt.kind] = button
+        self.nifti_edit, self.seg_edit = self.edits["nifti"], self.edits["seg"]
+        self.rt_edit, self.nrrd_edit = self.edits["rtstruct"], self.edits["seg_nrrd"]
+        self.nifti_browse, self.seg_browse = (
+            self.browse_buttons["nifti"],
+            self.browse_buttons["seg"],
+        )
+        self.save_button, self.seg_button = self.buttons["nifti"], self.buttons["seg"]
+        self.rt_button, self.nrrd_button = self.buttons["rtstruct"], self.buttons["seg_nrrd"]
+        self.nifti_edit.textChanged.connect(self._follow_nifti)
         self.replace_check = QCheckBox("Replace existing file", self)
-        self.replace_check.setToolTip("Without it, a file that exists is never replaced")
-        self.save_button = QPushButton("Save NIfTI", self)
-        self.save_button.setToolTip("Labels on the scan's voxel grid, with a .json of names")
-        self.save_button.clicked.connect(self.save_nifti)
-        self.seg_button = QPushButton("Save DICOM SEG", self)
-        self.seg_button.clicked.connect(self.save_seg)
+        self.replace_check.setToolTip(
+            "Without it, a file that exists is never replaced (cleared when another "
+            "layer is chosen)"
+        )
+        self.folder_note = QLabel("", self)
+        self.folder_note.setWordWrap(True)
+        self.folder_note.setVisible(False)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
         self._layout()
@@ -369,19 +573,17 @@ class SaveWidget(QWidget):
     def _layout(self) -> None:
         form = QFormLayout()
         form.addRow("Labels", self.layer_combo)
-        nifti_row = QHBoxLayout()
-        nifti_row.addWidget(self.nifti_edit, 1)
-        nifti_row.addWidget(self.nifti_browse)
-        form.addRow("NIfTI", nifti_row)
-        seg_row = QHBoxLayout()
-        seg_row.addWidget(self.seg_edit, 1)
-        seg_row.addWidget(self.seg_browse)
-        form.addRow("DICOM SEG", seg_row)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(self.seg_button)
+        for fmt in FORMATS:
+            row = QHBoxLayout()
+            row.addWidget(self.edits[fmt.kind], 1)
+            row.addWidget(self.browse_buttons[fmt.kind])
+            form.addRow(fmt.row, row)
+        buttons = QGridLayout()
+        for index, fmt in enumerate(FORMATS):
+            buttons.addWidget(self.buttons[fmt.kind], index // 2, index % 2)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.folder_note)
         layout.addWidget(self.replace_check)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
@@ -417,38 +619,75 @@ class SaveWidget(QWidget):
         if self._alive():  # the default file names follow the layer's name
             self._on_layer_changed(self.layer())
 
+    def _switch_names(self, layer: Any) -> None:
+        """Keep the fields' names with the layer they were set for; show ``layer``'s.
+
+        A layer chosen for the first time gets empty fields (filled with its defaults
+        next); the *Replace existing file* tick is cleared either way.
+        """
+        if self._shown is not None:
+            self._names[self._shown] = _LayerNames(
+                {kind: edit.text() for kind, edit in self.edits.items()}, dict(self._defaults)
+            )
+        remembered = self._names.get(layer) if layer is not None else None
+        if remembered is None:
+            remembered = _LayerNames({}, {})
+        for kind, edit in self.edits.items():
+            edit.blockSignals(True)  # no following while the fields are swapped
+            try:
+                edit.setText(remembered.texts.get(kind, ""))
+            finally:
+                edit.blockSignals(False)
+            self._defaults[kind] = remembered.defaults.get(kind, "")
+        self.replace_check.setChecked(False)
+        self._shown = layer
+
     def _on_layer_changed(self, layer: Any) -> None:
         from napari_medseg._napari.edit_state import base_name
 
         if not self._alive():
             return
+        if layer is not self._shown:
+            self._switch_names(layer)
         self.scan = scan_of(self.viewer, layer) if layer is not None else ScanInfo()
-        default = None
+        default, why = None, ""
         if layer is not None:
             default = default_nifti_path(self.scan.source, self.scan.format, base_name(layer))
+        if default is not None:
+            default, why = user_default(default, self.scan.source)
+        self.folder_note.setText(
+            f"Default folder: {default.parent} ({why})." if default is not None and why else ""
+        )
+        self.folder_note.setVisible(bool(self.folder_note.text()))
         text = str(default) if default is not None else ""
-        if self.nifti_edit.text() in ("", self._auto_nifti):
-            self._auto_nifti = text
+        if self.nifti_edit.text() in ("", self._defaults["nifti"]):
+            self._defaults["nifti"] = text
             self.nifti_edit.setText(text)
+        self._follow_nifti(self.nifti_edit.text())
         self._update_buttons()
         self._update_status()
 
-    def _on_nifti_text(self, text: str) -> None:
-        if self.seg_edit.text() in ("", self._auto_seg):
-            self._auto_seg = seg_path_for(text.strip())
-            self.seg_edit.setText(self._auto_seg)
+    def _follow_nifti(self, text: str) -> None:
+        """The other names follow the NIfTI name while they hold their default."""
+        for fmt in FORMATS[1:]:
+            edit = self.edits[fmt.kind]
+            if edit.text() in ("", self._defaults[fmt.kind]):
+                self._defaults[fmt.kind] = sibling_path(text.strip(), fmt.suffix)
+                edit.setText(self._defaults[fmt.kind])
 
     def _update_buttons(self) -> None:
         layer = self.layer()
         idle = not self.busy
-        self.save_button.setEnabled(idle and layer is not None)
         has_series = bool(self.scan.dicom_files)
-        self.seg_button.setEnabled(idle and layer is not None and has_series)
-        self.seg_button.setToolTip(
-            "A DICOM SEG that references the scan's DICOM series"
-            if has_series
-            else "Only for labels on a scan read from DICOM"
-        )
+        for fmt in FORMATS:
+            offered = layer is not None and (has_series or not fmt.needs_series)
+            self.buttons[fmt.kind].setEnabled(idle and offered)
+            self.buttons[fmt.kind].setToolTip(
+                fmt.tooltip
+                if has_series or not fmt.needs_series
+                else f"Only for labels on a scan read from DICOM ({fmt.what} references "
+                "its images): open the DICOM series the labels lie on"
+            )
 
     def _update_status(self) -> None:
         from napari_medseg._napari.edit_state import is_modified, saved_path
@@ -469,19 +708,13 @@ class SaveWidget(QWidget):
             self.status.setText("No unsaved edits.")
 
     # ------------------------------------------------------------------ browsing
-    def _browse_nifti(self) -> None:
+    def _browse(self, kind: str) -> None:
+        fmt, edit = _FORMAT[kind], self.edits[kind]
         path, _ = QFileDialog.getSaveFileName(
-            self, "Save labels as NIfTI", self.nifti_edit.text(), "NIfTI (*.nii.gz *.nii)"
+            self, f"Save labels as {fmt.what}", edit.text(), fmt.dialog
         )
         if path:
-            self.nifti_edit.setText(path)
-
-    def _browse_seg(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save labels as DICOM SEG", self.seg_edit.text(), "DICOM (*.dcm)"
-        )
-        if path:
-            self.seg_edit.setText(path)
+            edit.setText(path)
 
     # ------------------------------------------------------------------ saving
     def _refuse(self, message: str) -> None:
@@ -491,8 +724,8 @@ class SaveWidget(QWidget):
         self.status.setText(message)
         self.failed.emit(message)
 
-    def _save_in_worker(self, kind: str, what: str, path: str, **targets: str) -> None:
-        """Start writing the chosen layer to ``SaveTargets(**targets)`` in a worker.
+    def _save_in_worker(self, fmt: SaveFormat, path: str) -> None:
+        """Start writing the chosen layer to ``path`` as ``fmt`` in a worker.
 
         Refused first (a notification, the status line, ``failed``): an empty name, a
         bad NIfTI name, a source scan, an existing file without the tick, a layer that
@@ -503,10 +736,10 @@ class SaveWidget(QWidget):
         from napari_medseg.io.save import SaveTargets, check_targets
 
         if not path:
-            self._refuse(f"Choose a file name for the {what}.")
+            self._refuse(f"Choose a file name for the {fmt.what}.")
             return
         layer = self.layer()
-        chosen = SaveTargets(**targets)
+        chosen = SaveTargets(**{fmt.target: path})
         overwrite = self.replace_check.isChecked()
         try:
             check_targets(
@@ -516,39 +749,50 @@ class SaveWidget(QWidget):
         except MedsegError as error:  # LayerGeometryError is one
             self._refuse(str(error))
             return
-        if kind == "seg":
-            options["warnings"] = []  # the notes on the geometry go with the NIfTI file only
-        job = SaveJob(kind=kind, layer=layer, path=path, edits=edit_count(layer))
+        if fmt.needs_series:
+            options["warnings"] = []  # the file references the series: its geometry is theirs
+        job = SaveJob(kind=fmt.kind, layer=layer, path=path, edits=edit_count(layer))
         self._slot.start(
             job,
             partial(_save, path, targets=chosen, overwrite=overwrite, **options),
             returned=self._on_returned,
             errored=self._on_errored,
         )
-        what = "NIfTI" if kind == "nifti" else "DICOM SEG"
-        self.status.setText(f"Writing {what} {path} ...")
+        self.status.setText(f"Writing {fmt.what} {path} ...")
         self._update_buttons()
 
-    def save_nifti(self) -> None:
-        """Write the chosen layer as NIfTI (and its .json sidecar) in a worker."""
-        if self.layer() is None or self.busy:
+    def save(self, kind: str) -> None:
+        """Write the chosen layer as ``kind`` (see :data:`FORMATS`) in a worker."""
+        fmt = _FORMAT[kind]
+        layer = self.layer()
+        if layer is None or self.busy:
             return
         if self.scan.problem:
             self._refuse(self.scan.problem)
             return
-        path = self.nifti_edit.text().strip()
-        self._save_in_worker("nifti", "NIfTI file", path, labels=path)
+        if fmt.needs_series and not self.scan.dicom_files:
+            self._refuse(
+                f"{layer.name}: not on a scan read from DICOM; no {fmt.what} to write. "
+                "Open the DICOM series the labels lie on."
+            )
+            return
+        self._save_in_worker(fmt, self.edits[kind].text().strip())
+
+    def save_nifti(self) -> None:
+        """Write the chosen layer as NIfTI (and its .json sidecar) in a worker."""
+        self.save("nifti")
 
     def save_seg(self) -> None:
         """Write the chosen layer as a DICOM SEG referencing its DICOM series, in a worker."""
-        layer = self.layer()
-        if layer is None or self.busy:
-            return
-        if not self.scan.dicom_files:
-            self._refuse(f"{layer.name}: not on a scan read from DICOM; no DICOM SEG to write.")
-            return
-        path = self.seg_edit.text().strip()
-        self._save_in_worker("seg", "DICOM SEG", path, dicom_seg=path)
+        self.save("seg")
+
+    def save_rtstruct(self) -> None:
+        """Write the chosen layer as an RT Structure Set referencing its DICOM series."""
+        self.save("rtstruct")
+
+    def save_seg_nrrd(self) -> None:
+        """Write the chosen layer as a 3D Slicer segmentation (``.seg.nrrd``)."""
+        self.save("seg_nrrd")
 
     def _done(self, job: SaveJob) -> None:
         """The slot is free again: buttons back on."""
@@ -568,4 +812,19 @@ class SaveWidget(QWidget):
         self.failed.emit(str(error))
 
 
-__all__ = ["SEG_SUFFIX", "SaveWidget", "ScanInfo", "default_nifti_path", "safe_name", "scan_of"]
+__all__ = [
+    "FORMATS",
+    "RTSTRUCT_SUFFIX",
+    "SEG_NRRD_SUFFIX",
+    "SEG_SUFFIX",
+    "SaveFormat",
+    "SaveWidget",
+    "ScanInfo",
+    "default_nifti_path",
+    "fallback_folder",
+    "is_sample",
+    "safe_name",
+    "scan_of",
+    "sibling_path",
+    "user_default",
+]
