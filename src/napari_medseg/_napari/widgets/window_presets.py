@@ -4,12 +4,17 @@ The presets are :data:`napari_medseg.window_presets.CT_WINDOWS` (HU); "DICOM win
 is the window the file itself gives (``metadata["medseg"]["window"]``: DICOM
 WindowCenter/WindowWidth, or a NIfTI's cal_min/cal_max), disabled when it gives none.
 A button sets ``layer.contrast_limits = (centre - width / 2, centre + width / 2)``.
-Layers that are known not to hold Hounsfield units (modality other than CT, or
-other units) are said to be so and the HU presets are disabled for them.
+The HU presets are enabled only for layers known or guessed to be CT: modality CT
+or units HU in ``metadata["medseg"]`` (a DICOM CT; a NIfTI whose values span air to
+soft tissue in HU, as the reader guesses), or, for a layer napari-medseg did not
+open, values that look like HU by the same rule. Any other layer (an MR, a NIfTI
+without modality whose values are not HU-like) gets the reason shown instead.
+HU values are shown with one decimal everywhere (:func:`format_hu`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtWidgets import QFormLayout, QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
@@ -25,6 +30,12 @@ if TYPE_CHECKING:
 COLUMNS = 3
 
 
+def format_hu(value: float) -> str:
+    """A value in Hounsfield units as every widget shows it: one decimal (``-1350.0``,
+    ``1.5``, ``32.8``), ``-`` when not finite."""
+    return f"{value:.1f}" if math.isfinite(value) else "-"
+
+
 def layer_window(layer: Any) -> tuple[float, float] | None:
     """The ``(centre, width)`` the layer's file gives, or None."""
     window = ((layer.metadata or {}).get(MEDSEG_KEY) or {}).get("window")
@@ -34,19 +45,37 @@ def layer_window(layer: Any) -> tuple[float, float] | None:
 
 
 def hu_note(layer: Any) -> str:
-    """Why the HU presets do not fit this layer ("" when it is CT in HU, or unknown).
+    """Why the HU presets do not fit this layer ("" when it is known or guessed CT in HU).
 
-    Known from ``metadata["medseg"]``: a modality other than CT, or units other
-    than HU. Layers with neither recorded are assumed to be in HU.
+    From ``metadata["medseg"]``: modality CT or units HU fit; a modality other than
+    CT or units other than HU do not, nor does a scan whose file records neither
+    (e.g. a NIfTI MR: the reader guesses CT from HU-like values). A layer without
+    that metadata (opened by another reader) fits when its value range looks like
+    HU (:func:`napari_medseg.io.nifti.guess_modality`, the reader's rule).
     """
-    medseg = (layer.metadata or {}).get(MEDSEG_KEY) or {}
+    from napari_medseg.io.nifti import guess_modality
+
+    medseg = (layer.metadata or {}).get(MEDSEG_KEY)
+    if not medseg:
+        low, high = (float(v) for v in layer.contrast_limits_range)
+        if guess_modality((low, high))[0] == "CT":
+            return ""
+        return (
+            f"{layer.name!r} records no modality and its values ({format_hu(low)} to "
+            f"{format_hu(high)}) do not look like CT in HU: the presets are CT windows in HU."
+        )
     modality = str(medseg.get("modality", "") or "").upper()
     units = str(medseg.get("units", "") or "").upper()
     if modality and modality != "CT":
         return f"{layer.name!r} is {modality}, not CT: the presets are CT windows in HU."
     if units and units != "HU":
         return f"{layer.name!r} is in {units}, not Hounsfield units: the presets are in HU."
-    return ""
+    if modality == "CT" or units == "HU":
+        return ""
+    return (
+        f"{layer.name!r}: its file records no modality and its values do not look like CT "
+        "in HU (air at -1000 HU), e.g. an MR: the presets are CT windows in HU."
+    )
 
 
 class WindowPresetsWidget(QWidget):
@@ -65,7 +94,9 @@ class WindowPresetsWidget(QWidget):
         grid = QGridLayout()
         for index, preset in enumerate(CT_WINDOWS):
             button = QPushButton(preset.title, self)
-            button.setToolTip(f"centre {preset.center:g} HU, width {preset.width:g} HU")
+            button.setToolTip(
+                f"centre {format_hu(preset.center)} HU, width {format_hu(preset.width)} HU"
+            )
             button.clicked.connect(lambda _=False, p=preset: self.apply(p.center, p.width))
             grid.addWidget(button, index // COLUMNS, index % COLUMNS)
             self.buttons[preset.name] = button
@@ -89,7 +120,7 @@ class WindowPresetsWidget(QWidget):
         layer = self.layer_combo.layer()
         note = hu_note(layer) if layer is not None else "Open a CT scan."
         for button in self.buttons.values():
-            button.setEnabled(layer is not None and not hu_note(layer))
+            button.setEnabled(layer is not None and not note)
         window = layer_window(layer) if layer is not None else None
         self.dicom_button.setEnabled(window is not None)
         if window is None:
@@ -105,7 +136,9 @@ class WindowPresetsWidget(QWidget):
             return
         layer.contrast_limits = window_limits(center, width)
         low, high = layer.contrast_limits
-        self.note.setText(hu_note(layer) or f"{layer.name}: {low:g} to {high:g} HU")
+        self.note.setText(
+            hu_note(layer) or f"{layer.name}: {format_hu(low)} to {format_hu(high)} HU"
+        )
 
     def apply_preset(self, name: str) -> None:
         """Apply the preset called ``name`` (see :data:`CT_WINDOWS`)."""
