@@ -39,8 +39,10 @@ from qtpy.QtWidgets import (
 from napari_medseg._napari.live_report import LiveReport
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.volume_chart import Bar, VolumeChart
+from napari_medseg._napari.widgets.window_presets import format_hu
 from napari_medseg.labels.components import CONNECTIVITY_RANK, DEFAULT_CONNECTIVITY
 from napari_medseg.measure.incremental import ReportSettings
+from napari_medseg.measure.report import INTENSITY_KEYS
 
 if TYPE_CHECKING:
     import napari
@@ -98,6 +100,10 @@ TITLES = {
 _NONE = "none"
 
 
+#: Columns that hold image values (in ``intensity_units``: HU for CT).
+INTENSITY_COLUMNS = frozenset(f"intensity_{key}" for key in INTENSITY_KEYS)
+
+
 def format_value(value: Any) -> str:
     """A table cell: integers as they are, floats to 3 decimals (1 from 10 up)."""
     if value is None:
@@ -115,6 +121,14 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def format_cell(column: str, value: Any, units: str) -> str:
+    """A table cell of ``column``: HU values as :func:`format_hu` (``1.5`` beside
+    ``32.8``, as every widget shows HU), the rest as :func:`format_value`."""
+    if column in INTENSITY_COLUMNS and units.upper() == "HU" and isinstance(value, float):
+        return format_hu(value)
+    return format_value(value)
+
+
 def _layer_sources(layer: Any) -> list[str]:
     """Files a layer came from (never to be written over)."""
     from napari_medseg._napari.layers import MEDSEG_KEY
@@ -125,15 +139,25 @@ def _layer_sources(layer: Any) -> list[str]:
 
 #: Table rows shown before a table scrolls.
 MAX_ROWS_SHOWN = 10
+#: Label-table rows kept in sight however short the dock (the chart gives way first).
+MIN_ROWS_SHOWN = 8
+#: Lesion-table rows kept in sight.
+MIN_LESION_ROWS_SHOWN = 4
 
 
-def _fit_height(table: QTableWidget) -> None:
-    """Make a table as tall as its rows (at most :data:`MAX_ROWS_SHOWN`, at least one)."""
-    rows = max(1, min(table.rowCount(), MAX_ROWS_SHOWN))
-    height = table.horizontalHeader().height() + 2 * table.frameWidth()
+def _rows_height(table: QTableWidget, rows: int) -> int:
+    """Pixel height of a table showing ``rows`` rows, its header and scroll bar."""
+    height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth()
     height += rows * table.verticalHeader().defaultSectionSize()
-    height += table.horizontalScrollBar().sizeHint().height()
-    table.setMaximumHeight(height)
+    return height + table.horizontalScrollBar().sizeHint().height()
+
+
+def _fit_height(table: QTableWidget, min_rows: int) -> None:
+    """Make a table as tall as its rows (at most :data:`MAX_ROWS_SHOWN`, at least one),
+    and never shorter than ``min_rows`` of them (a short dock scrolls instead)."""
+    rows = max(1, min(table.rowCount(), MAX_ROWS_SHOWN))
+    table.setMinimumHeight(_rows_height(table, min(rows, min_rows)))
+    table.setMaximumHeight(_rows_height(table, rows))
 
 
 def _forget(viewer: Any, live: LiveReport, callbacks: list[Any], *_: Any) -> None:
@@ -259,11 +283,12 @@ class ReportWidget(QWidget):
         layout.addLayout(measure_row)
         layout.addWidget(self.status)
         layout.addWidget(QLabel("Labels (click one to go there)", self))
-        layout.addWidget(self.table)
-        layout.addWidget(self.chart)
+        # the room left goes to the tables and the chart (each up to its rows), then below
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.chart, 1)
         layout.addWidget(self.lesion_title)
-        layout.addWidget(self.lesion_table)
-        layout.addStretch(1)
+        layout.addWidget(self.lesion_table, 1)
+        layout.addStretch(0)
         layout.addLayout(buttons)
         self.setMinimumWidth(460)  # label, name, voxels, volume and Dice without scrolling
 
@@ -283,6 +308,10 @@ class ReportWidget(QWidget):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.verticalHeader().setVisible(False)
+        # one line of text per row: napari's style makes rows 30 px, 5 rows where 8 fit
+        row_height = table.fontMetrics().height() + 8
+        table.verticalHeader().setMinimumSectionSize(row_height)
+        table.verticalHeader().setDefaultSectionSize(row_height)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         return table
 
@@ -310,8 +339,12 @@ class ReportWidget(QWidget):
         return is_volume_layer("labels")(layer) and layer is not self.labels_combo.layer()
 
     def _default_image(self, labels: Any) -> Any:
-        """The image layer on the labels' source grid (None when there is none)."""
-        from napari_medseg._napari.layer_volume import layer_volume, same_source_grid
+        """The image layer on the labels' patient grid (None when there is none).
+
+        Matched by geometry, not by stored voxel order: a NIfTI label map of a DICOM
+        series (same voxels, other axes or directions) finds that series.
+        """
+        from napari_medseg._napari.layer_volume import layer_volume, same_patient_grid
         from napari_medseg.errors import MedsegError
 
         if labels is None:
@@ -323,7 +356,7 @@ class ReportWidget(QWidget):
         accept = is_volume_layer("image")
         for layer in reversed(list(self.viewer.layers)):
             try:
-                if accept(layer) and same_source_grid(layer_volume(layer), found):
+                if accept(layer) and same_patient_grid(found, layer_volume(layer)):
                     return layer
             except MedsegError:
                 continue
@@ -451,12 +484,17 @@ class ReportWidget(QWidget):
 
     def _header(self, column: str) -> str:
         title = TITLES.get(column, column)
-        if column in ("intensity_mean", "intensity_sd", "intensity_median") and self._label_rows:
-            units = self._label_rows[0].get("intensity_units", "")
+        if column in INTENSITY_COLUMNS:
+            units = self._units()
             return f"{title} ({units})" if units else title
         return title
 
+    def _units(self) -> str:
+        """The image's units in the report (HU for CT; "" without an image)."""
+        return str(self._label_rows[0].get("intensity_units", "")) if self._label_rows else ""
+
     def _fill(self, table: QTableWidget, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        units = self._units()  # lesion rows hold no units: the labels' image is theirs
         table.setUpdatesEnabled(False)
         try:
             table.clear()
@@ -464,10 +502,12 @@ class ReportWidget(QWidget):
             table.setRowCount(len(rows))
             table.setHorizontalHeaderLabels([self._header(c) for c in columns])
             for r, row in enumerate(rows):
-                tooltip = "\n".join(f"{key}: {format_value(value)}" for key, value in row.items())
+                tooltip = "\n".join(
+                    f"{key}: {format_cell(key, value, units)}" for key, value in row.items()
+                )
                 for c, column in enumerate(columns):
                     value = row.get(column)
-                    item = QTableWidgetItem(format_value(value))
+                    item = QTableWidgetItem(format_cell(column, value, units))
                     item.setToolTip(tooltip)
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         item.setTextAlignment(
@@ -480,8 +520,8 @@ class ReportWidget(QWidget):
     def _fill_tables(self, *_: Any) -> None:
         self._fill(self.table, self._label_rows, self.label_table_columns())
         self._fill(self.lesion_table, self._lesion_rows, self.lesion_table_columns())
-        for table in (self.table, self.lesion_table):
-            _fit_height(table)
+        _fit_height(self.table, MIN_ROWS_SHOWN)
+        _fit_height(self.lesion_table, MIN_LESION_ROWS_SHOWN)
 
     def _update_chart(self, *_: Any) -> None:
         from napari_medseg._napari.label_classes import hex_color, layer_classes
@@ -615,4 +655,4 @@ class ReportWidget(QWidget):
         self._export_now(path, bool(existing))
 
 
-__all__ = ["ReportWidget", "format_value"]
+__all__ = ["ReportWidget", "format_cell", "format_value"]

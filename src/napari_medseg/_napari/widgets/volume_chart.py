@@ -3,6 +3,10 @@
 One bar per label: the name on the left, a bar whose length is the volume relative
 to the largest, and the volume in mL at its end. Painted with ``QPainter`` so the
 plugin needs no plotting library.
+
+The chart asks for the height of all its bars (at most :data:`MAX_ROWS_SHOWN`) and
+gives way in a short dock down to :data:`MIN_ROWS_SHOWN` bars, painting as many as
+fit and saying how many more there are: the label table above it keeps its rows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 ROW_HEIGHT = 20
 #: Bars shown before the chart asks for a scroll area's worth of height.
 MAX_ROWS_SHOWN = 12
+#: Bars the chart keeps room for when the dock is short.
+MIN_ROWS_SHOWN = 4
+#: Pixels above and below the bars.
+MARGIN = 4
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class VolumeChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bars: list[Bar] = []
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setToolTip("Volume of each label (mL)")
         self._update_height()
 
@@ -57,10 +65,28 @@ class VolumeChart(QWidget):
 
     def _update_height(self) -> None:
         rows = max(1, min(len(self.bars), MAX_ROWS_SHOWN))
-        self.setFixedHeight(rows * ROW_HEIGHT + 8)
+        self.setMinimumHeight(min(rows, MIN_ROWS_SHOWN) * ROW_HEIGHT + 2 * MARGIN)
+        self.setMaximumHeight(rows * ROW_HEIGHT + 2 * MARGIN)
+        self.updateGeometry()
+
+    def rows_shown(self) -> int:
+        """How many bars are painted at the chart's height now.
+
+        At most :data:`MAX_ROWS_SHOWN` rows fit; when bars are left over, the last
+        row says how many.
+        """
+        rows = min(MAX_ROWS_SHOWN, max(1, (self.height() - 2 * MARGIN) // ROW_HEIGHT))
+        if len(self.bars) > rows:
+            rows = max(1, rows - 1)
+        return min(len(self.bars), rows)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
-        return QSize(240, self.height())
+        # the fewest rows: a scrolling dock sizes its content to its preferred height,
+        # so a taller hint would scroll the table away; it grows into the room left
+        return QSize(240, self.minimumHeight())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(120, self.minimumHeight())
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         painter = QPainter(self)
@@ -77,15 +103,15 @@ class VolumeChart(QWidget):
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No labels")
             return
         metrics = painter.fontMetrics()
-        shown = self.bars[:MAX_ROWS_SHOWN]
+        shown = self.bars[: self.rows_shown()]
         name_width = min(
             max(metrics.horizontalAdvance(b.name) for b in shown) + 8, self.width() // 3
         )
         value_width = max(metrics.horizontalAdvance(format_ml(b.volume_ml)) for b in shown) + 8
-        top = max((b.volume_ml for b in shown if math.isfinite(b.volume_ml)), default=0.0)
+        top = max((b.volume_ml for b in self.bars if math.isfinite(b.volume_ml)), default=0.0)
         room = max(self.width() - name_width - value_width - 8, 1)
         for row, bar in enumerate(shown):
-            y = 4 + row * ROW_HEIGHT
+            y = MARGIN + row * ROW_HEIGHT
             name_rect = QRectF(2, y, name_width - 6, ROW_HEIGHT)
             painter.setPen(text_color)
             elided = metrics.elidedText(bar.name, Qt.TextElideMode.ElideRight, name_width - 6)
@@ -101,11 +127,12 @@ class VolumeChart(QWidget):
             left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
             painter.drawText(value_rect, int(left), format_ml(bar.volume_ml))
         if len(self.bars) > len(shown):
+            more = QRectF(name_width, MARGIN + len(shown) * ROW_HEIGHT, room, ROW_HEIGHT)
             painter.drawText(
-                self.rect().adjusted(0, 0, -4, 0),
-                int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom),
-                f"+{len(self.bars) - len(shown)} more",
+                more,
+                int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                f"+{len(self.bars) - len(shown)} more (in the table)",
             )
 
 
-__all__ = ["Bar", "VolumeChart", "format_ml"]
+__all__ = ["MAX_ROWS_SHOWN", "MIN_ROWS_SHOWN", "Bar", "VolumeChart", "format_ml"]
