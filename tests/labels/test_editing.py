@@ -409,3 +409,44 @@ def test_plan_in_a_region_uses_full_array_indices(two_labels):
         editing.plan_label_change(
             two_labels, 0, new_mask, overwrite_other_labels=True, region=region
         )
+
+
+def test_a_locked_label_neither_loses_nor_gains_voxels(two_labels):
+    labels = two_labels.copy()
+    labels[0, 5, 5] = 3
+    new_mask = np.zeros_like(labels, dtype=bool)
+    new_mask[0, 2:6, 2:7] = True  # over labels 2 and 3 and background; label 1 loses row 1
+    plain = editing.plan_label_change(labels, 1, new_mask, overwrite_other_labels=True)
+    unlocked_result = labels.copy()
+    plain.apply(unlocked_result)
+    assert (unlocked_result[labels == 2] == 1).any() and unlocked_result[0, 5, 5] == 1
+
+    change = editing.plan_label_change(
+        labels, 1, new_mask, overwrite_other_labels=True, locked=[2, 3]
+    )
+    result = labels.copy()
+    change.apply(result)
+    # the locked labels keep every voxel; everything else is as without locks
+    assert np.array_equal(result == 2, labels == 2) and result[0, 5, 5] == 3
+    expected = np.where(np.isin(labels, [2, 3]), labels, unlocked_result)
+    assert np.array_equal(result, expected)
+
+    with pytest.raises(editing.LockedLabelError, match="label 1 is locked"):
+        editing.plan_label_change(labels, 1, new_mask, overwrite_other_labels=True, locked={1})
+
+
+def test_relabelling_leaves_locked_values_alone(two_labels):
+    updated = two_labels.copy()
+    updated[two_labels == 1] = 5  # label 1 becomes 5
+    updated[0, 0, :] = 2  # background becomes the locked 2
+    updated[two_labels == 2] = 0  # the locked 2 erased
+    change = editing.plan_relabel(two_labels, updated, locked=(2,))
+    result = two_labels.copy()
+    change.apply(result)
+    assert np.array_equal(result == 2, two_labels == 2)
+    assert np.array_equal(result == 5, two_labels == 1)
+    assert (result[0, 0] == 0).all()
+    assert editing.unlocked(two_labels, 2, ()).all()
+    allowed = editing.unlocked(two_labels, 0, [1])
+    assert np.array_equal(allowed, two_labels != 1)
+    assert not editing.unlocked(two_labels, 1, [1]).any()  # nothing may become label 1

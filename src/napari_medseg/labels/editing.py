@@ -30,18 +30,20 @@ Conventions
   8-connectivity of one slice.
 
 :func:`plan_label_change` turns a new mask into the voxels of a label map that change
-(a :class:`LabelChange`), honouring "overwrite other labels" or "preserve them" and
-an optional editable region (e.g. an HU range, :func:`in_range`).
+(a :class:`LabelChange`), honouring "overwrite other labels" or "preserve them", an
+optional editable region (e.g. an HU range, :func:`in_range`) and locked labels: a
+locked label neither loses nor gains a voxel (:func:`unlocked`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from napari_medseg.errors import MedsegError
 from napari_medseg.labels.components import (
     DEFAULT_CONNECTIVITY,
     Region,
@@ -563,6 +565,45 @@ def in_range(image: np.ndarray, low: float, high: float) -> np.ndarray:
 # -- planning a change of a label map ------------------------------------------------------
 
 
+class LockedLabelError(MedsegError):
+    """An edit of a locked label was asked for; the message names the label."""
+
+
+def unlocked(current: np.ndarray, new: np.ndarray | int, locked: Iterable[int]) -> np.ndarray:
+    """Where a voxel may go from ``current`` to ``new`` while labels ``locked`` are locked.
+
+    A locked label neither loses a voxel (its voxels keep their value) nor gains one
+    (no voxel takes its value), whatever the edit: a brush stroke, the eraser, a fill,
+    a label tool.
+
+    Parameters
+    ----------
+    current : numpy.ndarray
+        Label values now (any shape).
+    new : numpy.ndarray or int
+        The values wanted (``current``'s shape, or one value for every voxel).
+    locked : iterable of int
+        The locked label values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, ``current``'s shape: True where the change is allowed.
+    """
+    current = np.asarray(current)
+    values = np.fromiter((int(v) for v in locked), dtype=np.int64)
+    if values.size == 0:
+        return np.ones(current.shape, dtype=bool)
+    free = ~np.isin(current, values)
+    return free & ~np.isin(np.broadcast_to(np.asarray(new), current.shape), values)
+
+
+def refuse_locked(value: int, locked: Iterable[int]) -> None:
+    """Raise :class:`LockedLabelError` when label ``value`` is one of ``locked``."""
+    if int(value) in {int(v) for v in locked}:
+        raise LockedLabelError(f"label {int(value)} is locked; unlock it to edit it")
+
+
 @dataclass(frozen=True)
 class LabelChange:
     """The voxels of a label map that an edit changes, and their new values.
@@ -596,7 +637,11 @@ class LabelChange:
 
 
 def plan_relabel(
-    labels: np.ndarray, new_values: np.ndarray, region: Region | None = None
+    labels: np.ndarray,
+    new_values: np.ndarray,
+    region: Region | None = None,
+    *,
+    locked: Iterable[int] = (),
 ) -> LabelChange:
     """The change that turns ``labels[region]`` into ``new_values``.
 
@@ -608,12 +653,18 @@ def plan_relabel(
         The wanted values of ``labels[region]`` (same shape).
     region : tuple of slice, optional
         Where ``new_values`` go (the whole map when None).
+    locked : iterable of int
+        Locked label values: voxels of them, and voxels that would become one of
+        them, are left as they are (:func:`unlocked`).
     """
     region = _full_region(labels.shape, region)
     current = np.asarray(labels[region])
     if new_values.shape != current.shape:
         raise ValueError(f"new values have shape {new_values.shape}, the region {current.shape}")
     changed = current != new_values
+    locked = tuple(locked)
+    if locked:
+        changed &= unlocked(current, new_values, locked)
     local = np.nonzero(changed)
     indices = tuple(
         index.astype(np.int64) + part.start for index, part in zip(local, region, strict=True)
@@ -629,13 +680,14 @@ def plan_label_change(
     overwrite_other_labels: bool,
     allowed: np.ndarray | None = None,
     region: Region | None = None,
+    locked: Iterable[int] = (),
 ) -> LabelChange:
     """The voxels that change when label ``value`` becomes ``new_mask``.
 
     ``value`` is set where ``new_mask`` is True (over the background and the label
     itself; over other labels too when ``overwrite_other_labels``); voxels of
     ``value`` where ``new_mask`` is False become background (0). Voxels where
-    ``allowed`` is False never change.
+    ``allowed`` is False never change, nor do voxels of a locked label.
 
     Parameters
     ----------
@@ -652,14 +704,24 @@ def plan_label_change(
     region : tuple of slice, optional
         The part of ``labels`` that ``new_mask`` covers (the whole map when None);
         nothing outside it changes.
+    locked : iterable of int
+        Locked label values: their voxels never change (other labels are kept there
+        even when ``overwrite_other_labels``).
 
     Returns
     -------
     LabelChange
+
+    Raises
+    ------
+    LockedLabelError
+        ``value`` itself is locked.
     """
     value = int(value)
     if value <= 0:
         raise ValueError(f"the label to edit must be > 0, got {value}")
+    locked = tuple(locked)
+    refuse_locked(value, locked)
     region = _full_region(labels.shape, region)
     current = np.asarray(labels[region])
     new_mask = _as_mask(new_mask)
@@ -678,12 +740,13 @@ def plan_label_change(
     updated = current.copy()
     updated[takes] = value
     updated[gives] = 0
-    return plan_relabel(labels, updated, region)
+    return plan_relabel(labels, updated, region, locked=locked)
 
 
 __all__ = [
     "SMOOTHING_METHODS",
     "LabelChange",
+    "LockedLabelError",
     "Region",
     "ball_footprint",
     "bounding_box",
@@ -698,8 +761,10 @@ __all__ = [
     "margin_reach",
     "plan_label_change",
     "plan_relabel",
+    "refuse_locked",
     "remove_islands",
     "smooth",
     "smoothing_reach",
     "split_instances",
+    "unlocked",
 ]

@@ -8,6 +8,7 @@ that names the file.
 
 from __future__ import annotations
 
+import threading
 from os import PathLike
 
 import numpy as np
@@ -214,3 +215,41 @@ def present_labels(array: np.ndarray) -> np.ndarray:
         values = np.unique(array)
     values = values.astype(np.int64)
     return values[values > 0]
+
+
+def label_voxel_counts(
+    array: np.ndarray, *, cancel: threading.Event | None = None, block_voxels: int = 1 << 18
+) -> dict[int, int]:
+    """Voxels of each positive value of a label map, ``{value: count}`` ascending.
+
+    Integer maps with values in ``[0, 2**24)`` are counted with ``np.bincount`` in
+    blocks of ``block_voxels`` (no full-size temporary: a 512x512x300 uint8 map costs
+    about as much as reading it a few times); others with ``np.unique``.
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Integer label map, any shape and axis order.
+    cancel : threading.Event, optional
+        Checked between blocks: raises :class:`~napari_medseg.errors.Cancelled`.
+    block_voxels : int
+        Voxels counted per ``np.bincount`` call.
+    """
+    from napari_medseg.progress import raise_if_cancelled
+
+    flat = np.asarray(array).ravel(order="K")
+    if flat.size == 0:
+        return {}
+    low, top = int(flat.min()), int(flat.max())
+    if top <= 0:
+        return {}
+    if flat.dtype.kind in "iu" and low >= 0 and top < 1 << 24:
+        counts = np.zeros(top + 1, dtype=np.int64)
+        for start in range(0, flat.size, block_voxels):
+            raise_if_cancelled(cancel, "counting the labels was cancelled")
+            counts += np.bincount(flat[start : start + block_voxels], minlength=top + 1)
+        values = np.flatnonzero(counts)
+        found = counts[values]
+    else:
+        values, found = np.unique(flat, return_counts=True)
+    return {int(v): int(n) for v, n in zip(values, found, strict=True) if v > 0}
