@@ -19,6 +19,7 @@ history atoms             what an edit touched (box,      the item that ``events
                                                           voxel, GBs for an organ map)
 ``Labels._apply_mask_to_  limiting the brush, eraser,     no paint filter or hook
 data``                    fill and polygon to an HU range
+                          and away from locked labels
 ``Viewer._instances``     the open viewers: is a job's    ``napari.current_viewer()``
                           viewer still open; layers of    gives one viewer only; closing
                           every viewer for the writer     a viewer emits nothing public
@@ -208,44 +209,70 @@ def paint_hook_name() -> str:
     return f"Labels.{_PAINT_HOOK}"
 
 
-def filter_painting(
-    layer: Any, keep: Callable[[np.ndarray, tuple[slice, ...]], np.ndarray]
-) -> Callable[[], None]:
+#: A paint filter: ``keep(data, mask, new_label, slice_key) -> mask``.
+PaintFilter = Callable[[np.ndarray, np.ndarray, int, tuple[slice, ...]], np.ndarray]
+
+
+def filter_painting(layer: Any, keep: PaintFilter, *, key: str = "") -> Callable[[], None]:
     """Let napari's brush, eraser, fill and polygon change only voxels ``keep`` allows.
 
     Every napari paint operation (napari 0.8+: ``paint``, ``fill``, ``paint_polygon``
     on numpy, zarr or dask data) funnels through ``Labels._apply_mask_to_data(data,
     mask, new_label, slice_key)``, which writes the masked voxels of a box and saves
     the history atom. The hook is wrapped on this one layer instance (the class is
-    untouched) and its mask ANDed with ``keep``, so the voxels left out are neither
-    shown painted nor recorded, and one undo still reverts the whole stroke.
-    A second filter on the same layer replaces the first.
+    untouched) and its mask passed through every filter of the layer in turn (each
+    may only clear voxels), so the voxels left out are neither shown painted nor
+    recorded, and one undo still reverts the whole stroke.
+
+    Filters compose: an HU range and locked labels both apply. A filter with the
+    ``key`` of one already on the layer replaces it.
 
     Parameters
     ----------
     layer : napari.layers.Labels
         Check :func:`can_filter_painting` first.
     keep : callable
-        ``keep(mask, slice_key) -> mask``: the painted voxels of the box
-        ``data[slice_key]`` that may change (a boolean array of the mask's shape).
+        ``keep(data, mask, new_label, slice_key) -> mask``: ``data`` is the box
+        ``layer.data[slice_key]`` before the paint (display axes), ``mask`` the
+        voxels of the box about to be painted (boolean, ``data``'s shape) and
+        ``new_label`` the value painted (the background value when erasing); it
+        returns the voxels that may change (a boolean array of the mask's shape).
+    key : str
+        Which filter this is (e.g. ``"hu-range"``, ``"locks"``).
 
     Returns
     -------
     callable
-        ``stop()``: paint everywhere again (idempotent; does nothing once another
-        filter replaced this one or the layer is gone).
+        ``stop()``: remove this filter (idempotent; does nothing once another filter
+        with the same key replaced it or the layer is gone). Painting is unfiltered
+        again when the last filter of the layer stopped.
     """
-    original = getattr(type(layer), _PAINT_HOOK).__get__(layer)
+    hook = vars(layer).get(_PAINT_HOOK)
+    filters: dict[str, PaintFilter] | None = getattr(hook, "paint_filters", None)
+    if filters is None:
+        original = getattr(type(layer), _PAINT_HOOK).__get__(layer)
+        chain: dict[str, PaintFilter] = {}
 
-    def filtered(data, mask, new_label, slice_key):
-        return original(data, keep(mask, slice_key), new_label, slice_key)
+        def filtered(data, mask, new_label, slice_key):
+            for each in list(chain.values()):
+                mask = each(data, mask, new_label, slice_key)
+            return original(data, mask, new_label, slice_key)
 
-    setattr(layer, _PAINT_HOOK, filtered)
+        filtered.paint_filters = chain  # type: ignore[attr-defined]
+        setattr(layer, _PAINT_HOOK, filtered)
+        filters = chain
+    filters[key] = keep
     layer_ref = weakref.ref(layer)
 
     def stop() -> None:
         target = layer_ref()
-        if target is not None and vars(target).get(_PAINT_HOOK) is filtered:
+        if target is None:
+            return
+        current = getattr(vars(target).get(_PAINT_HOOK), "paint_filters", None)
+        if current is None or current.get(key) is not keep:
+            return
+        del current[key]
+        if not current:
             delattr(target, _PAINT_HOOK)
 
     return stop
@@ -292,6 +319,7 @@ __all__ = [
     "atom_extent",
     "can_filter_painting",
     "can_save_history",
+    "PaintFilter",
     "filter_painting",
     "history_key",
     "history_queue_of",

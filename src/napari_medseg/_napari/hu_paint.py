@@ -10,8 +10,11 @@ that changed, and one undo still reverts the whole stroke.
 How: :func:`~napari_medseg._napari.history.filter_painting` wraps the private napari
 method every paint operation funnels through (napari 0.8+) on the one layer
 instance, and the restriction ANDs its mask with the image's range test in the same
-box. When a napari version lacks that hook, :class:`RangeRestriction` refuses to
-start with a clear error instead of silently painting everywhere.
+box. It composes with the other paint filter, locked labels
+(:mod:`~napari_medseg._napari.label_locks`): a stroke changes only voxels in the
+range that belong to no locked label. When a napari version lacks that hook,
+:class:`RangeRestriction` refuses to start with a clear error instead of silently
+painting everywhere.
 """
 
 from __future__ import annotations
@@ -63,13 +66,16 @@ class RangeRestriction:
         self._layer = weakref.ref(layer)
         restriction = weakref.ref(self)  # the layer's hook must not keep the restriction alive
 
-        def keep(mask: np.ndarray, slice_key: tuple[slice, ...]) -> np.ndarray:
+        def keep(
+            data: np.ndarray, mask: np.ndarray, new_label: int, slice_key: tuple[slice, ...]
+        ) -> np.ndarray:
             active = restriction()
             if active is None:
                 return mask
             return mask & in_range(np.asarray(active.image[slice_key]), active.low, active.high)
 
-        self._stop = filter_painting(layer, keep)  # replaces an earlier restriction's filter
+        # replaces an earlier restriction's filter; locked labels stay locked
+        self._stop = filter_painting(layer, keep, key="hu-range")
 
     @property
     def layer(self) -> Any:

@@ -65,9 +65,16 @@ def features_table(classes: Mapping[int, tuple[str, str]]):
 UNLISTED_COLOURED_BELOW = 256
 
 
-def colormap_for(classes: Mapping[int, tuple[str, str]]):
+def colormap_for(classes: Mapping[int, tuple[str, str]], alpha: Mapping[int, float] | None = None):
     """A DirectLabelColormap: each value its class colour, 0 transparent, and values
     without a class in the colour napari gives them (see :data:`UNLISTED_COLOURED_BELOW`).
+
+    Parameters
+    ----------
+    classes : mapping
+        ``{value: (name, "#rrggbb")}``.
+    alpha : mapping, optional
+        ``{value: opacity}`` in [0, 1] (0: hidden) for values not shown opaque.
     """
     from napari.utils.colormaps import DirectLabelColormap, label_colormap
 
@@ -78,8 +85,61 @@ def colormap_for(classes: Mapping[int, tuple[str, str]]):
     colors.update({int(v): c for v, c in zip(values[1:-1], mapped[1:-1], strict=True)})
     for value, (_, color) in classes.items():
         colors[int(value)] = rgba(color)
+    _set_alpha(colors, alpha or {})
     colors[0] = np.array([0.0, 0.0, 0.0, 0.0])
     return DirectLabelColormap(color_dict=colors)
+
+
+def _set_alpha(colors: dict[Any, Any], alpha: Mapping[int, float]) -> None:
+    """Give values of a colormap's ``{value: RGBA}`` an opacity (in place)."""
+    for value, opacity in alpha.items():
+        value, opacity = int(value), float(opacity)
+        if value <= 0:
+            raise ValueError("the background (0) is always transparent")
+        if not 0.0 <= opacity <= 1.0:
+            raise ValueError(f"opacity {opacity:g} of label {value} is not in [0, 1]")
+        colour = np.array(colors.get(value, colors[None]), dtype=float)  # a copy
+        colour[3] = opacity
+        colors[value] = colour
+
+
+def label_alpha(layer: Any) -> dict[int, float]:
+    """``{value: opacity}`` of the label values a layer shows below full opacity.
+
+    Read from the layer's direct colormap (the one place the per-label opacity
+    lives, so every rebuild of the colormap can keep it); values not listed are
+    opaque. Empty for a layer in napari's automatic colours.
+    """
+    color_dict = getattr(layer.colormap, "color_dict", None) or {}
+    return {
+        int(value): round(float(colour[3]), 4)
+        for value, colour in color_dict.items()
+        if value is not None and int(value) > 0 and float(colour[3]) < 1.0
+    }
+
+
+def set_label_alpha(layer: Any, alpha: Mapping[int, float]) -> None:
+    """Show label values of a labels layer at an opacity, in one colormap update.
+
+    Parameters
+    ----------
+    layer : napari.layers.Labels
+    alpha : mapping
+        ``{value: opacity}``, values > 0, opacity in [0, 1] (0: hidden, 1: opaque);
+        other values keep theirs. A layer in napari's automatic colours first gets
+        classes for its drawn values, in the colours they are shown in
+        (:func:`set_label_classes`).
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    if not isinstance(layer.colormap, DirectLabelColormap):
+        set_label_classes(layer, {})
+    colormap = layer.colormap
+    colors = dict(colormap.color_dict)
+    _set_alpha(colors, alpha)
+    layer.colormap = DirectLabelColormap(
+        color_dict=colors, use_selection=colormap.use_selection, selection=colormap.selection
+    )
 
 
 def layer_kwargs_for_classes(classes: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
@@ -174,7 +234,7 @@ def set_label_classes(layer: Any, changes: Mapping[int, tuple[str, str]]) -> Non
             classes[other] = (default_name(other), hex_color(layer.get_color(other), unit=True))
     classes.update({int(v): (str(n), str(c)) for v, (n, c) in changes.items()})
     layer.features = features_table(classes)
-    layer.colormap = colormap_for(classes)
+    layer.colormap = colormap_for(classes, alpha=label_alpha(layer))  # hidden labels stay hidden
 
 
 __all__ = [
@@ -182,10 +242,12 @@ __all__ = [
     "colormap_for",
     "features_table",
     "hex_color",
+    "label_alpha",
     "label_names",
     "layer_classes",
     "layer_kwargs_for_classes",
     "rgba",
+    "set_label_alpha",
     "set_label_class",
     "set_label_classes",
 ]

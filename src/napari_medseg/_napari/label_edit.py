@@ -19,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from napari_medseg._napari.label_locks import locked_labels
 from napari_medseg.errors import MedsegError
-from napari_medseg.labels.editing import LabelChange, Region, plan_label_change, plan_relabel
+from napari_medseg.labels.editing import (
+    LabelChange,
+    Region,
+    plan_label_change,
+    plan_relabel,
+    refuse_locked,
+)
 
 
 class LabelEditError(MedsegError):
@@ -90,6 +97,7 @@ def apply_mask_edit(
         overwrite_other_labels=overwrite_other_labels,
         allowed=allowed,
         region=region,
+        locked=locked_labels(layer),  # locked labels (the Segments list) stay as they are
     )
     return apply_label_change(layer, change)
 
@@ -138,6 +146,7 @@ def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Regio
     from napari_medseg._napari.label_classes import hex_color, layer_classes, set_label_classes
     from napari_medseg.labels.classes import default_name
 
+    refuse_locked(value, locked_labels(layer))
     count = int(instances.max(initial=0))
     if count < 2:
         return 0
