@@ -140,7 +140,8 @@ def test_the_marker_with_the_suffix_napari_adds_to_a_second_layer_of_one_name(
     make_napari_viewer, qtbot, tmp_path
 ):
     # two runs of Segment give two layers "CT model"; napari keeps names unique, so
-    # marking the second one unsaved names it "CT model * [1]"
+    # marking the second one unsaved names it "CT model [1] *" (the number before the
+    # marker, not napari's "CT model * [1]")
     from napari.layers import Layer
 
     from napari_medseg._napari.edit_state import mark_modified
@@ -152,7 +153,7 @@ def test_the_marker_with_the_suffix_napari_adds_to_a_second_layer_of_one_name(
     mark_modified(first)
     second = viewer.add_layer(Layer.create(*labels_like(image, name="CT model")))
     mark_modified(second)
-    assert (first.name, second.name) == ("CT model *", "CT model * [1]")
+    assert (first.name, second.name) == ("CT model *", "CT model [1] *")
     assert base_name(second) == "CT model [1]"
 
     widget = dock(viewer, "Save labels")

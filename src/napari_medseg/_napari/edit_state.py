@@ -12,9 +12,12 @@ desktop editor uses); saving removes the marker. What counts as an edit:
 An undo back to the saved state still counts as an edit (the layer stays
 marked): the data is not compared with the file.
 
-napari keeps layer names unique: a second unsaved ``"CT model"`` becomes
-``"CT model * [1]"``. The marker is recognised there too (before napari's
-`` [n]`` suffix), so :func:`base_name` gives ``"CT model [1]"`` and saving removes it.
+napari keeps layer names unique by adding `` [n]`` (a second ``"liver"`` becomes
+``"liver [1]"``). The number goes before the marker: when another layer holds
+``"liver *"`` already, an edit names the layer ``"liver [1] *"``, not napari's
+``"liver * [1]"``, so marker and numbers never pile up over edits and saves. A
+name napari numbered after the marker (``"liver * [1]"``) is still recognised:
+:func:`base_name` gives ``"liver [1]"``.
 
 The state (modified or not, the last file written, how many edits were made)
 is kept per layer object in this module, not in ``layer.metadata``: napari's
@@ -36,6 +39,8 @@ UNSAVED_MARKER = " *"
 
 #: A name carrying the marker, maybe followed by the `` [n]`` napari adds to keep names unique.
 _MARKED = re.compile(r"^(?P<base>.*) \*(?P<suffix> \[\d+\])?$", re.DOTALL)
+#: A name ending in napari's `` [n]``.
+_NUMBERED = re.compile(r"^(?P<stem>.*) \[(?P<n>\d+)\]$", re.DOTALL)
 
 
 @dataclass
@@ -73,6 +78,28 @@ def base_name(layer: Any) -> str:
     return marked.group("base") + (marked.group("suffix") or "")
 
 
+def _next_number(name: str) -> str:
+    """``"a"`` -> ``"a [1]"``, ``"a [1]"`` -> ``"a [2]"`` (napari's numbering)."""
+    numbered = _NUMBERED.match(name)
+    if numbered is None:
+        return f"{name} [1]"
+    return f"{numbered.group('stem')} [{int(numbered.group('n')) + 1}]"
+
+
+def _rename(layer: Any, base: str, marked: bool) -> None:
+    """Name the layer ``base`` (plus the marker when ``marked``), numbered before the marker.
+
+    napari renames a layer whose new name another layer of its viewer holds (``"a *"``
+    -> ``"a * [1]"``); then the next number goes into ``base`` instead (``"a [1] *"``).
+    """
+    for _ in range(10_000):
+        wanted = base + UNSAVED_MARKER if marked else base
+        layer.name = wanted
+        if str(layer.name) == wanted:
+            return
+        base = _next_number(base)
+
+
 def is_modified(layer: Any) -> bool:
     """Whether the layer has edits that are not saved."""
     state = _STATES.get(layer)
@@ -97,7 +124,7 @@ def mark_modified(layer: Any) -> None:
     state.modified = True
     state.edits += 1
     if not _has_marker(str(layer.name)):
-        layer.name = base_name(layer) + UNSAVED_MARKER
+        _rename(layer, base_name(layer), marked=True)
 
 
 def mark_model_output(layer: Any) -> None:
@@ -141,7 +168,7 @@ def mark_saved(layer: Any, path: str = "", *, edits: int | None = None) -> bool:
         return False
     state.modified = False
     if _has_marker(str(layer.name)):
-        layer.name = base_name(layer)
+        _rename(layer, base_name(layer), marked=False)
     return True
 
 

@@ -203,7 +203,8 @@ def labels_layer_data(
     source : LayerVolume
         ``layer_volume(image_layer)``: its geometry maps source order to display order.
     name : str, optional
-        Default ``"<image> <model>"``.
+        Default ``"<model> labels"`` (e.g. ``"phantom-abdomen-3d labels"``): the file
+        names the Save widget makes already start with the scan's name.
 
     Returns
     -------
@@ -212,9 +213,7 @@ def labels_layer_data(
         name, color) and a colormap from the model's classes, and
         ``metadata["medseg"]["model"]``.
     """
-    data, kwargs, kind = labels_like(
-        image_layer, name=name or f"{image_layer.name} {result.model_name}"
-    )
+    data, kwargs, kind = labels_like(image_layer, name=name or f"{result.model_name} labels")
     labels = _display_labels(result, source.geometry, data.shape)
     metadata = kwargs["metadata"]
     medseg = metadata.setdefault(MEDSEG_KEY, {"kind": "labels"})
