@@ -107,3 +107,32 @@ def test_report_notes_are_shown(make_napari_viewer, qtbot, tmp_path):
     for note in widget.report.notes:
         assert note in widget.status.text()
     assert "theirs.nii.gz and mine.nii.gz do not overlap in space" in widget.status.text()
+
+
+def test_export_never_defaults_into_the_samples_folder(
+    make_napari_viewer, qtbot, tmp_path, home, monkeypatch
+):
+    """The dialog opens on ~/medseg-output for a sample, beside the user's own file later."""
+    from qtpy.QtWidgets import QFileDialog
+
+    offered = []
+
+    def dialog(parent, title, path, *args, **kwargs):
+        offered.append(path)
+        return "", ""  # the user cancels
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
+    viewer = make_napari_viewer()
+    _, tumour = open_sample(viewer, "chest_ct")
+    widget = dock(viewer, "Report")
+    widget.set_layers(tumour)
+    _ready(qtbot, widget)
+    widget.csv_button.click()
+    assert offered == [str(home / "medseg-output" / "tumour_report.csv")]
+
+    save = dock(viewer, "Save labels")
+    save.nifti_edit.setText(str(tmp_path / "mine" / "t.nii.gz"))
+    with qtbot.waitSignal(save.saved, timeout=WAIT_MS):
+        save.save_button.click()
+    widget.json_button.click()
+    assert offered[-1] == str(tmp_path / "mine" / "tumour_report.json")

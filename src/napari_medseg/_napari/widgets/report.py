@@ -606,17 +606,21 @@ class ReportWidget(QWidget):
         notify_info(f"Report written to {', '.join(str(p) for p in written)}")
 
     def _default_export_path(self, suffix: str) -> str:
+        """Next to the file the labels were last saved to or read from; in
+        ``~/medseg-output`` when that is a bundled sample's folder or cannot be written
+        (:func:`~napari_medseg._napari.widgets.save.user_default`)."""
         from napari_medseg._napari.edit_state import base_name, saved_path
+        from napari_medseg._napari.widgets.save import fallback_folder, safe_name, user_default
 
         layer = self.live.labels_layer
-        folder = Path.home()
-        if layer is not None:
-            for candidate in (saved_path(layer), *_layer_sources(layer)):
-                if candidate:
-                    folder = Path(candidate).parent
-                    break
-        name = base_name(layer) if layer is not None else "labels"
-        return str(folder / f"{name}_report{suffix}")
+        if layer is None:
+            return str(fallback_folder() / f"labels_report{suffix}")
+        candidates = [c for c in (saved_path(layer), *_layer_sources(layer)) if c]
+        name = f"{safe_name(base_name(layer))}_report{suffix}"
+        if not candidates:
+            return str(fallback_folder() / name)
+        path, _ = user_default(Path(candidates[0]).parent / name, candidates[0])
+        return str(path)
 
     def _export_dialog(self, suffix: str) -> None:
         from napari_medseg.measure.report import report_outputs
