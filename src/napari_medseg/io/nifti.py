@@ -183,6 +183,9 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         extra["qform_affine"] = geometry.qform.tolist()
     if modality:
         extra["modality_guessed"] = True
+    intent = _intent_code(header)
+    if intent:  # NIFTI_INTENT_LABEL (1002) / NEURONAME (1003): the file says "label map"
+        extra["intent_code"] = intent
     metadata = ScanMetadata(
         source=str(path),
         format="nifti",
@@ -196,6 +199,14 @@ def read_nifti(path: str | PathLike, *, volume_index: int | None = None) -> Volu
         extra=extra,
     )
     return Volume(array=array, affine=geometry.affine, metadata=metadata)
+
+
+def _intent_code(header) -> int:
+    """The header's ``intent_code`` (0 when none, or for an Analyze pair without one)."""
+    try:
+        return int(header["intent_code"])
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _squeeze_trailing(shape: tuple[int, ...]) -> tuple[int, ...]:
