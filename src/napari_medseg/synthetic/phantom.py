@@ -54,10 +54,10 @@ from napari_medseg.volume import ScanMetadata, Volume
 #: Label classes of the phantom (and of the default models), background included.
 PHANTOM_LABELS: tuple[LabelClass, ...] = (
     LabelClass(0, "background", (0, 0, 0)),
-    LabelClass(1, "body", (177, 122, 101)),
+    LabelClass(1, "body", (241, 214, 145)),
     LabelClass(2, "liver", (221, 130, 101)),
     LabelClass(3, "spleen", (157, 108, 162)),
-    LabelClass(4, "right kidney", (185, 102, 83)),
+    LabelClass(4, "right kidney", (60, 180, 75)),
     LabelClass(5, "left kidney", (111, 184, 210)),
     LabelClass(6, "tumour", (230, 25, 75)),
 )
