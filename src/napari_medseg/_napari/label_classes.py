@@ -143,7 +143,14 @@ def set_label_alpha(layer: Any, alpha: Mapping[int, float]) -> None:
 
 
 def layer_kwargs_for_classes(classes: Mapping[int, tuple[str, str]]) -> dict[str, Any]:
-    """``features`` and ``colormap`` keyword arguments of a labels layer showing ``classes``."""
+    """``features`` and ``colormap`` keyword arguments of a labels layer showing ``classes``.
+
+    A class without a colour (``""``) gets one that differs from its neighbours'
+    (:func:`napari_medseg.labels.colors.complete_colors`).
+    """
+    from napari_medseg.labels.colors import complete_colors
+
+    classes = complete_colors(classes)
     return {"features": features_table(classes), "colormap": colormap_for(classes)}
 
 
@@ -153,17 +160,52 @@ def layer_classes(layer: Any) -> dict[int, tuple[str, str]]:
     Values without a ``name`` column get ``label_<n>``; without a ``color`` column,
     the colour napari shows them in.
     """
-    features = getattr(layer, "features", None)
+    return _feature_classes(
+        getattr(layer, "features", None),
+        lambda value: hex_color(layer.get_color(value), unit=True) if value else "#000000",
+    )
+
+
+def classes_from_state(
+    features: Any, colormap: Any = None, values: Iterable[int] = ()
+) -> dict[int, tuple[str, str]]:
+    """``{value: (name, "#rrggbb")}`` from a labels layer's state, as napari hands it to
+    a writer (``attributes["features"]`` and ``attributes["colormap"]``).
+
+    Parameters
+    ----------
+    features : pandas.DataFrame or None
+        The layer's features (``index``, ``name``, ``color`` columns, as
+        :func:`features_table` makes them).
+    colormap : napari label colormap, optional
+        Colours of values the features do not colour.
+    values : iterable of int
+        Label values drawn in the layer: those without a class get ``label_<n>`` in
+        the colour the colormap shows them in.
+    """
+
+    def shown(value: int) -> str:
+        if not value or colormap is None:
+            return "#000000" if not value else ""
+        return hex_color(colormap.map(np.asarray([value]))[0], unit=True)
+
+    classes = _feature_classes(features, shown)
+    for value in (int(v) for v in values):
+        if value > 0 and value not in classes:
+            classes[value] = (default_name(value), shown(value))
+    return classes
+
+
+def _feature_classes(features: Any, color_of: Any) -> dict[int, tuple[str, str]]:
+    """Rows of a features table as ``{value: (name, colour)}`` (``color_of(value)`` for a
+    table without a ``color`` column)."""
     if features is None or "index" not in getattr(features, "columns", ()):
         return {}
     out: dict[int, tuple[str, str]] = {}
     for row in range(len(features)):
         value = int(features["index"].iloc[row])
         name = features["name"].iloc[row] if "name" in features else default_name(value)
-        if "color" in features:
-            color = str(features["color"].iloc[row])
-        else:
-            color = hex_color(layer.get_color(value), unit=True) if value else "#000000"
+        color = str(features["color"].iloc[row]) if "color" in features else color_of(value)
         out[value] = (str(name) if name == name else default_name(value), color)  # NaN name
     return out
 
@@ -239,6 +281,7 @@ def set_label_classes(layer: Any, changes: Mapping[int, tuple[str, str]]) -> Non
 
 __all__ = [
     "classes_from_label_classes",
+    "classes_from_state",
     "colormap_for",
     "features_table",
     "hex_color",

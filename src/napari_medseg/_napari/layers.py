@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.geometry import DisplayGeometry, display_geometry, obliquity_deg, shear_deg
-from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
+from napari_medseg.io.label_evidence import file_stem
 from napari_medseg.volume import Volume
 from napari_medseg.window_presets import window_limits
 
@@ -39,12 +39,16 @@ PERCENTILE_LIMITS = (0.5, 99.5)
 #: napari axis labels of the display convention (world axes S, P, L).
 AXIS_LABELS = ("S", "P", "L")
 
+#: Opacity a label map opens with: the scan stays visible under it.
+LABELS_OPACITY = 0.5
+
 
 def display_name(volume: Volume) -> str:
     """Layer name for a volume: DICOM series description, else the file name.
 
-    NIfTI files are named after the file without ``.nii``/``.nii.gz`` (their
-    ``descrip`` field is usually a tool's version string, not a name).
+    NIfTI and NRRD files are named after the file without ``.nii``/``.nii.gz``/
+    ``.nrrd``/``.seg.nrrd``... (their ``descrip``/``content`` field is usually a
+    tool's version string, not a name).
     """
     meta = volume.metadata
     source = meta.source.rstrip("/\\")
@@ -56,11 +60,7 @@ def display_name(volume: Volume) -> str:
         if number not in (None, ""):
             return f"Series {number}"
         return base or "DICOM series"
-    lower = base.lower()
-    for suffix in sorted(NIFTI_SUFFIXES + NIFTI_PAIR_SUFFIXES, key=len, reverse=True):
-        if lower.endswith(suffix):
-            return base[: -len(suffix)]
-    return base or meta.series_description.strip() or "scan"
+    return file_stem(base) if base else meta.series_description.strip() or "scan"
 
 
 def looks_like_ct(volume: Volume) -> bool:

@@ -1,4 +1,12 @@
-"""npe2 reader: NIfTI files, DICOM files, DICOM folders and DICOMDIRs.
+"""npe2 reader: NIfTI and NRRD files, DICOM files, DICOM folders and DICOMDIRs, and
+label maps: NIfTI with napari-medseg's sidecar (or a names file), 3D Slicer
+``.seg.nrrd``, DICOM SEG and RT Structure Set files.
+
+Whether a file opens as labels or as an image is decided in the core
+(:func:`napari_medseg.io.label_evidence.label_map_evidence`); a label map opens at
+half opacity with its class names and colours. A DICOM SEG or RTSTRUCT opens on the
+grid of the series it references: the one a viewer shows, else the one found beside
+it (:mod:`napari_medseg.io.dicom_derived`).
 
 Every layer carries ``metadata["medseg"]`` (see :mod:`.layers`) and its geometry
 is registered (see :mod:`.geometry_registry`), so labels drawn on it save back
@@ -27,9 +35,6 @@ ReaderFunction = Callable[[Any], list[LayerData]]
 
 #: A folder counts as DICOM when one of its first files (breadth-first) is DICOM.
 _PROBE_MAX_FILES = 400
-#: NIfTI intent code of a label map (NIFTI_INTENT_LABEL).
-_NIFTI_INTENT_LABEL = 1002
-_LABEL_NAME_HINTS = ("label", "seg", "mask", "tumour", "tumor", "lesion", "roi")
 
 
 # --------------------------------------------------------------------- probing
@@ -78,9 +83,10 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
     Returns
     -------
     callable or None
-        ``reader(path) -> list[LayerData]`` for ``.nii``/``.nii.gz``, DICOM files
-        (``.dcm``/``.ima``), ``DICOMDIR`` and folders holding DICOM; None for
-        anything else (e.g. a folder without DICOM), so napari tries other readers.
+        ``reader(path) -> list[LayerData]`` for ``.nii``/``.nii.gz``, ``.nrrd``/
+        ``.seg.nrrd``/``.nhdr``, DICOM files (``.dcm``/``.ima``: images, SEG,
+        RTSTRUCT), ``DICOMDIR`` and folders holding DICOM; None for anything else
+        (e.g. a folder without DICOM), so napari tries other readers.
     """
     if isinstance(path, list | tuple):
         if len(path) != 1:
@@ -98,7 +104,8 @@ def get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 def read_layers(path: str | Sequence[str]) -> list[LayerData]:
     """Read a scan into napari layer data (the function :func:`get_reader` returns).
 
-    NIfTI: one layer (a labels layer when the file holds a label map). DICOM file:
+    NIfTI, NRRD: one layer (a labels layer when the file holds a label map). DICOM
+    SEG or RTSTRUCT file: a labels layer on its series' grid. Other DICOM file:
     its series. DICOM folder or DICOMDIR: every non-localizer image series, each
     as its own layer, with a notification pointing to the series browser.
 
@@ -130,61 +137,105 @@ def read_layers(path: str | Sequence[str]) -> list[LayerData]:
 def _read_one(path: str) -> list[LayerData]:
     if is_volume_file(path) or (os.path.isfile(path) and not looks_like_dicom(path)):
         return [_nifti_or_file_layer(path)]
+    if os.path.isfile(path) and not is_dicomdir_name(path):
+        from napari_medseg.io.dicom_derived import derived_kind
+
+        if derived_kind(path):  # a DICOM SEG or RT Structure Set: labels on its series
+            return [_derived_layer(path)]
     return _dicom_layers(path)
 
 
 def _nifti_or_file_layer(path: str) -> LayerData:
-    from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
-    from napari_medseg._napari.notifications import notify_warnings
     from napari_medseg.io import read_scan
 
-    volume = read_scan(path)
-    kind = "labels" if looks_like_labels(volume) else "image"
-    data = volume_to_layer_data(volume, layer_type=kind)
-    notify_warnings(layer_warnings(data), context=os.path.basename(path))
+    return volume_layer(read_scan(path))
+
+
+def volume_layer(volume: Any, *, name: str | None = None) -> LayerData:
+    """LayerData of a volume read from a file: labels or image, as the evidence says.
+
+    The decision is :func:`napari_medseg.io.label_evidence.label_map_evidence`'s (a
+    sidecar, the NIfTI intent, a names file, a segmentation format, the values). A
+    label map opens as a labels layer at half opacity with its classes (names on
+    hover, colours: :func:`.label_classes.layer_kwargs_for_classes`), which the
+    Save widget writes again; ``metadata["medseg"]["label_evidence"]`` says why.
+    Reader warnings and problems with the files beside it are shown as notifications.
+    """
+    from napari_medseg._napari.label_classes import layer_kwargs_for_classes
+    from napari_medseg._napari.layers import (
+        LABELS_OPACITY,
+        MEDSEG_KEY,
+        layer_warnings,
+        volume_to_layer_data,
+    )
+    from napari_medseg._napari.notifications import notify_warnings
+    from napari_medseg.io.label_evidence import describe, label_map_evidence
+
+    decision = label_map_evidence(volume)
+    logger.info("%s: %s", volume.metadata.source, describe(decision))
+    if decision.is_labels:
+        kwargs: dict[str, Any] = {"opacity": LABELS_OPACITY}
+        if decision.classes:
+            kwargs.update(layer_kwargs_for_classes(decision.classes))
+        data = volume_to_layer_data(volume, layer_type="labels", name=name, **kwargs)
+    else:
+        data = volume_to_layer_data(volume, name=name)
+    data[1]["metadata"][MEDSEG_KEY]["label_evidence"] = describe(decision)
+    source = str(volume.metadata.source or "")
+    messages = layer_warnings(data) + list(decision.warnings)
+    notify_warnings(messages, context=os.path.basename(source.rstrip("/\\")) or data[1]["name"])
     return data
 
 
-def looks_like_labels(volume: Any) -> bool:
-    """Whether a NIfTI volume is a label map rather than an image.
+def _derived_layer(path: str) -> LayerData:
+    """A DICOM SEG / RT Structure Set as labels on the grid of the series it references
+    (a series open in a viewer, else found beside the file: see
+    :mod:`napari_medseg.io.dicom_derived`)."""
+    from napari_medseg.io.dicom_derived import read_derived_labels
 
-    A label map here holds non-negative whole numbers with 0 (background) as its
-    most common value, and either a NIfTI "label" intent, at most 16 distinct
-    values, or at most 255 with a file name that says so (``label``, ``seg``,
-    ``mask``, ``tumour``...). Values are counted on a strided sample of about a
-    million voxels. CT is never a label map, nor is a float file with NaN or infinite
-    voxels (``metadata.nonfinite_voxels``, counted by ``read_scan``): as labels they
-    would silently become 0, so it opens as an image and the read warning naming
-    their count is shown (see :mod:`napari_medseg.io.nonfinite`).
-    """
-    from napari_medseg._napari.layers import _sample
+    volume = read_derived_labels(path, open_series=_open_dicom_series())
+    name = Path(path).name
+    if name.lower().endswith((".dcm", ".dicom", ".ima")):
+        name = name.rsplit(".", 1)[0]
+    return volume_layer(volume, name=name)
 
-    meta = volume.metadata
-    if meta.modality.upper() == "CT" or meta.nonfinite_voxels:
-        return False
-    sample = _sample(volume.array)
-    if sample.size == 0:
-        return False
-    if sample.dtype.kind == "f":
-        if not np.all(sample == np.rint(sample)):
-            return False
-    elif sample.dtype.kind not in "iub":
-        return False
-    if sample.min() < 0:
-        return False
-    distinct, counts = np.unique(sample, return_counts=True)
-    if distinct[0] != 0 or counts[0] != counts.max():
-        return False
-    extra = meta.extra if isinstance(meta.extra, dict) else {}
-    if (
-        str(extra.get("intent", "")).lower() in ("label", "nifti_intent_label")
-        or extra.get("intent_code") == _NIFTI_INTENT_LABEL
-    ):
-        return True
-    if len(distinct) <= 16:
-        return True
-    name = os.path.basename(meta.source).lower()
-    return len(distinct) <= 255 and any(hint in name for hint in _LABEL_NAME_HINTS)
+
+def _open_dicom_series() -> dict[str, Any]:
+    """SeriesInstanceUID -> the grid of each DICOM image series shown in an open
+    viewer (a zero-copy Volume with the series' shape, affine, files and Frame of
+    Reference), so a SEG opened after its series lies exactly on that layer's grid."""
+    from napari_medseg._napari.history import open_viewers
+    from napari_medseg._napari.layers import MEDSEG_KEY
+    from napari_medseg.volume import ScanMetadata, Volume
+
+    out: dict[str, Any] = {}
+    for viewer in open_viewers():
+        for layer in list(viewer.layers):
+            medseg = (getattr(layer, "metadata", None) or {}).get(MEDSEG_KEY)
+            if not isinstance(medseg, dict) or medseg.get("kind") == "labels":
+                continue
+            uid = str(medseg.get("series_uid", "") or "")
+            if medseg.get("format") != "dicom" or not uid or not medseg.get("files"):
+                continue
+            try:
+                shape = tuple(int(n) for n in medseg["source_shape"])
+                affine = np.asarray(medseg["source_affine"], dtype=float)
+                grid = Volume(
+                    np.broadcast_to(np.zeros((), dtype=np.uint8), shape),
+                    affine,
+                    ScanMetadata(
+                        source=str(medseg.get("source", "")),
+                        format="dicom",
+                        modality=str(medseg.get("modality", "") or ""),
+                        series_uid=uid,
+                        frame_of_reference_uid=str(medseg.get("frame_of_reference_uid", "")),
+                        files=[str(f) for f in medseg["files"]],
+                    ),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            out.setdefault(uid, grid)
+    return out
 
 
 def _dicom_layers(path: str) -> list[LayerData]:

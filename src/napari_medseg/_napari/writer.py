@@ -1,4 +1,5 @@
-"""npe2 writers: save an image or labels layer as NIfTI on its source scan's grid.
+"""npe2 writers: save an image or labels layer as NIfTI on its source scan's grid, and a
+labels layer as a 3D Slicer segmentation (``.seg.nrrd``, :func:`write_seg_nrrd`).
 
 Where the geometry comes from, in order:
 
@@ -64,6 +65,63 @@ def write_labels(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
 def write_image(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer for image layers (same rules as :func:`write_labels`)."""
     return [save_layer(path, data, attributes, kind="image")]
+
+
+def write_seg_nrrd(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: a labels layer as a 3D Slicer segmentation (``.seg.nrrd``).
+
+    The labels are written on their source scan's voxel grid (found as for NIfTI,
+    :func:`resolve_geometry`) with the layer's class names and colours (its
+    ``features``; values without a class in the colour the layer shows them in),
+    by :func:`napari_medseg.io.nrrd.write_seg_nrrd`: atomically, never over a scan
+    opened in this session. napari's save dialog asks before replacing a file.
+
+    Parameters
+    ----------
+    path : str
+        Target ``.seg.nrrd`` file.
+    data : array-like
+        Layer data, shape ``(S, P, L)`` display order.
+    attributes : dict
+        Layer state (``metadata``, ``features``, ``colormap``, ``scale``...).
+
+    Returns
+    -------
+    list of str
+        The written file.
+    """
+    from napari_medseg._napari.label_classes import classes_from_state
+    from napari_medseg._napari.notifications import notify_warnings
+    from napari_medseg.io.nrrd import write_seg_nrrd as write
+    from napari_medseg.labels.maps import present_labels
+    from napari_medseg.volume import ScanMetadata, Volume
+
+    path = os.fspath(path)
+    source_array, geometry, medseg, how, messages = layer_on_source_grid(
+        path, data, attributes, kind="labels"
+    )
+    classes = classes_from_state(
+        attributes.get("features"),
+        attributes.get("colormap"),
+        values=present_labels(source_array).tolist(),
+    )
+    labels = Volume(
+        np.ascontiguousarray(source_array),
+        np.array(geometry.source_affine, dtype=float),
+        ScanMetadata(source=str(medseg.get("source", "") or ""), format="memory"),
+    )
+    try:
+        written = write(
+            path, labels, classes, protect=protected_sources(medseg, "labels"), overwrite=True
+        )
+    except MedsegError:
+        raise
+    except (ValueError, OSError) as error:
+        raise ScanWriteError(path, str(error)) from error
+    logger.info("saved labels layer %r to %s (geometry from %s)", attributes.get("name"), path, how)
+    if messages:
+        notify_warnings(messages, context=os.path.basename(path))
+    return [str(written)]
 
 
 # ------------------------------------------------------------------ geometry
@@ -422,21 +480,33 @@ def full_resolution(data: Any, attributes: dict[str, Any]) -> Any:
     return data
 
 
-def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -> str:
-    """Save one layer's data as NIfTI on its source grid; return the written path.
+def layer_on_source_grid(
+    path: str, data: Any, attributes: dict[str, Any], *, kind: str
+) -> tuple[np.ndarray, DisplayGeometry, dict[str, Any], str, list[str]]:
+    """A layer's data in its source scan's stored voxel order, for a writer.
+
+    Parameters
+    ----------
+    path : str
+        The file being written (named in errors).
+    data, attributes
+        What napari hands a writer.
+    kind : {"image", "labels"}
+        Labels stored as float are rounded to integers.
+
+    Returns
+    -------
+    source_array : numpy.ndarray
+        ``(I, J, K)`` in the source scan's voxel order (a view where possible).
+    geometry, medseg, how, messages
+        As :func:`resolve_geometry`.
 
     Raises
     ------
     ScanWriteError
-        For a layer that is not a single-channel 3D volume (RGB, 2D, 4D...), a
-        geometry that cannot be worked out, or a bad file name.
-    OverwriteSourceError
-        When ``path`` is a source scan.
+        For a layer that is not a single-channel 3D volume (RGB, 2D, 4D...) or a
+        geometry that cannot be worked out.
     """
-    from napari_medseg._napari.notifications import notify_warnings
-    from napari_medseg.io.nifti import write_nifti
-
-    path = os.fspath(path)
     if attributes.get("rgb"):
         raise ScanWriteError(
             path,
@@ -477,6 +547,27 @@ def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -
         ) from error
     if kind == "labels" and source_array.dtype.kind == "f":
         source_array = np.rint(source_array).astype(np.int64)
+    return source_array, geometry, medseg, how, messages
+
+
+def save_layer(path: str, data: Any, attributes: dict[str, Any], *, kind: str) -> str:
+    """Save one layer's data as NIfTI on its source grid; return the written path.
+
+    Raises
+    ------
+    ScanWriteError
+        For a layer that is not a single-channel 3D volume (RGB, 2D, 4D...), a
+        geometry that cannot be worked out, or a bad file name.
+    OverwriteSourceError
+        When ``path`` is a source scan.
+    """
+    from napari_medseg._napari.notifications import notify_warnings
+    from napari_medseg.io.nifti import write_nifti
+
+    path = os.fspath(path)
+    source_array, geometry, medseg, how, messages = layer_on_source_grid(
+        path, data, attributes, kind=kind
+    )
     qform_affine = medseg.get("qform_affine")
     description = header_description(medseg, kind)
     try:
