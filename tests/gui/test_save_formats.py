@@ -93,6 +93,9 @@ def test_the_samples_folder_is_never_the_default(make_napari_viewer, qtbot, home
         kind, path = _save(widget, qtbot, button)
         assert Path(path).parent == output and Path(path).exists()
     assert sorted(p.name for p in samples.iterdir()) == before
+    assert not widget.folder_note.isHidden()
+    widget.nifti_edit.setText(str(home / "mine.nii.gz"))  # the user's own name: no note
+    assert widget.folder_note.isHidden()
 
 
 @pytest.mark.skipif(

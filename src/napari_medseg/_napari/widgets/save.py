@@ -503,7 +503,8 @@ class SaveWidget(QWidget):
         ``nifti_edit``, ``seg_edit``, ``rt_edit``, ``nrrd_edit`` and ``save_button``,
         ``seg_button``, ``rt_button``, ``nrrd_button`` name them too.
     folder_note : QLabel
-        Says where default names go when not next to the scan, and why.
+        Says where default names go when not next to the scan, and why (shown while
+        the NIfTI field holds its default name).
 
     Signals
     -------
@@ -659,7 +660,6 @@ class SaveWidget(QWidget):
         self.folder_note.setText(
             f"Default folder: {default.parent} ({why})." if default is not None and why else ""
         )
-        self.folder_note.setVisible(bool(self.folder_note.text()))
         text = str(default) if default is not None else ""
         if self.nifti_edit.text() in ("", self._defaults["nifti"]):
             self._defaults["nifti"] = text
@@ -669,7 +669,10 @@ class SaveWidget(QWidget):
         self._update_status()
 
     def _follow_nifti(self, text: str) -> None:
-        """The other names follow the NIfTI name while they hold their default."""
+        """The other names follow the NIfTI name while they hold their default; the
+        note on the default folder shows while the NIfTI name is the default."""
+        default = self._defaults["nifti"]
+        self.folder_note.setVisible(bool(self.folder_note.text()) and text == default != "")
         for fmt in FORMATS[1:]:
             edit = self.edits[fmt.kind]
             if edit.text() in ("", self._defaults[fmt.kind]):
