@@ -264,7 +264,8 @@ def test_bad_files_give_one_notification_naming_them(
     bad = {
         _cut(good, tmp_path / "cut.seg.nrrd"): "cannot be read as NRRD",
         bad_field: "LabelValue",
-        _cut(seg, study / "cut" / "cut_seg.dcm", 0.9): "pixel data ends after",
+        _cut(seg, study / "cut" / "cut_seg.dcm", 0.9): "cut short",
+        _cut(rt, study / "cut" / "cut_rt.dcm", 0.5): "cut short",
         outside: "outside the scan",
     }
     for path, problem in bad.items():

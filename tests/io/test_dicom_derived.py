@@ -18,6 +18,7 @@ from napari_medseg.io import dicom_derived, read_scan
 from napari_medseg.io.dicom_derived import (
     DerivedObjectError,
     ReferencedSeriesNotFoundError,
+    check_complete,
     derived_kind,
     read_derived_labels,
 )
@@ -117,13 +118,29 @@ def test_a_seg_that_references_no_series(made, tmp_path):
     assert str(info.value).startswith(str(bad))
 
 
-def test_a_seg_cut_short_says_so(made, tmp_path):
-    _, _, seg, _ = made
-    data = seg.read_bytes()
-    cut = tmp_path / "CT"
-    shutil.copytree(sample_path("chest_ct_dicom"), cut)
-    path = cut / "cut_seg.dcm"
-    path.write_bytes(data[: int(len(data) * 0.9)])  # inside the pixel data
-    with pytest.raises(TruncatedFileError, match="pixel data ends after") as info:
-        read_derived_labels(path)
-    assert str(info.value).startswith(str(path))
+@pytest.mark.parametrize("keep", [0.5, 0.95])
+def test_a_file_cut_short_says_so(made, tmp_path, keep):
+    """Cut inside the SEG's pixel data or the RTSTRUCT's contours (pydicom reads both
+    without complaint): truncated, not "cannot be mapped" or "holds no ROI"."""
+    _, _, seg, rt = made
+    folder = tmp_path / "CT"
+    shutil.copytree(sample_path("chest_ct_dicom"), folder)
+    for source in (seg, rt):
+        data = source.read_bytes()
+        path = folder / f"cut_{source.name}"
+        path.write_bytes(data[: int(len(data) * keep)])
+        with pytest.raises(TruncatedFileError, match="cut short") as info:
+            read_derived_labels(path)
+        assert str(info.value).startswith(str(path))
+
+
+def test_check_complete_on_pydicom_test_files():
+    """pydicom's truncated test files are refused; its whole ones (an RTSTRUCT, one
+    without a file meta group length) pass."""
+    from pydicom.data import get_testdata_file
+
+    for name in ("rtplan_truncated.dcm", "MR_truncated.dcm"):
+        with pytest.raises(TruncatedFileError, match="cut short"):
+            check_complete(get_testdata_file(name))
+    for name in ("rtstruct.dcm", "no_meta_group_length.dcm", "CT_small.dcm"):
+        check_complete(get_testdata_file(name))

@@ -78,34 +78,51 @@ def derived_kind(path: str | PathLike) -> str:
     return ""
 
 
-def check_seg_complete(path: str | PathLike) -> None:
-    """Refuse a SEG whose (uncompressed) pixel data is shorter than its frames.
+def check_complete(path: str | PathLike) -> None:
+    """Refuse a DICOM file cut short inside one of its elements.
 
-    pydicom reads a file cut short inside its pixel data without complaint; the frames
-    would then not fit the source images ("cannot be mapped"), which hides the cause.
+    pydicom reads such a file without complaint: a SEG cut inside its pixel data
+    gives frames that "cannot be mapped" onto the source images, an RTSTRUCT cut
+    inside its contours "holds no ROI", or loses a structure silently. Here the
+    top-level elements are walked by their stated lengths (headers only, values
+    skipped): one that runs past the end of the file means the file is truncated.
+    Files this walk cannot follow (no ``DICM`` preamble, a deflated transfer syntax,
+    an unreadable header) are left to the readers.
 
     Raises
     ------
     TruncatedFileError
-        The pixel data ends before ``Rows x Columns x NumberOfFrames x BitsAllocated``
-        bits.
+        An element runs past the end of the file.
     """
-    import pydicom
+    import struct
 
+    from pydicom.filereader import data_element_generator, read_file_meta_info
+
+    size = os.path.getsize(path)
     try:
-        ds = pydicom.dcmread(os.fspath(path), force=True)
-        syntax = ds.file_meta.TransferSyntaxUID
-        if syntax.is_compressed or "PixelData" not in ds:
+        syntax = read_file_meta_info(os.fspath(path)).TransferSyntaxUID
+        if syntax.is_deflated:
             return
-        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("NumberOfFrames", 1) or 1)
-        expected = -(-bits * int(ds.BitsAllocated) // 8)
-        found = len(ds.PixelData)
-    except Exception:  # unreadable: the SEG reader says what is wrong
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            if handle.read(4) != b"DICM":
+                return
+            if handle.read(8) != b"\x02\x00\x00\x00UL\x04\x00":
+                return  # no (0002,0000) UL: the file meta group's length is not stated
+            (meta_length,) = struct.unpack("<I", handle.read(4))
+            handle.seek(132 + 12 + meta_length)
+            end = 0
+            for element in data_element_generator(
+                handle, syntax.is_implicit_VR, syntax.is_little_endian, defer_size=64
+            ):
+                if element.length != 0xFFFFFFFF:
+                    end = max(end, element.value_tell + element.length)
+    except Exception:  # unreadable: the SEG/RTSTRUCT reader says what is wrong
         return
-    if found < expected:
+    if end > size:
         raise TruncatedFileError(
             path,
-            f"its pixel data ends after {found} of {expected} bytes.",
+            f"it is cut short: an element runs to byte {end}, the file ends at byte {size}.",
             "The file is truncated or damaged: copy or export it again.",
         )
 
@@ -226,7 +243,7 @@ def read_derived_labels(
     ReferencedSeriesNotFoundError
         The series is not open and not found beside the file.
     TruncatedFileError
-        A SEG cut short inside its pixel data.
+        The file is cut short (:func:`check_complete`).
     DicomSegReadError, RTStructReadError, ScanReadError
         The file, or the series, cannot be read (each names its file).
     """
@@ -238,8 +255,7 @@ def read_derived_labels(
     kind = derived_kind(path)
     if not kind:
         raise DerivedObjectError(path, "is neither a DICOM SEG nor an RT Structure Set.")
-    if kind == "SEG":
-        check_seg_complete(path)
+    check_complete(path)
     if reference is None:
         uids = referenced_series_uids(_header(path))
         if not uids:
@@ -265,7 +281,7 @@ __all__ = [
     "DerivedObjectError",
     "ReferencedSeriesNotFoundError",
     "derived_kind",
-    "check_seg_complete",
+    "check_complete",
     "find_referenced_series",
     "read_derived_labels",
     "referenced_series_uids",
