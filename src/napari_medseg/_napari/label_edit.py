@@ -171,6 +171,23 @@ def apply_instances(layer: Any, value: int, instances: np.ndarray, region: Regio
     return changed
 
 
+def select_edited_layer(viewer: Any, layer: Any) -> None:
+    """Make ``layer`` the viewer's selected (active) layer after an edit of it.
+
+    napari's Ctrl+Z undoes an edit of the *selected* layer only; the tools edit the
+    layer chosen in their own combo, often while the scan is selected. Selecting the
+    edited layer makes Ctrl+Z (and the layer controls) act on what was just changed.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    layer : napari.layers.Layer
+        The layer just edited (nothing happens when it is not in the viewer).
+    """
+    if layer in viewer.layers and viewer.layers.selection.active is not layer:
+        viewer.layers.selection.active = layer
+
+
 def layer_spacing(layer: Any) -> tuple[float, ...]:
     """Voxel size in mm along the layer's data axes (``|layer.scale|``)."""
     return tuple(abs(float(s)) for s in layer.scale)
@@ -284,5 +301,6 @@ __all__ = [
     "apply_label_change",
     "apply_mask_edit",
     "layer_spacing",
+    "select_edited_layer",
     "view_slice",
 ]

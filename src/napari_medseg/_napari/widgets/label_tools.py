@@ -19,7 +19,9 @@ Whole-volume runs compute in a napari worker (seconds on a large organ; one at a
 time, through :class:`~napari_medseg._napari.jobs.JobSlot`), and are applied in the
 main thread only if the label did not change meanwhile, nor the widget or viewer
 went; one-slice runs take milliseconds and run inline. The result is written with
-:func:`~napari_medseg._napari.label_edit.apply_label_change` (one history item).
+:func:`~napari_medseg._napari.label_edit.apply_label_change` (one history item), and
+the edited layer becomes the selected one: napari's Ctrl+Z undoes edits of the
+selected layer only.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from napari_medseg._napari.label_edit import (
     apply_mask_edit,
     image_on_labels_grid,
     layer_spacing,
+    select_edited_layer,
     view_slice,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
@@ -711,6 +714,8 @@ class LabelToolsWidget(QWidget):
         except (MedsegError, ValueError) as error:
             self._report_error(run.title, error)
             return
+        if changed:
+            select_edited_layer(self.viewer, run.layer)  # Ctrl+Z acts on the selected layer
         volume_ml = changed * float(np.prod(layer_spacing(run.layer))) / 1000.0
         self.status.setText(
             f"{run.title}: {changed} voxels ({volume_ml:.3g} mL) changed in label {run.value} "

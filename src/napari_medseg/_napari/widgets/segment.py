@@ -453,6 +453,7 @@ class SegmentWidget(QWidget):
             mark_modified,
             track_edits,
         )
+        from napari_medseg._napari.label_edit import select_edited_layer
         from napari_medseg._napari.notifications import notify_warning
         from napari_medseg._napari.segment_job import labels_layer_data, replace_labels
 
@@ -461,6 +462,7 @@ class SegmentWidget(QWidget):
             dtype = target.data.dtype
             undoable = replace_labels(target, result, job.source)
             layer = target
+            select_edited_layer(self.viewer, layer)  # Ctrl+Z acts on the selected layer
             if not undoable:
                 notify_warning(
                     f"labels layer {target.name!r} ({dtype}) cannot hold the labels of "
