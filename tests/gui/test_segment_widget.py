@@ -193,6 +193,89 @@ def test_the_event_loop_runs_while_segmenting(make_napari_viewer, qtbot, tmp_pat
     assert not _bar_open(job.bar) and job.bar is None
 
 
+class HoldLoading:
+    """Wraps the widget's model cache: loading a model waits until :meth:`release`
+    (the real model still loads; only the moment is held)."""
+
+    def __init__(self, widget, monkeypatch) -> None:
+        self.reached = threading.Event()
+        self._release = threading.Event()
+        cache = widget.segmenter_cache
+        self.real_get = real_get = cache.get  # (loads without waiting)
+
+        def held_get(settings):
+            if not cache.holds(settings):
+                self.reached.set()
+                self._release.wait(60)
+            return real_get(settings)
+
+        monkeypatch.setattr(cache, "get", held_get)
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def test_the_dock_shows_loading_then_the_windows_with_cancel(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """The run's progress and Cancel are in the Segment dock itself (napari's activity
+    dock is closed by default): busy while the model loads, then network calls."""
+    viewer = make_napari_viewer(show=True)
+    _, image = _scan(viewer, tmp_path)
+    widget = dock(viewer, "Segment")
+    _tiny(widget, tmp_path)
+    bar = widget.progress_bar
+    assert bar.isHidden()
+    loading = HoldLoading(widget, monkeypatch)
+    widget.run_button.click()
+    qtbot.waitUntil(loading.reached.is_set, timeout=10_000)
+    job = widget._slot.job
+    phases: list[str] = []
+    job.phases.changed.connect(phases.append)
+    # loading: a busy bar (no steps known) and Cancel, in sight in the dock
+    qtbot.waitUntil(lambda: "Loading model" in widget.status.text(), timeout=10_000)
+    assert bar.isVisible() and bar.maximum() == 0 and "Loading model" in bar.format()
+    assert widget.cancel_button.isVisible() and not widget.run_button.isEnabled()
+
+    segmenter = loading.real_get(widget.settings())  # the run will find it loaded
+    hold = HoldNetwork(segmenter.network, at=2)
+    loading.release()
+    try:
+        qtbot.waitUntil(hold.reached.is_set, timeout=30_000)
+        # the windows: the bar counts network calls
+        qtbot.waitUntil(lambda: bar.value() >= 1, timeout=10_000)
+        assert bar.maximum() == job.bar.total > 2 and bar.isVisible()
+        assert f"{bar.value()}/{bar.maximum()} network calls" in widget.status.text()
+        assert phases == ["preparing"]
+    finally:
+        hold.release()
+    with qtbot.waitSignal(widget.segmented, timeout=30_000):
+        pass
+    assert bar.isHidden() and widget.cancel_button.isHidden()
+
+
+def test_cancel_in_the_dock_while_the_model_loads(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    viewer = make_napari_viewer(show=True)
+    _scan(viewer, tmp_path)
+    widget = dock(viewer, "Segment")
+    _tiny(widget, tmp_path)
+    n_layers = len(viewer.layers)
+    loading = HoldLoading(widget, monkeypatch)
+    widget.run_button.click()
+    qtbot.waitUntil(loading.reached.is_set, timeout=10_000)
+    qtbot.waitUntil(lambda: "Loading model" in widget.status.text(), timeout=10_000)
+    with (
+        qtbot.assertNotEmitted(widget.segmented),
+        qtbot.waitSignal(widget.cancelled, timeout=30_000),
+    ):
+        widget.cancel_button.click()
+        assert widget.progress_bar.maximum() == 0 and "Cancelling" in widget.status.text()
+        loading.release()
+    assert len(viewer.layers) == n_layers
+    assert widget.progress_bar.isHidden() and widget.run_button.isEnabled()
+    assert "Cancelled" in widget.status.text()
+
+
 def _cancel_button(viewer, widget, how: str):
     """The widget's Cancel, or the Cancel of the run's bar in napari's activity dock."""
     from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar

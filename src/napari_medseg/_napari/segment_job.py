@@ -20,13 +20,14 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QObject, Signal
 
 from napari_medseg._napari.history import can_save_history, history_queue_of, save_replacement
 from napari_medseg._napari.jobs import Job
@@ -104,6 +105,12 @@ class SegmenterCache:
         self._key: tuple | None = None
         self.segmenter: Segmenter | None = None
 
+    def holds(self, settings: SegmentSettings) -> bool:
+        """Whether :meth:`get` would reuse the loaded Segmenter (no loading)."""
+        key = settings.cache_key()
+        with self._lock:
+            return self.segmenter is not None and key == self._key
+
     def get(self, settings: SegmentSettings) -> Segmenter:
         """The cached Segmenter for ``settings``, or a newly loaded one (replacing it).
 
@@ -124,14 +131,32 @@ class SegmenterCache:
             return segmenter
 
 
+#: Phases of a run before its sliding window starts (see :func:`segment_volumes`).
+LOADING, PREPARING = "loading", "preparing"
+
+
 def segment_volumes(
     cache_: SegmenterCache,
     settings: SegmentSettings,
     channels: Sequence[Volume],
     progress: Any,
     cancel: threading.Event,
+    phase: Callable[[str], None] | None = None,
 ) -> SegmentationResult:
     """Worker body: load (or reuse) the model, then segment ``channels``.
+
+    Parameters
+    ----------
+    cache_, settings, channels
+        The model cache, what to load, the scan (one volume per input channel).
+    progress : callable
+        ``progress(done, total)`` of the network calls; its first call, ``(0,
+        total)``, comes once the scan is prepared and the windows start.
+    cancel : threading.Event
+    phase : callable, optional
+        ``phase(name)``, called in the worker thread with :data:`LOADING` before the
+        model loads (not when the cache holds it) and :data:`PREPARING` before the
+        scan is brought onto the model's grid.
 
     Raises
     ------
@@ -140,9 +165,26 @@ def segment_volumes(
         during the sliding window).
     """
     raise_if_cancelled(cancel, "segmentation cancelled before it started")
+    if phase is not None and not cache_.holds(settings):
+        phase(LOADING)
     segmenter = cache_.get(settings)
     raise_if_cancelled(cancel, "segmentation cancelled after the model loaded")
+    if phase is not None:
+        phase(PREPARING)
     return segmenter.predict(list(channels), progress=progress, cancel=cancel)
+
+
+class PhaseRelay(QObject):
+    """``phase(name)`` callable from the worker thread; re-emitted as :attr:`changed`.
+
+    Made in the main thread, so slots connected to :attr:`changed` run there (queued,
+    in order with the job's progress signals).
+    """
+
+    changed = Signal(str)
+
+    def __call__(self, name: str) -> None:
+        self.changed.emit(str(name))
 
 
 @cache
@@ -362,7 +404,9 @@ class SegmentJob(Job):
     target : napari.layers.Labels or None
         The labels layer to replace (None: add a new layer).
     bar : napari.utils.progress or None
-        The progress bar, until :meth:`close_bar`.
+        The progress bar of napari's activity dock, until :meth:`close_bar`.
+    phases : PhaseRelay or None
+        Brings :meth:`phase` calls of the worker to the main thread (made there).
     """
 
     kind: str = "segment"
@@ -371,6 +415,14 @@ class SegmentJob(Job):
     settings: SegmentSettings
     target: Any = None
     bar: Any = None
+    phases: PhaseRelay | None = None
+
+    def phase(self, name: str) -> None:
+        """``phase(name)`` for :func:`segment_volumes` (thread-safe; nothing without
+        :attr:`phases`)."""
+        relay = self.phases
+        if relay is not None:
+            relay(name)
 
     def close_bar(self) -> None:
         """Close the progress bar (once)."""

@@ -8,10 +8,14 @@ an existing one on the same voxel grid (replaced in one undoable step).
 Run hands the layers to the core as volumes on their source grid
 (:func:`~napari_medseg._napari.layer_volume.layer_volume`) and runs
 :class:`~napari_medseg.inference.segmenter.Segmenter` in a napari worker; the model loads
-there too, so building the widget never imports torch. napari's progress bar
-follows the network calls and has a Cancel button, as has the widget; a
-cancelled run adds and replaces nothing. The loaded model is kept for the next
-run with the same settings (:class:`~napari_medseg._napari.segment_job.SegmenterCache`).
+there too, so building the widget never imports torch. The dock shows the run
+itself, below its scrolling choices: a busy bar while the model loads ("Loading
+model ...") and the scan is brought onto the model's grid ("Preparing ..."), then the
+network calls done of all, and Cancel; napari's activity dock has the same bar with
+its own Cancel. A cancelled run adds and replaces nothing. A run that replaced a
+labels layer selects it, so Ctrl+Z (which acts on the selected layer) restores it. The
+loaded model is kept for the next run with the same settings
+(:class:`~napari_medseg._napari.segment_job.SegmenterCache`).
 Closing the viewer (or the widget) mid-run cancels the run and drops its result.
 """
 
@@ -32,6 +36,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -48,6 +53,7 @@ from napari_medseg._napari.segment_job import (
     probe_devices,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
+from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg.errors import MedsegError
 from napari_medseg.models.describe import ModelChoice, describe_model
 
@@ -167,7 +173,13 @@ class SegmentWidget(QWidget):
         self.run_button = QPushButton("Run", self)
         self.run_button.clicked.connect(self.run)
         self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setToolTip("Stop the run: nothing is added or replaced")
         self.cancel_button.clicked.connect(self.cancel)
+        self.progress_bar = QProgressBar(self)
+        self.progress_bar.setToolTip(
+            "Busy while the model loads and the scan is prepared; then the network calls "
+            "done of all (window batches x test-time flips)"
+        )
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
 
@@ -197,16 +209,21 @@ class SegmentWidget(QWidget):
         output = QGroupBox("Output", self)
         QFormLayout(output).addRow("Labels", self.output_combo)
 
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        # the choices scroll; Run, the run's progress, Cancel and the status stay in sight
+        layout = scroll_body(self)
         self._inputs = (inputs, model, self.options, output)
         for box in self._inputs:
             layout.addWidget(box)
-        layout.addLayout(buttons)
-        layout.addWidget(self.status)
         layout.addStretch(1)
+        footer = QVBoxLayout()
+        footer.setContentsMargins(9, 0, 9, 9)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        footer.addLayout(buttons)
+        footer.addWidget(self.progress_bar)
+        footer.addWidget(self.status)
+        self.layout().addLayout(footer)
         self._update_state()
 
     # ------------------------------------------------------------------ models
@@ -328,8 +345,15 @@ class SegmentWidget(QWidget):
         idle = not self._slot.busy
         self.run_button.setEnabled(idle)
         self.cancel_button.setVisible(not idle)
+        self.progress_bar.setVisible(not idle)
         for box in self._inputs:
             box.setEnabled(idle)
+
+    def _show_busy(self, text: str) -> None:
+        """The bar as a busy indicator (no steps known yet), and what is going on."""
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.setFormat(text)
+        self.status.setText(text)
 
     # --------------------------------------------------------------------- run
     def run(self) -> None:
@@ -382,14 +406,25 @@ class SegmentWidget(QWidget):
         return job, [source.volume for source in sources]
 
     def _start(self, job: SegmentJob, volumes: list) -> None:
-        from napari_medseg._napari.segment_job import cancelable_bar_class, segment_volumes
+        from napari_medseg._napari.segment_job import (
+            PhaseRelay,
+            cancelable_bar_class,
+            segment_volumes,
+        )
 
         job.bar = cancelable_bar_class()(
             total=0, desc=f"Segmenting {job.image.name}", cancel_callback=job.cancel.set
         )
-        self.status.setText(f"Loading {job.settings.model} ...")
+        job.phases = PhaseRelay()
+        job.phases.changed.connect(partial(self._on_phase, job))
         body = partial(
-            segment_volumes, self.segmenter_cache, job.settings, volumes, job.progress, job.cancel
+            segment_volumes,
+            self.segmenter_cache,
+            job.settings,
+            volumes,
+            job.progress,
+            job.cancel,
+            job.phase,
         )
         self._slot.start(
             job,
@@ -400,25 +435,42 @@ class SegmentWidget(QWidget):
             finished=self._on_finished,
         )
         self._update_state()
+        self._show_busy(f"Starting: {job.image.name} ...")
 
     def cancel(self) -> None:
         """Stop the running segmentation; nothing is added or replaced."""
         if self._slot.cancel():
-            self.status.setText("Cancelling ...")
+            self._show_busy("Cancelling ...")
 
     # ------------------------------------------------------- worker callbacks
     # (called by the job slot only while the run's result is wanted: not once the
     # widget is destroyed or the viewer closed; the bar closes when the worker ends)
+    def _on_phase(self, job: SegmentJob, name: str) -> None:
+        """Loading the model, then preparing the scan: the bar is busy (no steps yet)."""
+        from napari_medseg._napari.segment_job import LOADING
+
+        if self._slot.job is not job or job.cancel.is_set() or self.progress_bar.maximum():
+            return  # another run, cancelled, or the windows already started
+        if name == LOADING:
+            self._show_busy(f"Loading model {self.model_combo.currentText()} ...")
+        else:
+            self._show_busy(f"Preparing {job.image.name} for the model ...")
+
     def _on_progress(self, job: SegmentJob, done: int, total: int) -> None:
-        if job.bar is None or job.cancel.is_set():
+        if job.cancel.is_set():
             return
+        if self._slot.job is job:
+            self.progress_bar.setRange(0, max(total, 1))
+            self.progress_bar.setValue(done)
+            self.progress_bar.setFormat("%v/%m network calls")
+            self.status.setText(f"Segmenting {job.image.name}: {done}/{total} network calls")
         bar = job.bar
+        if bar is None:
+            return
         if bar.total != total:
             bar.total = total
         if done > bar.n:
-            bar.update(done - bar.n)
-        if self._slot.job is job:  # the bar's repaint processes events: we may be done
-            self.status.setText(f"Segmenting {job.image.name}: {done}/{total} network calls")
+            bar.update(done - bar.n)  # (its repaint processes events: we may be done after)
 
     def _on_returned(self, job: SegmentJob, result: Any) -> None:
         from napari_medseg._napari.notifications import notify_error, notify_warnings
