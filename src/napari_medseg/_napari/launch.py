@@ -1,4 +1,13 @@
-"""Start napari with a scan and napari-medseg's widgets docked (``medseg view``/``demo``)."""
+"""Start napari with a scan and napari-medseg's widgets docked (``medseg view``/``demo``).
+
+The window fits the screen it opens on, 1366x768 included: it takes 90% of the
+screen's available area, frame included, and every docked widget scrolls inside its
+dock (:mod:`~napari_medseg._napari.widgets.scroll`) instead of forcing the window
+taller. The workflow docks share one tab group whose tabs carry short titles, never
+elided; the live report has its own dock below them. The view is fitted again
+whenever the canvas changes size (window resized, docks opened or closed), unless
+the user zoomed or panned since the last fit.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +32,28 @@ DOCKED_WIDGETS = (
     ("Report", False),
 )
 
+#: Widgets docked too when the plugin's manifest offers them: (name, after which tab).
+OPTIONAL_WIDGETS = (("Segments", "Label tools"),)
+
+#: Tab titles of the docks (napari titles them "<name> (napari-medseg)", and seven
+#: such titles in one dock's width were elided to "Se..."); all fit a 460 px dock.
+TAB_TITLES = {
+    "Segment": "Segment",
+    "Label tools": "Label tools",
+    "Segments": "Segments",
+    "Save labels": "Save",
+    "Window presets": "CT window",
+    "DICOM series browser": "DICOM",
+    "View orientation": "Views",
+    "Report": "Report",
+}
+
+#: Share of the screen's available width and height the window takes, frame included.
+SCREEN_FRACTION = 0.9
+
+#: Share of the right dock column the workflow tabs get at start (the report the rest).
+WORKFLOW_SHARE = 0.5
+
 
 def make_viewer(path: str | Path | None = None, viewer=None):
     """Open ``path`` (default: the sample chest CT) in a viewer and dock the widgets.
@@ -44,18 +75,28 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     napari.Viewer
     """
     import napari
+    import scipy.spatial  # noqa: F401  (see below)
 
     from napari_medseg._napari.views import set_view
 
+    # imported here, in the main thread, before the live report's worker starts: the
+    # worker imports scipy.spatial.distance while set_view (napari's camera) imports
+    # scipy.spatial, and one package imported by two threads at once can fail with
+    # "cannot import name ... from partially initialized module"
+    new_window = viewer is None
     if viewer is None:
         viewer = napari.Viewer(title="napari-medseg")
-        _use_most_of_the_screen(viewer)
     docks = {}
-    for widget_name, tabify in DOCKED_WIDGETS:
+    for widget_name, tabify in docked_widgets():
         docks[widget_name], _ = viewer.window.add_plugin_dock_widget(
             PLUGIN, widget_name, tabify=tabify
         )
+    window = docks[DOCKED_WIDGETS[0][0]].window()  # napari's main window (a QMainWindow)
+    if new_window:
+        fit_window_to_screen(window)
     _process_events()
+    _title_tabs(window, docks)
+    _share_the_column(window, docks)
     docks[DOCKED_WIDGETS[0][0]].raise_()  # the first tab (Segment) in front
     if path is None:
         layers = viewer.open_sample(PLUGIN, "chest_ct")
@@ -64,7 +105,147 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     _process_events()  # the docks take their room: the canvas gets its final size
     set_view(viewer, "axial")  # also fits the view to the canvas
     show_slice_of_interest(viewer, layers)
+    refit_on_resize(viewer, window)
     return viewer
+
+
+def docked_widgets() -> list[tuple[str, bool]]:
+    """:data:`DOCKED_WIDGETS`, with each of :data:`OPTIONAL_WIDGETS` the manifest offers
+    inserted as a tab after its neighbour."""
+    offered = set(_manifest_widgets())
+    out = list(DOCKED_WIDGETS)
+    for name, after in OPTIONAL_WIDGETS:
+        if name in offered:
+            position = [n for n, _ in out].index(after) + 1
+            out.insert(position, (name, True))
+    return out
+
+
+def _manifest_widgets() -> list[str]:
+    """Display names of the widgets in the plugin's npe2 manifest."""
+    from npe2 import PluginManager
+
+    try:
+        manifest = PluginManager.instance().get_manifest(PLUGIN)
+    except KeyError:
+        return []
+    return [widget.display_name for widget in manifest.contributions.widgets or ()]
+
+
+def fit_window_to_screen(window: Any, fraction: float = SCREEN_FRACTION) -> None:
+    """Size ``window`` to ``fraction`` of its screen's available area and centre it.
+
+    The frame (title bar, borders: known once the window manager decorated the
+    window) counts in, so the whole window lies inside the available area.
+
+    Parameters
+    ----------
+    window : QWidget
+        A top-level window (napari's main window).
+    fraction : float
+        Share of the available width and height, in (0, 1].
+    """
+    from qtpy.QtWidgets import QApplication
+
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is None:
+        return
+    available = screen.availableGeometry()
+    frame, inner = window.frameGeometry(), window.geometry()
+    extra_w = max(0, frame.width() - inner.width())
+    extra_h = max(0, frame.height() - inner.height())
+    outer_w = max(1, int(available.width() * fraction))
+    outer_h = max(1, int(available.height() * fraction))
+    window.resize(max(1, outer_w - extra_w), max(1, outer_h - extra_h))
+    size = window.frameGeometry().size()  # what the minimum size allowed
+    left = available.x() + max(0, (available.width() - size.width()) // 2)
+    top = available.y() + max(0, (available.height() - size.height()) // 2)
+    window.move(left, top)
+
+
+def _title_tabs(window: Any, docks: dict[str, Any]) -> None:
+    """Short tab titles (:data:`TAB_TITLES`), never elided: scroll arrows instead."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QTabBar
+
+    for name, dock in docks.items():
+        dock.setWindowTitle(TAB_TITLES.get(name, name))
+    titles = set(TAB_TITLES.values())
+    _process_events()  # Qt titles the tabs of a dock group from the docks' titles
+    for bar in window.findChildren(QTabBar):
+        if any(bar.tabText(i) in titles for i in range(bar.count())):
+            bar.setElideMode(Qt.TextElideMode.ElideNone)
+            bar.setUsesScrollButtons(True)
+
+
+def _share_the_column(window: Any, docks: dict[str, Any]) -> None:
+    """Give the workflow tabs :data:`WORKFLOW_SHARE` of the right column's height."""
+    from qtpy.QtCore import Qt
+
+    workflow, report = docks[DOCKED_WIDGETS[0][0]], docks.get("Report")
+    if report is None:
+        return
+    column = workflow.height() + report.height()
+    top = int(column * WORKFLOW_SHARE)
+    window.resizeDocks([workflow, report], [top, column - top], Qt.Orientation.Vertical)
+
+
+def refit_on_resize(viewer: Any, window: Any) -> Any:
+    """Fit ``viewer``'s view again whenever its canvas changes size.
+
+    Only while the view is as the last fit left it: once the user zoomed or panned,
+    a resize keeps their view. Every fit (napari's Home button,
+    :func:`~napari_medseg._napari.views.set_view`, this one) emits
+    ``viewer.events.reset_view``; the camera it leaves is what "as fitted" means.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    window : QWidget
+        Its main window: the refitter lives (and goes) with it.
+
+    Returns
+    -------
+    QObject
+        The refitter (one per window; calling again returns the same).
+    """
+    from qtpy.QtCore import QObject, QTimer
+
+    class Refit(QObject):
+        def __init__(self) -> None:
+            super().__init__(window)
+            self.setObjectName(_REFIT_NAME)
+            self.viewer = viewer
+            self.fitted = self.camera()
+            self.timer = QTimer(self)
+            self.timer.setSingleShot(True)
+            self.timer.setInterval(0)  # once per burst of resize events
+            self.timer.timeout.connect(self.refit)
+            viewer.events.reset_view.connect(self.on_reset_view)
+            viewer.canvas.events.size.connect(self.on_size)
+
+        def camera(self) -> tuple[float, ...]:
+            camera = self.viewer.scene.camera
+            return (float(camera.zoom), *map(float, camera.center), *map(float, camera.angles))
+
+        def on_reset_view(self, *_: Any) -> None:
+            self.fitted = self.camera()
+
+        def on_size(self, *_: Any) -> None:
+            self.timer.start()
+
+        def still_fitted(self) -> bool:
+            return bool(np.allclose(self.camera(), self.fitted, rtol=1e-6, atol=1e-6))
+
+        def refit(self) -> None:
+            if len(self.viewer.layers) and self.still_fitted():
+                self.viewer.reset_view()
+
+    existing = window.findChild(QObject, _REFIT_NAME)
+    return existing if existing is not None else Refit()
+
+
+_REFIT_NAME = "napari_medseg_refit_on_resize"
 
 
 def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
@@ -119,19 +300,6 @@ def _labelled_centre(data: np.ndarray) -> np.ndarray | None:
     return np.asarray(centre)
 
 
-def _use_most_of_the_screen(viewer: Any, fraction: float = 0.85) -> None:
-    """Enlarge a new viewer's window so the canvas keeps room beside the docks."""
-    from qtpy.QtWidgets import QApplication
-
-    screen = QApplication.primaryScreen()
-    if screen is None:
-        return
-    available = screen.availableGeometry()
-    width = max(int(available.width() * fraction), 1)
-    height = max(int(available.height() * fraction), 1)
-    viewer.window.resize(width, height)
-
-
 def _process_events() -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -146,7 +314,8 @@ def launch_viewer(path: str | Path | None = None) -> None:
     from qtpy.QtCore import QTimer
 
     viewer = make_viewer(path)
-    # the window manager may still resize the window once it is mapped: fit again
-    # as soon as the event loop runs
-    QTimer.singleShot(0, viewer.reset_view)
+    window = viewer.window.dock_widgets[f"{DOCKED_WIDGETS[0][0]} ({PLUGIN})"].window()
+    # the window manager decorates the window once it is mapped: fit the frame into
+    # the screen again then (the view refits with the canvas)
+    QTimer.singleShot(0, lambda: fit_window_to_screen(window))
     napari.run()

@@ -50,7 +50,6 @@ from qtpy.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -65,6 +64,7 @@ from napari_medseg._napari.label_edit import (
     view_slice,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
+from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg.errors import MedsegError
 from napari_medseg.labels import editing
 
@@ -151,15 +151,17 @@ class LabelToolsWidget(QWidget):
         self._brush = _BrushRange()
         self.destroyed.connect(self._brush.stop)
 
-        layout = QVBoxLayout(self)
+        # the tools scroll in a short dock; what the last one did stays in sight below
+        layout = scroll_body(self)
         layout.addWidget(self._label_group())
         layout.addWidget(self._scope_group())
         layout.addWidget(self._tools_group())
         layout.addWidget(self._range_group())
+        layout.addStretch(1)
         self.status = QLabel("", self)
         self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        self.status.setContentsMargins(9, 0, 9, 9)
+        self.layout().addWidget(self.status)
 
         self.labels_combo.layer_changed.connect(self._on_labels_layer)
         self.image_combo.layer_changed.connect(self._on_image_layer)

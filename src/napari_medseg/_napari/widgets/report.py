@@ -32,12 +32,12 @@ from qtpy.QtWidgets import (
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from napari_medseg._napari.live_report import LiveReport
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
+from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg._napari.widgets.volume_chart import Bar, VolumeChart
 from napari_medseg._napari.widgets.window_presets import format_hu
 from napari_medseg.labels.components import CONNECTIVITY_RANK, DEFAULT_CONNECTIVITY
@@ -277,7 +277,7 @@ class ReportWidget(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.csv_button)
         buttons.addWidget(self.json_button)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)  # scrolls in a short dock: the window fits a laptop
         layout.addLayout(form)
         layout.addLayout(lesion_row)
         layout.addLayout(measure_row)
@@ -289,7 +289,8 @@ class ReportWidget(QWidget):
         layout.addWidget(self.lesion_title)
         layout.addWidget(self.lesion_table, 1)
         layout.addStretch(0)
-        layout.addLayout(buttons)
+        buttons.setContentsMargins(9, 0, 9, 9)
+        self.layout().addLayout(buttons)  # below the scrolled part: always in sight
         self.setMinimumWidth(460)  # label, name, voxels, volume and Dice without scrolling
 
         self.viewer.layers.events.inserted.connect(self._on_inserted)

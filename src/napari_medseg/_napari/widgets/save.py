@@ -53,12 +53,12 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
+from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
 
 if TYPE_CHECKING:
@@ -583,7 +583,7 @@ class SaveWidget(QWidget):
         buttons = QGridLayout()
         for index, fmt in enumerate(FORMATS):
             buttons.addWidget(self.buttons[fmt.kind], index // 2, index % 2)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)  # scrolls in a short dock: the window fits a laptop
         layout.addLayout(form)
         layout.addWidget(self.folder_note)
         layout.addWidget(self.replace_check)
