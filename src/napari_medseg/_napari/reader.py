@@ -142,7 +142,10 @@ def _read_one(path: str) -> list[LayerData]:
 
         if derived_kind(path):  # a DICOM SEG or RT Structure Set: labels on its series
             return [_derived_layer(path)]
-    return _dicom_layers(path)
+    from napari_medseg._napari.read_feedback import DicomReadFeedback
+
+    with DicomReadFeedback(path) as feedback:  # announced, with progress (main thread)
+        return _dicom_layers(path, feedback)
 
 
 def _nifti_or_file_layer(path: str) -> LayerData:
@@ -238,7 +241,7 @@ def _open_dicom_series() -> dict[str, Any]:
     return out
 
 
-def _dicom_layers(path: str) -> list[LayerData]:
+def _dicom_layers(path: str, feedback: Any = None) -> list[LayerData]:
     from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
     from napari_medseg._napari.notifications import notify_error, notify_info, notify_warnings
     from napari_medseg.errors import MedsegError
@@ -248,7 +251,7 @@ def _dicom_layers(path: str) -> list[LayerData]:
     if p.is_file() and not is_dicomdir_name(p):
         series_list = [series_of_file(p)]  # one file: the series it belongs to
     else:
-        series_list = index_dicom(p)
+        series_list = index_dicom(p, progress=getattr(feedback, "indexing", None))
     images = [s for s in series_list if not getattr(s, "is_localizer", False)]
     localizers = len(series_list) - len(images)
     if not images:
@@ -269,7 +272,9 @@ def _dicom_layers(path: str) -> list[LayerData]:
     first_error: MedsegError | None = None
     for series in images:
         try:
-            volume = read_dicom_series(series, allow_gaps=True)
+            volume = read_dicom_series(
+                series, allow_gaps=True, progress=getattr(feedback, "reading", None)
+            )
         except MedsegError as error:
             if len(images) == 1:
                 raise
