@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 from napari.utils import progress
 
-from napari_medseg._napari.read_feedback import ANNOUNCE_FROM_FILES
+from napari_medseg._napari.read_feedback import ANNOUNCE_FROM_FILES, count_files
 from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 AFFINE = np.diag([-0.8, -0.8, 2.5, 1.0])
@@ -78,3 +78,12 @@ def test_a_small_folder_is_read_without_a_word(make_napari_viewer, tmp_path, not
     viewer = make_napari_viewer(show=True)
     viewer.open(str(folder), plugin="napari-medseg")
     assert not [n for n in notes if "Reading" in n]
+
+
+def test_files_counted_for_a_folder_a_file_and_a_dicomdir(tmp_path):
+    for name in ("DICOMDIR", "a.dcm", ".hidden", "sub/1", "sub/2", "sub/deeper/3", ".git/x"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert count_files(tmp_path) == 5  # hidden files and folders not counted
+    assert count_files(tmp_path / "DICOMDIR") == 5  # it references the files below
+    assert count_files(tmp_path / "a.dcm") == 2  # its series is gathered beside it

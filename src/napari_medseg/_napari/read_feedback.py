@@ -28,17 +28,21 @@ BAR_STEPS = 50
 def count_files(path: str | os.PathLike) -> int:
     """Files a DICOM read of ``path`` may look at (hidden files not counted).
 
-    A folder: every file below it. A file (one DICOM file, a DICOMDIR): the files in
-    its folder, where its series is gathered from.
+    A folder, or a DICOMDIR (it references files in the folders below it): every file
+    below the folder. One DICOM file: the files beside it, where its series is
+    gathered from.
     """
+    from napari_medseg.io.sniff import is_dicomdir_name
+
     path = Path(path)
     folder = path if path.is_dir() else path.parent
+    only_beside = path.is_file() and not is_dicomdir_name(path)
     total = 0
     for _root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         total += sum(1 for name in files if not name.startswith("."))
-        if path.is_file():
-            break  # only the file's own folder
+        if only_beside:
+            break
     return total
 
 
