@@ -75,14 +75,9 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     napari.Viewer
     """
     import napari
-    import scipy.spatial  # noqa: F401  (see below)
 
     from napari_medseg._napari.views import set_view
 
-    # imported here, in the main thread, before the live report's worker starts: the
-    # worker imports scipy.spatial.distance while set_view (napari's camera) imports
-    # scipy.spatial, and one package imported by two threads at once can fail with
-    # "cannot import name ... from partially initialized module"
     new_window = viewer is None
     if viewer is None:
         viewer = napari.Viewer(title="napari-medseg")

@@ -33,6 +33,12 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+
+# scipy.spatial is imported here, in the main thread, before any measuring worker
+# starts: a worker importing scipy.spatial.distance (surface distances, diameters) while
+# napari's camera imports scipy.spatial in the main thread can fail with "cannot import
+# name ... from partially initialized module" (one package imported by two threads)
+import scipy.spatial  # noqa: F401
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from napari_medseg._napari.history import atom_extent, history_key, moved_history_item
