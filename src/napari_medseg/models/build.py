@@ -7,6 +7,9 @@ Two kinds of network (``spec.network.kind``):
     weights file, read with ``torch.load(..., weights_only=True)``: a checkpoint that
     holds pickled Python objects (a whole model, custom classes) is refused, because
     unpickling it could run arbitrary code.
+``"medseg"``
+    One of the project's own architectures (:mod:`napari_medseg.models.networks`),
+    built with ``args`` and loaded from a ``state_dict`` the same safe way.
 ``"torchscript"``
     ``torch.jit.load`` of the weights file: any architecture (DeepLabV3+, SwinUNETR,
     nnU-Net exports...) with the JSON spec saying how to feed it.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_medseg.models.errors import SPEC_DOCS, ModelLoadError
+from napari_medseg.models.licence import licence_details
 from napari_medseg.models.loaded import LoadedModel
 from napari_medseg.models.preprocess import prepare_spec_input
 from napari_medseg.models.spec import ModelSpec
@@ -344,6 +348,32 @@ def build_monai_network(spec: ModelSpec, weights: Path, origin: str):
     return network
 
 
+def build_own_network(spec: ModelSpec, weights: Path, origin: str):
+    """One of the project's networks (``network.kind = "medseg"``) with its weights."""
+    from napari_medseg.models.networks import NETWORKS
+
+    cls = NETWORKS.get(spec.network.name)
+    if cls is None:
+        raise ModelLoadError(
+            origin,
+            f"unknown network {spec.network.name!r} for kind 'medseg' "
+            f"(known: {', '.join(sorted(NETWORKS))}).",
+            SPEC_DOCS,
+        )
+    args = dict(spec.network.args)
+    description = f"{spec.network.name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+    try:
+        network = cls(**args)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(
+            origin, f"cannot build {description}: {str(error).rstrip('.')}.", SPEC_DOCS
+        ) from None
+    state = read_state_dict(weights)
+    check_state_dict(network, state, weights, description)
+    network.load_state_dict(state, strict=True)
+    return network
+
+
 def load_torchscript(path: Path):
     """``torch.jit.load`` a TorchScript file on the CPU; ``ModelLoadError`` if it is not one."""
     import torch
@@ -391,6 +421,8 @@ def build_network(spec: ModelSpec, origin: str = "") -> tuple[Any, str]:
     digest = check_weights_file(weights, spec.weights_sha256)
     if spec.network.kind == "torchscript":
         network = load_torchscript(weights)
+    elif spec.network.kind == "medseg":
+        network = build_own_network(spec, weights, origin)
     else:
         network = build_monai_network(spec, weights, origin)
     network.eval()
@@ -411,18 +443,33 @@ def load_spec_model(spec: ModelSpec, origin: str = "") -> LoadedModel:
         provenance.
     """
     network, digest = build_network(spec, origin)
+    names = {
+        "torchscript": "torchscript",
+        "medseg": f"napari_medseg.models.networks.{spec.network.name}",
+        "monai": f"monai.networks.nets.{spec.network.name}",
+    }
     details = {
-        "network": spec.network.kind
-        if spec.network.kind == "torchscript"
-        else f"monai.networks.nets.{spec.network.name}",
+        "network": names[spec.network.kind],
         "weights": str(spec.weights_path),
         "weights_sha256": digest,
+        **licence_details(spec),
     }
+    preprocess = functools.partial(prepare_spec_input, spec)
+    postprocess = None
+    if spec.pipeline.get("kind") == "brainchop":
+        from napari_medseg.models import brainchop
+
+        try:
+            postprocess = brainchop.postprocess_for(spec)
+        except ValueError as error:
+            raise ModelLoadError(origin, f"bad pipeline: {error}.", SPEC_DOCS) from None
+        preprocess = functools.partial(brainchop.prepare_brainchop_input, spec)
+        details["pipeline"] = dict(spec.pipeline)
     return LoadedModel(
         spec=spec,
         network=network,
-        preprocess=functools.partial(prepare_spec_input, spec),
-        postprocess_labels=None,
+        preprocess=preprocess,
+        postprocess_labels=postprocess,
         source=origin or spec.name,
         details=details,
     )

@@ -67,10 +67,12 @@ class NetworkSpec:
     ----------
     kind : str
         ``"monai"``: a class of ``monai.networks.nets`` built with ``args``, whose
-        weights are a ``state_dict`` file; ``"torchscript"``: a TorchScript file
-        (any architecture), ``name`` and ``args`` unused.
+        weights are a ``state_dict`` file; ``"medseg"``: one of the project's own
+        architectures (:mod:`napari_medseg.models.networks`: ``MeshNet``,
+        ``LungUNet2D``), also with a ``state_dict``; ``"torchscript"``: a TorchScript
+        file (any architecture), ``name`` and ``args`` unused.
     name : str
-        MONAI network class name (``"UNet"``, ``"SegResNet"``, ``"SwinUNETR"``...).
+        Network class name (``"UNet"``, ``"SegResNet"``, ``"SwinUNETR"``... for MONAI).
     args : dict
         Keyword arguments of the network class.
     """
@@ -80,7 +82,7 @@ class NetworkSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("monai", "torchscript"):
+        if self.kind not in ("monai", "medseg", "torchscript"):
             raise ValueError(f"unknown network kind {self.kind!r}")
 
 
@@ -119,7 +121,8 @@ class ModelSpec:
     intensity : IntensitySpec
         Intensity transform on the model grid.
     roi_size : tuple of int
-        Sliding-window size in model voxels (2 entries for 2D models, 3 for 3D).
+        Sliding-window size in model voxels (2 entries for 2D models, 3 for 3D); an
+        entry of 0 means the whole extent of that axis (one window along it).
     overlap : float
         Sliding-window overlap, 0 <= overlap < 1.
     blend_mode : str
@@ -144,6 +147,19 @@ class ModelSpec:
         scans outside it get a warning before the model runs.
     model_card : str
         Model card file (relative to ``base_dir``), or "".
+    pipeline : dict
+        Pre- and postprocessing other than the standard one (reorient, resample,
+        intensity transform, sliding window): ``{}`` for the standard one, or
+        ``{"kind": "brainchop", ...}`` (:mod:`napari_medseg.models.brainchop`).
+    license : str
+        Licence of the weights, as an SPDX identifier where one exists (``"MIT"``,
+        ``"Apache-2.0"``, ``"CC-BY-NC-4.0"``), or ``"unknown"``.
+    license_file : str
+        The licence notice shipped with the weights (relative to ``base_dir``), or "".
+    intended_use : str
+        What the model is for, and what it is not for, in one or two sentences.
+    source : str
+        Where the weights come from (repository and commit, or "trained by ...").
     base_dir : str
         Folder relative paths resolve against (set when loaded from a file).
     """
@@ -172,6 +188,11 @@ class ModelSpec:
     modality: str = ""
     domain: ModelDomain = field(default_factory=ModelDomain)
     model_card: str = ""
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    license: str = "unknown"
+    license_file: str = ""
+    intended_use: str = ""
+    source: str = ""
     base_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -192,6 +213,10 @@ class ModelSpec:
             problems.append(f"blend_mode must be gaussian or constant, got {self.blend_mode!r}")
         if self.channel_names and len(self.channel_names) != self.in_channels:
             problems.append(f"{len(self.channel_names)} channel names for {self.in_channels}")
+        if self.pipeline and self.pipeline.get("kind") not in ("brainchop",):
+            problems.append(f"unknown pipeline kind {self.pipeline.get('kind')!r}")
+        if not str(self.license).strip():
+            problems.append('license must name a licence or say "unknown"')
         values = [label.value for label in self.labels]
         if len(set(values)) != len(values):
             problems.append("label values repeat")
@@ -253,6 +278,7 @@ class ModelSpec:
             if key in values:
                 values[key] = tuple(values[key])
         values["target_spacing"] = tuple(float(v) for v in data.get("target_spacing", ()))
+        values["pipeline"] = dict(data.get("pipeline") or {})
         values["paint_order"] = tuple(
             tuple(int(v) for v in pair) for pair in data.get("paint_order", ())
         )
