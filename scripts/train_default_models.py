@@ -153,6 +153,13 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+#: Intended use of the phantom models (shown by `medseg models` and in provenance).
+PHANTOM_USE = (
+    "Demonstration and testing of the pipeline on synthetic abdominal phantoms. "
+    "Its labels are not anatomy on real scans; not for research or clinical use."
+)
+
+
 def make_spec(profile: Profile, weights: str = "", weights_sha256: str = "") -> ModelSpec:
     """The :class:`ModelSpec` of a default model (weights file relative to the spec)."""
     return ModelSpec(
@@ -188,6 +195,9 @@ def make_spec(profile: Profile, weights: str = "", weights_sha256: str = "") -> 
         slice_axis=2,
         modality="CT",
         model_card="MODEL_CARD.md",
+        license="BSD-3-Clause",
+        intended_use=PHANTOM_USE,
+        source="trained by napari-medseg's scripts/train_default_models.py on synthetic phantoms",
     )
 
 

@@ -243,9 +243,20 @@ def test_models_command_lists_the_catalogue(capsys):
     assert main(["models", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert isinstance(entries, list)
-    assert all({"name", "kind", "modality", "labels"} <= set(e) for e in entries)
+    assert all({"name", "kind", "modality", "labels", "license"} <= set(e) for e in entries)
+    by_name = {e["name"]: e for e in entries}
+    # every real model shows its licence and intended use; zoo bundles say "unknown"
+    for name in ("lungs-ct", "brain-structures", "brain-tissue", "brain-regions", "skull-strip"):
+        assert by_name[name]["license"] == "MIT" and by_name[name]["intended_use"]
+    assert by_name["phantom-abdomen-3d"]["license"] == "BSD-3-Clause"
+    assert by_name["spleen_ct_segmentation"]["license"] == "unknown"
     assert main(["models"]) == 0
-    assert capsys.readouterr().out.split()[:5] == ["NAME", "KIND", "MODALITY", "DIMS", "LABELS"]
+    table = capsys.readouterr().out
+    header = ["NAME", "KIND", "MODALITY", "DIMS", "LICENCE", "LABELS"]
+    assert table.split()[:6] == header
+    lungs = next(line for line in table.splitlines() if line.startswith("lungs-ct "))
+    assert " MIT " in lungs
+    assert "use: Research lung masks" in table
 
 
 def test_progress_bar_on_a_terminal():

@@ -85,19 +85,28 @@ def register(commands) -> None:
 
 # -- models -------------------------------------------------------------------------------
 def models_table(entries) -> str:
-    """The catalogue as a text table (name, kind, modality, dims, labels)."""
-    rows = [("NAME", "KIND", "MODALITY", "DIMS", "LABELS")]
+    """The catalogue as a text table (name, kind, modality, dims, licence, labels), each
+    model followed by its intended use."""
+    from napari_medseg.models.licence import is_non_commercial
+
+    rows = [("NAME", "KIND", "MODALITY", "DIMS", "LICENCE", "LABELS")]
+    uses = [""]
     for entry in entries:
         labels = ", ".join(entry.labels) or "(after download)"
-        if len(labels) > 60:
-            labels = labels[:57] + "..."
+        if len(labels) > 50:
+            labels = labels[:47] + "..."
         dims = f"{entry.spatial_dims}D" if entry.spatial_dims else "?"
-        rows.append((entry.name, entry.kind, entry.modality or "any", dims, labels))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[4]
-        for row in rows
-    ]
+        licence = entry.license + (" (non-commercial)" if is_non_commercial(entry.license) else "")
+        rows.append((entry.name, entry.kind, entry.modality or "any", dims, licence, labels))
+        uses.append(entry.intended_use)
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for row, use in zip(rows, uses, strict=True):
+        lines.append(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) + "  " + row[5]
+        )
+        if use:
+            lines.append(f"    use: {use}")
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -264,7 +273,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             )
     # what the user should know before waiting: problems of the scan, and a scan the
     # model was not made for
-    told = [*meta.warnings, *segmenter.domain_warnings(source)]
+    told = [*meta.warnings, *segmenter.advance_warnings(source)]
     for warning in told:
         print(f"warning: {warning}", file=sys.stderr)
     progress = None if args.json else _ProgressBar(f"segment ({segmenter.device})")
