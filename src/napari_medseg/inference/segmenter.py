@@ -364,6 +364,10 @@ class Segmenter:
                     f"all {count} voxels are NaN or infinite: there is nothing to segment.",
                     "Segment a scan with image values.",
                 )
+        if self.model.runner is not None:  # a model with its own pipeline (nnU-Net)
+            return self._predict_with_runner(
+                volumes, nonfinite, progress, cancel, return_probabilities, started
+            )
         try:
             prepared = self.model.preprocess(volumes)
             if any(nonfinite) and count_nonfinite(prepared.image.detach().cpu().numpy()):
@@ -441,6 +445,79 @@ class Segmenter:
             model_name=spec.name,
             settings=settings,
             timings_s={k: round(v, 4) for k, v in timings.items()},
+            warnings=warnings,
+        )
+
+    def _predict_with_runner(
+        self, volumes, nonfinite, progress, cancel, return_probabilities, started
+    ) -> SegmentationResult:
+        """:meth:`predict` for a model that runs its own pipeline (``model.runner``): it
+        gets the channels (NaN/inf replaced in copies) and returns labels on their grid."""
+        import torch
+
+        from napari_medseg.models.loaded import RunRequest
+
+        source = volumes[0]
+        request = RunRequest(
+            device=self.device,
+            amp=self.amp,
+            tta=self.tta,
+            overlap=self.overlap,
+            sw_batch_size=self.sw_batch_size,
+            progress=progress,
+            cancel=cancel,
+            return_probabilities=return_probabilities,
+        )
+        try:
+            with torch.inference_mode():
+                out = self.model.runner(self.network, _finite_copies(volumes, nonfinite), request)
+        except ValueError as error:
+            raise InputChannelsError(
+                source.metadata.source or "input", f"{error}.", self._channels_hint()
+            ) from None
+        if out.labels.shape != source.shape:
+            raise self._run_error(
+                f"its pipeline returned labels of shape {out.labels.shape} for a scan of "
+                f"shape {source.shape}."
+            )
+        warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
+        warnings += self.domain_warnings(source)
+        warnings += [
+            f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
+            f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
+            "(background, which cannot create structure); check the labels near them."
+            for volume, count in zip(volumes, nonfinite, strict=True)
+            if count
+        ]
+        warnings += [w for w in out.warnings if w not in warnings]
+        spec = self.model.spec
+        settings = {
+            "model": spec.name,
+            "model_source": self.model.source,
+            "model_details": dict(self.model.details),
+            "device": str(self.device),
+            "amp": self.amp,
+            "overlap": self.overlap,
+            "sw_batch_size": self.sw_batch_size,
+            "roi_size": list(spec.roi_size),
+            "activation": spec.activation,
+            "spatial_dims": spec.spatial_dims,
+            "tta": self.tta,
+            "model_grid_shape": list(out.model_shape),
+            "source_shape": list(source.shape),
+            "torch": torch.__version__,
+            **out.settings,
+        }
+        timings = {**out.timings_s, "total": time.perf_counter() - started}
+        probabilities = out.probabilities
+        return SegmentationResult(
+            labels=np.ascontiguousarray(out.labels),
+            affine=np.array(source.affine, dtype=float, copy=True),
+            label_classes=self.label_classes,
+            probabilities=None if probabilities is None else probabilities.astype(np.float32),
+            model_name=spec.name,
+            settings=settings,
+            timings_s={k: round(float(v), 4) for k, v in timings.items()},
             warnings=warnings,
         )
 
