@@ -7,7 +7,8 @@ The catalogue lists, without importing torch:
 * the known **MONAI Model Zoo bundles** of :mod:`napari_medseg.models.zoo`, downloaded
   (and hash-checked) on first use.
 
-:func:`load_model` accepts a catalogue name, a MONAI bundle folder, a spec JSON file,
+:func:`load_model` accepts a catalogue name, a MONAI bundle folder, an nnU-Net v2
+model folder, a spec JSON file,
 or a TorchScript/state_dict file with a sidecar spec of the same stem (``model.ts`` +
 ``model.json``), and returns a :class:`~napari_medseg.models.loaded.LoadedModel`.
 """
@@ -191,6 +192,8 @@ def load_model(
     ----------
     ref : str, Path or LoadedModel
         In this order: an existing folder with ``configs/metadata.json`` (a MONAI bundle),
+        an nnU-Net v2 model folder (``dataset.json``, ``plans.json``,
+        ``fold_N/checkpoint_final.pth``; see :mod:`~napari_medseg.models.nnunet`),
         an existing ``.json`` spec file, an existing network file (``.ts``, ``.pt``,
         ``.pth``...) with a JSON spec of the same stem beside it, or a catalogue name
         (default model, or zoo bundle: downloaded to ``cache_dir`` on first use). A
@@ -245,10 +248,16 @@ def _load_path(path: Path, trust_bundle: bool) -> LoadedModel:
             from napari_medseg.models.bundle import load_bundle
 
             return load_bundle(path, trust=trust_bundle)
+        from napari_medseg.models.nnunet import is_nnunet_folder, load_nnunet_folder
+
+        if is_nnunet_folder(path):
+            return load_nnunet_folder(path)
         raise ModelLoadError(
             path,
-            "is a folder but not a MONAI bundle (no configs/metadata.json in it).",
-            "Give the bundle's top folder, a spec JSON file, or a catalogue name.",
+            "is a folder but not a MONAI bundle (no configs/metadata.json in it) and not an "
+            "nnU-Net v2 model folder (no dataset.json, plans.json or fold_N/ in it).",
+            "Give the bundle's top folder, the nnU-Net folder <Trainer>__<Plans>__<config>, "
+            "a spec JSON file, or a catalogue name.",
         )
     from napari_medseg.models.build import load_spec_model
 
