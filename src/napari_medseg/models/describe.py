@@ -21,8 +21,9 @@ class ModelChoice:
     ref : str
         What :func:`napari_medseg.models.registry.load_model` takes: a catalogue
         name, a bundle folder, a spec JSON or a network file.
-    kind : {"catalogue", "bundle", "file"}
-        A catalogue entry, a bundle folder outside the catalogue, or a model file.
+    kind : {"catalogue", "bundle", "nnunet", "file"}
+        A catalogue entry, a bundle folder outside the catalogue, an nnU-Net v2 model
+        folder, or a model file.
     in_channels : int or None
         Input channels (None: not known before download or load).
     channel_names : tuple of str
@@ -80,6 +81,25 @@ def _from_bundle(ref: str, kind: str, folder: Path) -> ModelChoice:
     )
 
 
+def _from_nnunet(ref: str, folder: Path) -> ModelChoice:
+    from napari_medseg.models.nnunet import NnUNetFolderError, read_nnunet_info
+
+    try:
+        info = read_nnunet_info(folder)
+    except NnUNetFolderError as error:
+        return ModelChoice(ref, "nnunet", None, summary=str(error), error=str(error))
+    folds = len(info.folds)
+    return ModelChoice(
+        ref,
+        "nnunet",
+        in_channels=len(info.channel_names) or None,
+        channel_names=info.channel_names,
+        overlap=0.5,
+        sw_batch_size=1,
+        summary=f"nnU-Net {info.name} ({folds} fold{'s' if folds != 1 else ''})",
+    )
+
+
 def _from_file(path: Path) -> ModelChoice:
     from napari_medseg.models.registry import NETWORK_SUFFIXES
     from napari_medseg.models.spec import ModelSpec, ModelSpecError
@@ -110,8 +130,8 @@ def describe_model(ref: str) -> ModelChoice:
     Parameters
     ----------
     ref : str
-        A catalogue name, a MONAI bundle folder, a spec JSON or a network file
-        (``.ts``, ``.pt``...) with a JSON spec beside it.
+        A catalogue name, a MONAI bundle folder, an nnU-Net v2 model folder, a spec
+        JSON or a network file (``.ts``, ``.pt``...) with a JSON spec beside it.
 
     Returns
     -------
@@ -134,6 +154,10 @@ def describe_model(ref: str) -> ModelChoice:
         summary = f"{entry.title or entry.name} (downloaded on first use)"
         return ModelChoice(entry.name, "catalogue", None, summary=summary)
     if path.is_dir():
+        from napari_medseg.models.nnunet import is_nnunet_folder
+
+        if is_nnunet_folder(path):
+            return _from_nnunet(str(path), path)
         return _from_bundle(str(path), "bundle", path)
     if path.is_file():
         return _from_file(path)

@@ -1,7 +1,8 @@
 """Segment dock widget: run a MONAI model on an image layer, get a labels layer.
 
 The user picks the image layer (and more channel layers when the model takes
-several), the model (catalogue, a bundle folder, a TorchScript file), the device
+several), the model (catalogue, a MONAI bundle or nnU-Net v2 model folder, a
+TorchScript file), the device
 and the sliding-window options, and where the result goes: a new labels layer, or
 an existing one on the same voxel grid (replaced in one undoable step).
 
@@ -67,8 +68,22 @@ BUNDLE_ITEM = "Bundle folder..."
 FILE_ITEM = "TorchScript file..."
 _DIALOG = object()  # item data of the two entries above
 
+#: What the folder entry takes.
+FOLDER_TIP = (
+    "A MONAI bundle folder (configs/metadata.json), or an nnU-Net v2 model folder "
+    "(<Trainer>__<Plans>__<configuration> with dataset.json, plans.json and "
+    "fold_N/checkpoint_final.pth; all folds are averaged, a fold_N folder runs alone)"
+)
+
 #: File dialog filter for model files.
 MODEL_FILE_FILTER = "Models (*.ts *.pt *.pth *.torchscript *.jit *.json);;All files (*)"
+
+
+def _folder_kind(path: str) -> str:
+    """How the model list names a model folder: ``nnU-Net`` or ``bundle``."""
+    from napari_medseg.models.nnunet import is_nnunet_folder
+
+    return "nnU-Net" if is_nnunet_folder(path) else "bundle"
 
 
 class DeviceCombo(QComboBox):
@@ -239,6 +254,9 @@ class SegmentWidget(QWidget):
             )
         self.model_combo.insertSeparator(self.model_combo.count())
         self.model_combo.addItem(BUNDLE_ITEM, _DIALOG)
+        self.model_combo.setItemData(
+            self.model_combo.count() - 1, FOLDER_TIP, Qt.ItemDataRole.ToolTipRole
+        )
         self.model_combo.addItem(FILE_ITEM, _DIALOG)
 
     @property
@@ -254,13 +272,16 @@ class SegmentWidget(QWidget):
         self.model_combo.setCurrentIndex(index)
 
     def set_model_path(self, path: str | Path) -> None:
-        """Choose a model by path (what the two dialogs do): a MONAI bundle folder, a
-        spec JSON, or a network file (``.ts``, ``.pt``...) with its JSON spec beside it."""
+        """Choose a model by path (what the two dialogs do): a MONAI bundle folder, an
+        nnU-Net v2 model folder, a spec JSON, or a network file (``.ts``, ``.pt``...) with
+        its JSON spec beside it."""
         ref = str(Path(path).expanduser())
         index = self.model_combo.findData(ref)
         if index < 0:
             index = self.model_combo.findData(_DIALOG)
-            title = f"bundle: {Path(ref).name}" if Path(ref).is_dir() else Path(ref).name
+            title = Path(ref).name
+            if Path(ref).is_dir():
+                title = f"{_folder_kind(ref)}: {title}"
             self.model_combo.insertItem(index - 1, title, ref)  # before the separator
             self.model_combo.setItemData(index - 1, ref, Qt.ItemDataRole.ToolTipRole)
             index -= 1
@@ -273,7 +294,7 @@ class SegmentWidget(QWidget):
         if self.model_combo.itemData(index) is not _DIALOG:
             return
         if self.model_combo.itemText(index) == BUNDLE_ITEM:
-            path = QFileDialog.getExistingDirectory(self, "MONAI bundle folder")
+            path = QFileDialog.getExistingDirectory(self, "MONAI bundle or nnU-Net folder")
         else:
             path, _ = QFileDialog.getOpenFileName(self, "Model file", "", MODEL_FILE_FILTER)
         if path:
