@@ -385,6 +385,40 @@ def test_a_fold_folder_runs_that_fold_alone(two_fold_model, ct_files):
     assert load_model(two_fold_model).details["folds"] == ["fold_0", "fold_1"]
 
 
+def test_progress_cancel_and_model_grid(tmp_path, ct_files):
+    """Progress counts every network call (windows x flips x folds) and ends at the total;
+    a set cancel event stops before the first call; ``preprocess`` gives nnU-Net's grid."""
+    import threading
+
+    from napari_medseg.errors import Cancelled
+    from napari_medseg.inference.segmenter import Segmenter
+    from napari_medseg.io.reader import read_scan
+
+    folder = write_model(tmp_path, "2d", folds=(0,), mirror_axes=(0, 1))
+    scan = read_scan(ct_files[0])
+    segmenter = Segmenter(folder, device="cpu")
+    calls = []
+    result = segmenter.predict(scan, progress=lambda done, total: calls.append((done, total)))
+    total = result.settings["n_network_calls"]
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and len(calls) == total + 1
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        segmenter.predict(scan, cancel=cancel)
+
+    prepared = segmenter.model.preprocess([scan])
+    assert list(prepared.image.shape[1:]) == result.settings["model_grid_shape"]
+    # model axes are the transposed (z, i, j) axes: 5 mm -> 5 mm (2d), i -> ~1.8, j -> ~2.0
+    spacing = np.sqrt((prepared.affine[:3, :3] ** 2).sum(axis=0))
+    np.testing.assert_allclose(spacing, [5.0, 1.8, 2.0], rtol=0.02)
+    # the model grid covers the cropped scan: its centre is the crop's centre
+    crop = np.array([[0, 62], [3, 64], [0, 19]])  # i, j, k without the zero frame
+    centre = scan.affine @ [*(crop.mean(axis=1) - 0.5), 1]
+    shape = np.array(prepared.image.shape[1:])
+    np.testing.assert_allclose(prepared.affine @ [*((shape - 1) / 2), 1], centre, atol=1e-6)
+
+
 def test_checkpoint_written_by_nnunet_trainer_loads(tmp_path, monkeypatch):
     """nnunetv2's own trainer writes the checkpoint (numpy scalars in its logging, a
     torch.device in its init args): weights-only loading with the allow-list reads it."""
@@ -519,6 +553,14 @@ def test_plans_may_not_name_other_code(model):
     plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["nonlin"] = "os.system"
     (model / "plans.json").write_text(json.dumps(plans))
     load_error(model, "nonlin 'os.system' is outside torch.nn")
+
+
+def test_mirror_axes_beyond_the_network(model):
+    path = model / "fold_0" / "checkpoint_final.pth"
+    data = torch.load(path, weights_only=False)
+    data["inference_allowed_mirroring_axes"] = (0, 1, 3)
+    torch.save(data, path)
+    assert load_error(model, "do not fit a 3D network").path == str(path)
 
 
 def test_cascade_is_refused(model):

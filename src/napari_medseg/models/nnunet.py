@@ -592,6 +592,7 @@ def load_nnunet_folder(path: str | Path):
 
     from napari_medseg.models.build import check_state_dict, sha256_file
     from napari_medseg.models.loaded import LoadedModel, ModelInput
+    from napari_medseg.models.nnunet_pipeline import mirror_combinations
     from napari_medseg.models.spec import ModelSpec, NetworkSpec
 
     info = read_nnunet_info(path)
@@ -609,6 +610,10 @@ def load_nnunet_folder(path: str | Path):
             )
     classes, n_heads, regions_order = _label_classes(info, plans_file)
     plan = build_plan(info, configuration, n_heads, regions_order)
+    try:
+        mirror_combinations(mirror_axes, len(plan.patch_size))
+    except ValueError as error:
+        raise NnUNetFolderError(first_path, f"inference_allowed_mirroring_axes: {error}.") from None
     config = _configuration(info.plans, configuration, plans_file)
     network = build_network(config.get("architecture"), plan.in_channels, n_heads, plans_file)
     description = (

@@ -350,30 +350,37 @@ def resample(
         return data
     kwargs = {"mode": "edge", "anti_aliasing": False}
     out = np.zeros((data.shape[0], *new_shape), dtype=data.dtype)
-    data = data.astype(float, copy=False)
+    # nnU-Net converts all channels to float64 at once; one at a time gives the same
+    # values with one channel's worth of float64 (K logits of a large CT add up)
     if not do_separate:
         for c in range(data.shape[0]):
-            out[c] = resize(data[c], new_shape, how.order, **kwargs)
+            out[c] = resize(data[c].astype(float), new_shape, how.order, **kwargs)
         return out
     plane = new_shape[[a for a in range(3) if a != axis]]
+    coords = None
+    if shape[axis] != new_shape[axis]:
+        # along the anisotropic axis: nnU-Net's map_coordinates (align_corners=False)
+        size = new_shape.copy()
+        size[axis] = shape[axis]
+        rows, cols, dim = new_shape
+        orig_rows, orig_cols, orig_dim = size
+        map_rows, map_cols, map_dims = np.mgrid[:rows, :cols, :dim]
+        map_rows = float(orig_rows) / rows * (map_rows + 0.5) - 0.5
+        map_cols = float(orig_cols) / cols * (map_cols + 0.5) - 0.5
+        map_dims = float(orig_dim) / dim * (map_dims + 0.5) - 0.5
+        coords = np.array([map_rows, map_cols, map_dims])
+        del map_rows, map_cols, map_dims
     for c in range(data.shape[0]):
+        channel = data[c].astype(float)
         size = new_shape.copy()
         size[axis] = shape[axis]
         here = np.zeros(size)
         for index in range(shape[axis]):
             at = [slice(None)] * 3
             at[axis] = index
-            here[tuple(at)] = resize(data[(c, *at)], plane, how.order, **kwargs)
-        if shape[axis] != new_shape[axis]:
-            # along the anisotropic axis: nnU-Net's map_coordinates (align_corners=False)
-            rows, cols, dim = new_shape
-            orig_rows, orig_cols, orig_dim = here.shape
-            map_rows, map_cols, map_dims = np.mgrid[:rows, :cols, :dim]
-            map_rows = float(orig_rows) / rows * (map_rows + 0.5) - 0.5
-            map_cols = float(orig_cols) / cols * (map_cols + 0.5) - 0.5
-            map_dims = float(orig_dim) / dim * (map_dims + 0.5) - 0.5
-            coords = np.array([map_rows, map_cols, map_dims])
-            out[c] = map_coordinates(here, coords, order=how.order_z, mode="nearest")[None]
+            here[tuple(at)] = resize(channel[tuple(at)], plane, how.order, **kwargs)
+        if coords is not None:
+            out[c] = map_coordinates(here, coords, order=how.order_z, mode="nearest")
         else:
             out[c] = here
     return out
