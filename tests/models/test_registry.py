@@ -65,7 +65,8 @@ def test_catalogue_lists_without_importing_torch(default_dir):
     out = json.loads(result.stdout)
     assert out["heavy"] == []
     assert out["names"][:2] == ["demo-2d", "demo-3d"]
-    assert out["table"].splitlines()[0].split() == ["NAME", "KIND", "MODALITY", "DIMS", "LABELS"]
+    header = ["NAME", "KIND", "MODALITY", "DIMS", "LICENCE", "LABELS"]
+    assert out["table"].splitlines()[0].split() == header
 
 
 def test_zoo_bundles_are_in_the_catalogue():

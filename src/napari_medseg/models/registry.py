@@ -66,6 +66,10 @@ class CatalogueEntry:
         Bundle version (zoo).
     location : str
         Spec file of a default model; "" for zoo bundles.
+    license : str
+        Licence of the weights (SPDX identifier where one exists), or ``"unknown"``.
+    intended_use : str
+        What the model is for.
     """
 
     name: str
@@ -77,6 +81,8 @@ class CatalogueEntry:
     spatial_dims: int | None = None
     version: str = ""
     location: str = ""
+    license: str = "unknown"
+    intended_use: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -120,6 +126,8 @@ def default_entries(folder: str | Path | None = None) -> list[CatalogueEntry]:
                 labels=tuple(label.name for label in spec.labels if label.value != 0),
                 spatial_dims=spec.spatial_dims,
                 location=str(path),
+                license=spec.license,
+                intended_use=spec.intended_use,
             )
         )
     return entries
@@ -155,6 +163,8 @@ def zoo_entries() -> list[CatalogueEntry]:
                 labels=labels,
                 spatial_dims=int(dims) if dims else None,
                 version=str(_field(item, "version", "") or ""),
+                license=str(_field(item, "license", "") or "unknown"),
+                intended_use=str(_field(item, "intended_use", "") or ""),
             )
         )
     return entries
