@@ -572,3 +572,27 @@ def test_a_replacement_undo_cannot_restore_is_said_so(make_napari_viewer, qtbot,
     assert "added" not in widget.status.text()
     assert "cannot be restored" in widget.status.text()
     assert any("'int8'" in n and "undo cannot restore" in n for n in notes)
+
+
+def test_model_licence_is_shown_and_non_commercial_weights_flagged(
+    make_napari_viewer, qtbot, tmp_path, notes
+):
+    viewer = make_napari_viewer()
+    _, image = _scan(viewer, tmp_path)
+    widget = dock(viewer, "Segment")
+    widget.image_combo.set_layer(image)
+    combo = widget.model_combo
+    combo.setCurrentIndex(next(i for i in range(combo.count()) if combo.itemData(i) == "lungs-ct"))
+    text = widget.model_info.text()
+    assert "Licence: MIT." in text and "Use: Research lung masks" in text
+    assert "NOT for commercial use" not in text
+
+    _tiny(widget, tmp_path, license="CC-BY-NC-4.0", intended_use="testing only")
+    assert "Licence: CC-BY-NC-4.0 - NOT for commercial use. Use: testing only" in (
+        widget.model_info.text()
+    )
+    with qtbot.waitSignal(widget.segmented, timeout=TIMEOUT) as blocker:
+        widget.run_button.click()
+    assert any("does not allow commercial use" in n for n in notes)
+    settings = blocker.args[0].metadata["medseg"]["model"]["settings"]
+    assert settings["license"] == "CC-BY-NC-4.0"

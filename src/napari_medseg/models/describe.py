@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from napari_medseg.models.licence import licence_of_folder
+
 
 @dataclass(frozen=True)
 class ModelChoice:
@@ -38,6 +40,10 @@ class ModelChoice:
         One line for the widget (title, or what is wrong).
     error : str
         Why the model cannot be used ("" when it can).
+    license : str
+        Licence of the weights (``"unknown"`` when not stated).
+    intended_use : str
+        What the model is for ("" when not stated).
     """
 
     ref: str
@@ -49,6 +55,17 @@ class ModelChoice:
     needs_trust: bool = False
     summary: str = ""
     error: str = ""
+    license: str = "unknown"
+    intended_use: str = ""
+
+    @property
+    def licence_line(self) -> str:
+        """One line on the licence and use, flagging weights not for commercial use."""
+        from napari_medseg.models.licence import is_non_commercial
+
+        flag = " - NOT for commercial use" if is_non_commercial(self.license) else ""
+        use = f" Use: {self.intended_use}" if self.intended_use else ""
+        return f"Licence: {self.license}{flag}.{use}"
 
 
 def _from_spec(ref: str, kind: str, spec: Any) -> ModelChoice:
@@ -60,6 +77,8 @@ def _from_spec(ref: str, kind: str, spec: Any) -> ModelChoice:
         overlap=float(spec.overlap),
         sw_batch_size=int(spec.sw_batch_size),
         summary=spec.title or spec.name,
+        license=str(spec.license or "unknown"),
+        intended_use=str(spec.intended_use or ""),
     )
 
 
@@ -78,6 +97,7 @@ def _from_bundle(ref: str, kind: str, folder: Path) -> ModelChoice:
         channel_names=tuple(info.channel_names),
         needs_trust=kind == "bundle",
         summary=f"MONAI bundle {title}",
+        license=licence_of_folder(folder)[0],
     )
 
 
@@ -97,6 +117,7 @@ def _from_nnunet(ref: str, folder: Path) -> ModelChoice:
         overlap=0.5,
         sw_batch_size=1,
         summary=f"nnU-Net {info.name} ({folds} fold{'s' if folds != 1 else ''})",
+        license=licence_of_folder(folder)[0],
     )
 
 

@@ -322,7 +322,9 @@ class SegmentWidget(QWidget):
             if choice.in_channels
             else "input channels known once loaded"
         )
-        self.model_info.setText(choice.error or f"{choice.summary} ({channels})")
+        self.model_info.setText(
+            choice.error or f"{choice.summary} ({channels}). {choice.licence_line}"
+        )
         self._set_channel_rows(choice)
 
     def _set_channel_rows(self, choice: ModelChoice) -> None:
