@@ -510,11 +510,13 @@ class Segmenter:
         }
         timings = {**out.timings_s, "total": time.perf_counter() - started}
         probabilities = out.probabilities
+        if probabilities is not None:
+            probabilities = probabilities.astype(np.float32, copy=False)
         return SegmentationResult(
             labels=np.ascontiguousarray(out.labels),
             affine=np.array(source.affine, dtype=float, copy=True),
             label_classes=self.label_classes,
-            probabilities=None if probabilities is None else probabilities.astype(np.float32),
+            probabilities=probabilities,
             model_name=spec.name,
             settings=settings,
             timings_s={k: round(float(v), 4) for k, v in timings.items()},

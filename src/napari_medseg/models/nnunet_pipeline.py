@@ -768,7 +768,7 @@ def run_pipeline(
     del logits
     labels = labels_to_volume(labels, properties)
     if probabilities is not None:
-        probabilities = labels_to_volume(probabilities, properties).astype(np.float32)
+        probabilities = labels_to_volume(probabilities, properties).astype(np.float32, copy=False)
     finished = time.perf_counter()
     return PipelineOutput(
         labels=labels,
