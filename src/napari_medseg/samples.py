@@ -19,11 +19,13 @@ from napari_medseg.errors import ScanReadError
 #: Environment variable that points to a folder holding the sample files.
 SAMPLE_ENV = "MEDSEG_SAMPLE_SCANS"
 
-#: Sample files, by key: the chest CT (NIfTI), its tumour contour, the DICOM series.
+#: Sample files, by key: the chest CT (NIfTI), its tumour contour, the DICOM series, and
+#: a T1 brain MR (Colin27).
 SAMPLE_FILES = {
     "chest_ct": "chest_ct.nii.gz",
     "chest_ct_tumour": "chest_ct_tumour.nii.gz",
     "chest_ct_dicom": "chest_ct_dicom",
+    "brain_t1": "brain_t1.nii.gz",
 }
 
 

@@ -140,3 +140,16 @@ def test_browser_screenshot_with_sample_dicom(make_napari_viewer, qtbot, tmp_pat
     header = widget.table.horizontalHeader()
     assert all(not header.isSectionHidden(c) for c in range(widget.table.columnCount()))
     assert header.sectionViewportPosition(widget.table.columnCount() - 1) < widget.table.width()
+
+
+def test_sample_brain_t1_opens_as_an_mr_image_with_its_geometry(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (image,) = viewer.open_sample("napari-medseg", "brain_t1")
+    assert image._type_string == "image"
+    volume = read_scan(sample_path("brain_t1"))
+    assert sorted(image.data.shape) == sorted(volume.shape)
+    assert np.asarray(image.data).max() == volume.array.max()
+    assert image.metadata[MEDSEG_KEY]["modality"] != "CT"  # no HU window presets for it
+    # the display lies in patient millimetres: 1 mm voxels, 181 x 217 x 181 mm
+    extent = np.asarray(image.extent.world[1]) - np.asarray(image.extent.world[0])
+    np.testing.assert_allclose(sorted(extent), sorted([181.0, 217.0, 181.0]), atol=1.01)

@@ -1,4 +1,4 @@
-"""npe2 sample data: the chest CT with its lung-tumour contour.
+"""npe2 sample data: the chest CT with its lung-tumour contour, and a T1 brain MR.
 
 Where the files are found is :mod:`napari_medseg.samples`' job.
 """
@@ -57,3 +57,19 @@ def chest_ct_nifti() -> list[LayerData]:
 def chest_ct_dicom() -> list[LayerData]:
     """The same chest CT read from its DICOM series (JPEG 2000), with the tumour labels."""
     return _load("chest_ct_dicom", "chest CT (DICOM)")
+
+
+def brain_t1() -> list[LayerData]:
+    """The T1-weighted brain MR (Colin27, uint8, 1 mm) as one image layer."""
+    from napari_medseg._napari.layers import layer_warnings, volume_to_layer_data
+    from napari_medseg._napari.notifications import notify_error, notify_warnings
+    from napari_medseg.errors import MedsegError
+    from napari_medseg.io import read_scan
+
+    try:
+        image = volume_to_layer_data(read_scan(sample_path("brain_t1")), name="brain T1")
+    except MedsegError as error:
+        notify_error(error)
+        raise
+    notify_warnings(layer_warnings(image), context="brain T1")
+    return [image]
