@@ -119,7 +119,9 @@ def conform(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
 
     Non-finite voxels count as the scan's lowest finite value. Scans that are already
     uint8 keep their values; others are scaled by :func:`uint8_scale` when the
-    resampled maximum exceeds 255 (as FastSurfer's conform).
+    resampled maximum exceeds 255 (as FastSurfer's conform) or when their values are
+    not whole numbers (a float image in [0, 1], such as nilearn's MNI152 template, which
+    FastSurfer's rule would round to 0 and 1).
     """
     data = np.array(volume.array, dtype=np.float32)
     replace_nonfinite(data)
@@ -134,7 +136,9 @@ def conform(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
         mode="constant",
         cval=0.0,
     )
-    if volume.array.dtype != np.uint8 and float(resampled.max()) > 255.0:
+    if volume.array.dtype != np.uint8 and (
+        float(resampled.max()) > 255.0 or not np.array_equal(data, np.round(data))
+    ):
         src_min, scale = uint8_scale(data)
         resampled = np.clip((resampled - src_min) * scale, 0.0, 255.0)
     return np.rint(np.clip(resampled, 0.0, 255.0)).astype(np.uint8), target
