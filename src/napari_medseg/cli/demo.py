@@ -5,14 +5,16 @@ and the plugin's widgets (:func:`napari_medseg._napari.launch.launch_viewer`).
 Without a display (or with ``--headless``) the demo runs headless: it reads the
 sample chest CT from its NIfTI file and from its JPEG 2000 DICOM series, checks that
 both give the same voxels on the same patient grid, converts the DICOM series to
-NIfTI, segments the scan with the default model, saves the label map on the scan's
-grid (NIfTI with a names sidecar, and a DICOM SEG that references the DICOM series),
-measures it (volumes, HU statistics, lesions) into a CSV report, prints that report,
-and measures the bundled tumour contour.
+NIfTI, segments the lungs with the real pretrained ``lungs-ct`` network, saves the label
+map on the scan's grid (NIfTI with a names sidecar, and a DICOM SEG that references the
+DICOM series), measures it (volumes, HU statistics, lesions) into a CSV report, prints
+that report, and measures the bundled tumour contour. Then it segments the bundled T1
+brain MR (Colin27) with ``brain-structures`` (brainchop's MeshNet: 17 structures), saves
+and measures that too.
 
-The default model was trained on synthetic abdomen phantoms only (see
-``models/default/MODEL_CARD.md``): on this chest CT its organ labels are not
-anatomy. The demo shows the pipeline, not a clinical result.
+Both are research models with their licence and intended use in
+``models/default/MODEL_CARD_PRETRAINED.md``; the demo shows the pipeline, not a clinical
+result.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def run_headless_demo(out_dir: Path, echo=print) -> dict:
         echo(f"Converted the DICOM series to {converted}")
 
     outputs += _segment_measure_save(from_nifti, from_dicom, out_dir, echo)
+    outputs += _segment_brain(out_dir, echo)
 
     tumour = read_scan(sample_path("chest_ct_tumour"))
     mask = tumour.array > 0
@@ -105,10 +108,53 @@ def run_headless_demo(out_dir: Path, echo=print) -> dict:
 SEGMENTATION_NAME = "chest_ct_segmentation.nii.gz"
 DICOM_SEG_NAME = "chest_ct_segmentation_seg.dcm"
 REPORT_NAME = "chest_ct_report.csv"
+BRAIN_SEGMENTATION_NAME = "brain_t1_structures.nii.gz"
+BRAIN_REPORT_NAME = "brain_t1_report.csv"
+
+#: The catalogue models the demo runs: real anatomy on both samples.
+DEMO_CT_MODEL = "lungs-ct"
+DEMO_BRAIN_MODEL = "brain-structures"
 
 
 def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
-    """Segment ``scan`` with the default model, save and measure it; return written paths.
+    """Segment the chest CT's lungs with :data:`DEMO_CT_MODEL`, save (NIfTI + DICOM SEG
+    referencing the series) and measure it; return the written paths."""
+    return _segment_one(
+        scan,
+        DEMO_CT_MODEL,
+        out_dir / SEGMENTATION_NAME,
+        out_dir / REPORT_NAME,
+        echo,
+        dicom_scan=dicom_scan,
+        seg_path=out_dir / DICOM_SEG_NAME,
+        lesions=True,
+    )
+
+
+def _segment_brain(out_dir: Path, echo) -> list[str]:
+    """Segment the brain MR sample with :data:`DEMO_BRAIN_MODEL`, save and measure it."""
+    from napari_medseg.io.reader import read_scan
+    from napari_medseg.samples import sample_path
+
+    path = sample_path("brain_t1")
+    echo(f"Reading the sample T1 brain MR: {path}")
+    scan = read_scan(path)
+    return _segment_one(
+        scan, DEMO_BRAIN_MODEL, out_dir / BRAIN_SEGMENTATION_NAME, out_dir / BRAIN_REPORT_NAME, echo
+    )
+
+
+def _segment_one(
+    scan,
+    model: str,
+    labels_path: Path,
+    report_path: Path,
+    echo,
+    dicom_scan=None,
+    seg_path: Path | None = None,
+    lesions: bool = False,
+) -> list[str]:
+    """Segment ``scan`` with a catalogue model, save and measure it; return written paths.
 
     Existing outputs are read and kept, never replaced.
     """
@@ -119,27 +165,28 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     from napari_medseg.labels.classes import classes_from_label_classes
     from napari_medseg.measure.report import build_report, write_report
     from napari_medseg.measure.text import report_table
-    from napari_medseg.models.registry import DEFAULT_MODEL
     from napari_medseg.volume import Volume
 
     written: list[str] = []
-    protect = [scan.metadata.source, dicom_scan.metadata.source, *dicom_scan.metadata.files]
-    labels_path = out_dir / SEGMENTATION_NAME
-    seg_path = out_dir / DICOM_SEG_NAME
+    protect = [scan.metadata.source]
+    if dicom_scan is not None:
+        protect += [dicom_scan.metadata.source, *dicom_scan.metadata.files]
     if labels_path.exists():
         echo(f"  {labels_path} exists; left as it is (measuring it)")
     else:
         from napari_medseg.inference.segmenter import Segmenter
 
-        segmenter = Segmenter(DEFAULT_MODEL, device="auto")
-        echo(f"Segmenting with the default model {DEFAULT_MODEL!r} on {segmenter.device}")
+        segmenter = Segmenter(model, device="auto")
+        spec = segmenter.model.spec
+        echo(f"Segmenting with {model!r} ({spec.title}) on {segmenter.device}")
+        licence = segmenter.licence()
+        echo(f"  licence {licence['license']}; intended use: {licence['intended_use']}")
+        for warning in segmenter.advance_warnings(scan):
+            echo(f"  warning: {warning}")
         result = segmenter.predict(scan)
-        echo(
-            f"  {result.timings_s['total']:.1f} s (network {result.timings_s['network']:.1f} s);"
-            " the model was trained on synthetic abdomen phantoms: on this chest CT its organ"
-            " labels are not anatomy"
-        )
-        targets = SaveTargets(labels_path, dicom_seg=None if seg_path.exists() else seg_path)
+        echo(f"  {result.timings_s['total']:.1f} s (network {result.timings_s['network']:.1f} s)")
+        wants_seg = seg_path is not None and not seg_path.exists()
+        targets = SaveTargets(labels_path, dicom_seg=seg_path if wants_seg else None)
         written += [
             str(path)
             for path in save_segmentation(
@@ -151,7 +198,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
                 # only missing outputs are named (an existing SEG is left out above); a
                 # sidecar left behind without its labels is stale and replaced
                 overwrite=True,
-                dicom_files=dicom_scan.metadata.files,
+                dicom_files=dicom_scan.metadata.files if dicom_scan is not None else None,
             )
         ]
         echo(f"Saved the label map on the scan's grid: {labels_path}")
@@ -162,8 +209,7 @@ def _segment_measure_save(scan, dicom_scan, out_dir: Path, echo) -> list[str]:
     sidecar = sidecar_path(labels_path)
     names = read_label_names(sidecar) if sidecar.is_file() else None
     provenance = read_sidecar_model(sidecar)
-    report = build_report(labels, scan, names=names, lesions=True, model=provenance)
-    report_path = out_dir / REPORT_NAME
+    report = build_report(labels, scan, names=names, lesions=lesions, model=provenance)
     if report_path.exists():
         echo(f"  {report_path} exists; left as it is")
     else:
