@@ -47,5 +47,13 @@ else
         --extra-index-url https://pypi.org/simple || pip install -q "torch>=2.1"
 fi
 
-pip install -q -e ".[${EXTRAS}]"
+# keep that torch: a dependency asking for torchvision (timm, via nnU-Net's network
+# package) must get the torchvision of this torch, not a newer torch with it
+TORCH_PIN=".venv/torch-constraint.txt"
+python -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > "$TORCH_PIN"
+pip install -q -e ".[${EXTRAS}]" -c "$TORCH_PIN"
+case ",${EXTRAS}," in
+    *,test,*)  # the nnU-Net reference, without timm/torchvision (see pyproject's test extra)
+        pip install -q --no-deps "nnunetv2==2.8.1" "dynamic-network-architectures>=0.4.4,<0.5" ;;
+esac
 echo "[setup] napari-medseg installed in $(pwd)/.venv with extras [${EXTRAS}]"
