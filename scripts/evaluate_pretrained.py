@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -41,6 +42,17 @@ AAL_STRUCTURES = {
     "Hippocampus": (37, 38),
     "Amygdala": (41, 42),
 }
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), or what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -180,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "brain-regions": lambda: evaluate_regions(args.colin, args.work),
     }
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, "
-        f"{len(__import__('os').sched_getaffinity(0))} cores",
+        "machine": f"{cpu_name()} ({platform.machine()}), "
+        f"{len(os.sched_getaffinity(0))} cores",
         "date": time.strftime("%Y-%m-%d"),
     }
     for name, job in jobs.items():

@@ -255,7 +255,7 @@ def test_conformed_cube_is_lia_whatever_the_voxel_order():
     assert np.abs(shift).max() <= max(t1.spacing)
     i, j, k = (int(v) for v in np.round(shift))
     region = tuple(slice(max(0, -n), 256 - max(0, n)) for n in (i, j, k))
-    moved = tuple(slice(r.start + n, r.stop + n) for r, n in zip(region, (i, j, k)))
+    moved = tuple(slice(r.start + n, r.stop + n) for r, n in zip(region, (i, j, k), strict=True))
     assert np.abs(a[moved].astype(int) - b[region].astype(int)).max() <= 1
 
 
@@ -354,3 +354,25 @@ def test_bad_pipeline_is_refused_naming_the_spec(tmp_path):
     spec_file.write_text(json.dumps(data))
     with pytest.raises(ModelSpecError, match="tiny.json.*unknown pipeline kind"):
         load_model(spec_file)
+
+
+def test_every_shipped_model_has_licence_notice_card_and_hash():
+    import hashlib
+
+    from napari_medseg.models.registry import default_specs
+
+    specs = default_specs()
+    assert {"lungs-ct", "brain-structures", "brain-tissue", "brain-regions", "skull-strip"} <= set(
+        specs
+    )
+    total = 0
+    for name, (spec, _path) in specs.items():
+        assert spec.license != "unknown" and spec.intended_use and spec.source, name
+        if spec.license_file:
+            assert spec.resolve(spec.license_file).read_text().startswith("MIT License"), name
+        card = spec.resolve(spec.model_card).read_text()
+        assert f"`{name}`" in card, f"{name} is not described in {spec.model_card}"
+        weights = spec.weights_path.read_bytes()
+        assert hashlib.sha256(weights).hexdigest() == spec.weights_sha256, name
+        total += len(weights)
+    assert total < 20 * 1024 * 1024  # the package stays light
