@@ -10,6 +10,8 @@ test counts those ties and asserts that each difference is one of them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -20,6 +22,7 @@ from napari_medseg.inference.label_resample import (
     argmax_of_interpolated,
     threshold_of_interpolated,
 )
+from napari_medseg.labels.classes import LabelClass
 from napari_medseg.resample import grid_transform
 
 #: Two decisions closer than this (in score) are a floating-point tie.
@@ -264,3 +267,81 @@ def test_threshold_equals_brute_force(padding_mode, threshold):
     assert_equal_but_ties(ours, interpolated >= threshold, ties, max_ties=ours.size)
     if threshold == 0.5:
         assert not ties.any()
+
+
+# -- the Segmenter decides on the scan grid when a model's details ask for it ----------------
+
+
+@pytest.fixture(scope="module")
+def resampling_model(tmp_path_factory):
+    """The pointwise two-class model (logits ``(-x, x)``) on a RAS 1.5 x 1.5 x 2 mm grid,
+    so its exact logits on the model grid are known, and an LPS-like oblique scan."""
+    from model_factory import write_threshold_model
+
+    from napari_medseg.volume import Volume
+
+    path = write_threshold_model(
+        tmp_path_factory.mktemp("resampling"),
+        level=0.0,
+        target_orientation="RAS",
+        target_spacing=(1.5, 1.5, 2.0),
+    )
+    rng = np.random.default_rng(2)
+    linear = Rotation.from_euler("xyz", (8, -5, 12), degrees=True).as_matrix() @ np.diag(
+        [-0.8, -0.9, 2.5]
+    )
+    array = ndimage.gaussian_filter(rng.normal(size=(40, 36, 14)), 2.0).astype(np.float32)
+    return path, Volume(array / array.std(), affine(linear, (30.0, 25.0, -10.0)))
+
+
+def _logits_on_model_grid(model, scan):
+    prepared = model.preprocess([scan])
+    x = prepared.image[0].numpy().astype(np.float64)
+    return np.stack([-x, x]), np.asarray(prepared.affine, dtype=float)
+
+
+@pytest.mark.parametrize("values", ["softmax", "logits"])
+def test_segmenter_takes_the_argmax_of_interpolated_scores(resampling_model, values):
+    from napari_medseg.inference.segmenter import Segmenter
+    from napari_medseg.models.registry import load_model
+
+    path, scan = resampling_model
+    model = load_model(path)
+    logits, model_affine = _logits_on_model_grid(model, scan)
+    scores = np.exp(logits) / np.exp(logits).sum(axis=0) if values == "softmax" else logits
+    interpolated = brute_force(scores, model_affine, scan.shape, scan.affine)
+    reference = np.argmax(interpolated, axis=0)
+    nearest = Segmenter(model, device="cpu").predict(scan)
+    model.details["interpolate"] = {"values": values, "padding_mode": "border"}
+    result = Segmenter(model, device="cpu").predict(scan, return_probabilities=True)
+    ties = np.abs(interpolated[1] - interpolated[0]) < 1e-5  # float32 network vs float64
+    assert_equal_but_ties(result.labels, reference, ties, max_ties=5)
+    assert (nearest.labels != reference).mean() > 0.01  # what the labels path gave
+    assert result.settings["labels_decided_on"].startswith(f"scan grid, from interpolated {values}")
+    # the probabilities asked for are still the softmax, interpolated
+    np.testing.assert_allclose(result.probabilities.sum(axis=0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("values", ["sigmoid", "logits"])
+def test_segmenter_thresholds_interpolated_sigmoids_and_paints_them(resampling_model, values):
+    from napari_medseg.inference.segmenter import Segmenter
+    from napari_medseg.models.registry import load_model
+
+    path, scan = resampling_model
+    model = load_model(path)
+    labels = (*model.spec.labels, LabelClass(2, "below"))
+    model.spec = dataclasses.replace(
+        model.spec, activation="sigmoid", paint_order=((1, 1), (0, 2)), labels=labels
+    )
+    model.details.update(threshold=0.7, interpolate={"values": values, "padding_mode": "zeros"})
+    logits, model_affine = _logits_on_model_grid(model, scan)
+    scores = 1 / (1 + np.exp(-logits)) if values == "sigmoid" else logits
+    cut = 0.7 if values == "sigmoid" else np.log(0.7 / 0.3)
+    interpolated = brute_force(scores, model_affine, scan.shape, scan.affine, "zeros")
+    reference = np.zeros(scan.shape, np.uint8)
+    reference[interpolated[1] >= cut] = 1
+    reference[interpolated[0] >= cut] = 2
+    result = Segmenter(model, device="cpu").predict(scan)
+    ties = (np.abs(interpolated - cut) < 1e-5).any(axis=0)
+    assert_equal_but_ties(result.labels, reference, ties, max_ties=5)
+    assert set(np.unique(result.labels)) == {0, 1, 2}

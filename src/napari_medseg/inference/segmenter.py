@@ -23,12 +23,20 @@ whose labels lie on that same grid, with the same affine:
 3. ``postprocess_labels`` runs on the model grid, then the labels go back to the scan's
    grid by nearest neighbour (:func:`napari_medseg.resample.resample_labels`).
 
+   A model whose ``details["interpolate"]`` is set (a MONAI bundle whose postprocessing
+   is ``Activationsd -> Invertd(nearest_interp=False) -> AsDiscreted``, e.g.
+   spleen_ct_segmentation) decides its labels on the scan's grid instead, as the bundle
+   does: the argmax (or threshold) of its scores interpolated trilinearly onto that
+   grid (``values``: softmax or sigmoid probabilities, or logits; ``padding_mode``:
+   border or zeros), then ``postprocess_labels`` runs there.
+   :mod:`napari_medseg.inference.label_resample` gives that result while interpolating
+   only the scan voxels within one model voxel of a label boundary; the scores are kept
+   as ``K`` float32 volumes of the *model* grid for it, never on the scan's grid.
+
 Float probabilities are only kept when asked (``return_probabilities=True``): then
 the full ``(K, X, Y, Z)`` float32 map is kept on the model grid, and each channel is
 interpolated linearly onto the scan's grid, costing ``K`` float volumes of the scan's
-size. MONAI bundles always pay this (they invert float probability maps for every
-class, then argmax); it is why this engine is lighter, and the only source of label
-differences from a bundle's own run (voxels at label boundaries).
+size.
 
 3D models run their windows with the model grid's longest axis as the outer loop and
 its shortest as the inner one (the fewest voxels waiting for windows to come). 2D
@@ -50,6 +58,10 @@ from typing import Any
 import numpy as np
 
 from napari_medseg.errors import FileError, MedsegError
+from napari_medseg.inference.label_resample import (
+    argmax_of_interpolated,
+    threshold_of_interpolated,
+)
 from napari_medseg.io.nifti import label_dtype_for_range
 from napari_medseg.io.nonfinite import count_nonfinite, replace_nonfinite
 from napari_medseg.labels.classes import LabelClass
@@ -390,25 +402,37 @@ class Segmenter:
             for volume, count in zip(volumes, nonfinite, strict=True)
             if count
         ]
+        spec = self.model.spec
+        on_source_grid = same_grid(
+            tuple(image.shape[1:]), model_affine, source.shape, source.affine
+        )
+        interpolate = None if on_source_grid else self.model.details.get("interpolate")
+        keep = [spec.activation] if return_probabilities else []
+        if interpolate and interpolate["values"] not in keep:
+            keep.append(interpolate["values"])
         with torch.inference_mode():
-            labels, probabilities, run = self._run_with_fallback(
-                image, progress, cancel, return_probabilities, warnings
-            )
+            labels, kept, run = self._run_with_fallback(image, progress, cancel, keep, warnings)
         del image
         networked = time.perf_counter()
-        if self.model.postprocess_labels is not None:
+        if interpolate:
+            labels = self._decide_on_scan_grid(
+                kept[interpolate["values"]], interpolate, labels, model_affine, source
+            )
+            if not return_probabilities or interpolate["values"] != spec.activation:
+                del kept[interpolate["values"]]  # the scores are done with
+        if self.model.postprocess_labels is not None:  # on the grid the labels are decided
             labels = np.asarray(self.model.postprocess_labels(labels)).astype(
                 labels.dtype, copy=False
             )
-        on_source_grid = same_grid(labels.shape, model_affine, source.shape, source.affine)
-        if not on_source_grid:
+        if not on_source_grid and not interpolate:
             labels = resample_labels(labels, model_affine, source.shape, source.affine)
+        probabilities = kept.pop(spec.activation, None) if return_probabilities else None
+        del kept
         if probabilities is not None and not on_source_grid:
             probabilities = resample_probabilities(
                 probabilities, model_affine, source.shape, source.affine
             )
         finished = time.perf_counter()
-        spec = self.model.spec
         settings = {
             "model": spec.name,
             "model_source": self.model.source,
@@ -423,6 +447,10 @@ class Segmenter:
             "activation": spec.activation,
             "spatial_dims": spec.spatial_dims,
             "tta": self.tta,
+            "labels_decided_on": "scan grid, from interpolated "
+            f"{interpolate['values']} ({interpolate['padding_mode']} padding)"
+            if interpolate
+            else "model grid",
             "model_grid_shape": list(run["model_shape"]),
             "model_grid_spacing_mm": [
                 round(float(s), 6) for s in np.sqrt((model_affine[:3, :3] ** 2).sum(axis=0))
@@ -613,7 +641,7 @@ class Segmenter:
         spec = self.model.spec
         return domain_warnings(spec.domain, spec.modality, scan, model=spec.name)
 
-    def _run_with_fallback(self, image, progress, cancel, return_probabilities, warnings):
+    def _run_with_fallback(self, image, progress, cancel, keep, warnings):
         """Sliding window with retries when the device runs out of memory."""
         import torch
 
@@ -628,8 +656,8 @@ class Segmenter:
         ticker = _Ticker(progress, plan.n_batches * len(passes))
         while True:
             try:
-                labels, probabilities = self._run(
-                    image, perm, plan, passes, stitch_device, ticker, cancel, return_probabilities
+                labels, kept = self._run(
+                    image, perm, plan, passes, stitch_device, ticker, cancel, keep
                 )
                 break
             except torch.cuda.OutOfMemoryError:
@@ -668,7 +696,7 @@ class Segmenter:
         }
         if self.model.spec.spatial_dims == 2:
             run["settings"]["slice_axis"] = self.model.spec.slice_axis
-        return labels, probabilities, run
+        return labels, kept, run
 
     def _flip_name(self, flip: tuple[int, ...], perm: tuple[int, ...]) -> str:
         """What a TTA pass flips, in model-grid axes (2D windows hold the in-plane axes)."""
@@ -710,8 +738,12 @@ class Segmenter:
 
         return predict
 
-    def _run(self, image, perm, plan, passes, stitch_device, ticker, cancel, with_probabilities):
-        """One full sliding-window pass; returns labels (and probabilities) on the model grid."""
+    def _run(self, image, perm, plan, passes, stitch_device, ticker, cancel, keep=()):
+        """One full sliding-window pass on the model grid.
+
+        Returns the labels and ``{kind: (K, X, Y, Z) float32}`` for each kind in ``keep``
+        (``"softmax"``, ``"sigmoid"``: probabilities; ``"logits"``).
+        """
         import torch
 
         from napari_medseg.inference.sliding_window import importance_map, stitch_blocks
@@ -722,30 +754,73 @@ class Segmenter:
         predict = self._predictor(perm, passes, ticker, cancel, stitch_device)
         stitched_probabilities = len(passes) > 1
         model_shape = tuple(int(n) for n in image.shape[1:])
-        labels = probabilities = None
+        labels = None
+        kept: dict[str, np.ndarray] = {}
+        kept_views: dict[str, np.ndarray] = {}
         details = self.model.details
         padding_mode = str(details.get("padding_mode", "constant"))
         cval = float(details.get("cval", 0.0))
         blocks = stitch_blocks(view, plan, predict, weights, stitch_device, padding_mode, cval)
-        labels_view = probabilities_view = None
+        labels_view = None
         for region, block in blocks:
             if labels is None:
                 labels = np.zeros(model_shape, dtype=self._label_dtype(block.shape[0]))
                 labels_view = np.transpose(labels, perm)  # writes land in ``labels``
-                if with_probabilities:
-                    probabilities = np.zeros((block.shape[0], *model_shape), dtype=np.float32)
-                    probabilities_view = np.transpose(probabilities, (0, *(1 + a for a in perm)))
+                for kind in keep:
+                    kept[kind] = np.zeros((block.shape[0], *model_shape), dtype=np.float32)
+                    kept_views[kind] = np.transpose(kept[kind], (0, *(1 + a for a in perm)))
             if stitched_probabilities:
                 probs = block
             elif spec.activation == "sigmoid":
                 probs = torch.sigmoid(block)
             else:
-                probs = torch.softmax(block, dim=0) if with_probabilities else block
+                probs = torch.softmax(block, dim=0) if spec.activation in keep else block
             labels_view[region] = self._labels_of(probs, block.shape[0]).cpu().numpy()
-            if probabilities_view is not None:
-                probabilities_view[(slice(None), *region)] = probs.cpu().numpy()
+            for kind, kept_view in kept_views.items():
+                values = probs if kind == spec.activation or stitched_probabilities else None
+                if values is None:  # TTA averages probabilities: those are what it keeps
+                    values = (
+                        block
+                        if kind == "logits"
+                        else torch.sigmoid(block)
+                        if kind == "sigmoid"
+                        else torch.softmax(block, dim=0)
+                    )
+                kept_view[(slice(None), *region)] = values.cpu().numpy()
             del block, probs
-        return labels, probabilities
+        return labels, kept
+
+    def _decide_on_scan_grid(self, scores, interpolate, labels, model_affine, source):
+        """Labels on the scan grid: argmax or painted thresholds of ``scores`` interpolated
+        there (``interpolate``: ``values`` and ``padding_mode``, see the module notes)."""
+        spec = self.model.spec
+        padding_mode = str(interpolate["padding_mode"])
+        if spec.activation == "softmax":
+            return argmax_of_interpolated(
+                scores,
+                model_affine,
+                source.shape,
+                source.affine,
+                padding_mode=padding_mode,
+                # the model-grid labels are the argmax of exactly these kept probabilities
+                labels=labels if interpolate["values"] == "softmax" else None,
+            ).astype(labels.dtype, copy=False)
+        threshold = float(self.model.details.get("threshold", 0.5))
+        if interpolate["values"] == "logits":  # sigmoid(x) >= t  <=>  x >= logit(t)
+            with np.errstate(divide="ignore"):
+                threshold = float(np.log(threshold) - np.log1p(-threshold))
+        out = np.zeros(source.shape, dtype=labels.dtype)
+        for channel, value in self._paint_order(scores.shape[0]):
+            on = threshold_of_interpolated(
+                scores[channel : channel + 1],
+                threshold,
+                model_affine,
+                source.shape,
+                source.affine,
+                padding_mode=padding_mode,
+            )[0]
+            out[on] = value
+        return out
 
     def _paint_order(self, n_channels: int) -> list[tuple[int, int]]:
         spec = self.model.spec
