@@ -321,7 +321,7 @@ def test_two_bundles_with_their_own_scripts_package_in_one_process(tmp_path):
 # -- postprocessing ------------------------------------------------------------------------
 
 
-def test_keep_largest_component_runs_on_model_grid_labels(bundles, tmp_path):
+def test_keep_largest_component_after_invertd_runs_on_the_labels_it_is_given(bundles, tmp_path):
     folder = _copy_bundle(bundles["spleen"], tmp_path / "klcc")
 
     def add_klcc(config):  # prostate_mri_anatomy: AsDiscreted argmax, then this
@@ -337,7 +337,106 @@ def test_keep_largest_component_runs_on_model_grid_labels(bundles, tmp_path):
     labels[9:11, 9:11, 9:11] = 1  # 8 voxels, removed
     cleaned = model.postprocess_labels(labels)
     assert cleaned.dtype == np.uint8 and cleaned.sum() == 125 and cleaned[10, 10, 10] == 0
-    assert any("model grid" in w for w in model.details["warnings"])  # it came after Invertd
+    # it comes after Invertd: the bundle runs it on the scan grid, and so does the
+    # Segmenter, which decides this bundle's labels there (details["interpolate"])
+    assert model.details["interpolate"] == {"values": "softmax", "padding_mode": "border"}
+    assert not any("model grid" in w for w in model.details["warnings"])
+    # a bundle that inverts labels by nearest neighbour keeps them on the model grid: said
+    nearest = _copy_bundle(folder, tmp_path / "klcc_nearest")
+    _edit_config(
+        nearest, lambda c: c["postprocessing"]["transforms"][1].update(nearest_interp=True)
+    )
+    model = load_bundle(nearest, trust=True)
+    assert model.details["interpolate"] is None
+    assert any(
+        "KeepLargestConnectedComponentd runs on the scan grid in the bundle, on the model grid" in w
+        for w in model.details["warnings"]
+    )
+
+
+def _postprocessing(folder, tmp_path, name, change=None, preprocessing=None):
+    """A copy of ``folder`` with its postprocessing (and preprocessing) transforms changed."""
+    copy = _copy_bundle(folder, tmp_path / name)
+
+    def edit(config):
+        if change is not None:
+            change(config["postprocessing"]["transforms"])
+        if preprocessing is not None:
+            preprocessing(config["preprocessing"]["transforms"])
+
+    _edit_config(copy, edit)
+    return load_bundle(copy, trust=True)
+
+
+def test_what_invertd_interpolates_before_the_decision_is_read(bundles, tmp_path):
+    """``details["interpolate"]``: the scores the bundle interpolates and its padding."""
+    spleen = bundles["spleen"]
+    assert load_bundle(spleen, trust=True).details["interpolate"] == {
+        "values": "softmax",
+        "padding_mode": "border",
+    }
+    # argmax before Invertd (wholeBody), or no spatial transform to undo (BraTS): labels
+    assert load_bundle(bundles["wholebody"], trust=True).details["interpolate"] is None
+    assert load_bundle(bundles["brats"], trust=True).details["interpolate"] is None
+
+    def invert_first(transforms):  # Invertd, then Activationsd: the logits are interpolated
+        transforms[0], transforms[1] = transforms[1], transforms[0]
+
+    model = _postprocessing(spleen, tmp_path, "logits", invert_first)
+    assert model.details["interpolate"]["values"] == "logits"
+
+    def sigmoid(transforms):
+        transforms[0] = {"_target_": "Activationsd", "keys": "pred", "sigmoid": True}
+
+    model = _postprocessing(spleen, tmp_path, "sigmoid_argmax", sigmoid)
+    assert model.spec.activation == "softmax"  # argmax of sigmoids: the same on one voxel
+    assert model.details["interpolate"]["values"] == "sigmoid"  # not of their mixes
+
+    def zeros(transforms):
+        transforms[3]["padding_mode"] = "zeros"
+
+    model = _postprocessing(spleen, tmp_path, "zeros", preprocessing=zeros)
+    assert model.details["interpolate"]["padding_mode"] == "zeros"
+
+    def crop_after(transforms):
+        transforms.insert(
+            5, {"_target_": "CropForegroundd", "keys": "image", "source_key": "image"}
+        )
+
+    model = _postprocessing(spleen, tmp_path, "crop_after", preprocessing=crop_after)
+    assert model.details["interpolate"]["padding_mode"] == "zeros"  # the crop's inverse pads 0
+
+
+@pytest.mark.parametrize(
+    ("where", "transform", "why"),
+    [
+        (3, {"_target_": "CropForegroundd", "keys": "image", "source_key": "image"}, "before"),
+        (5, {"_target_": "SpatialPadd", "keys": "image", "spatial_size": [96, 96, 96]}, "after"),
+        (5, {"_target_": "Zoomd", "keys": "image", "zoom": 0.9}, "Zoomd"),
+    ],
+)
+def test_an_inverse_not_reproduced_falls_back_to_nearest_labels_and_says_so(
+    bundles, tmp_path, where, transform, why
+):
+    def insert(transforms):
+        transforms.insert(where, transform)
+
+    model = _postprocessing(bundles["spleen"], tmp_path, "other", preprocessing=insert)
+    assert model.details["interpolate"] is None
+    (warning,) = [w for w in model.details["warnings"] if "does not reproduce" in w]
+    assert why in warning and "nearest neighbour" in warning
+
+
+def test_spacing_with_nearest_or_bicubic_mode(bundles, tmp_path):
+    def mode(value):
+        return lambda transforms: transforms[3].update(mode=value)
+
+    nearest = _postprocessing(bundles["spleen"], tmp_path, "nn", preprocessing=mode("nearest"))
+    assert nearest.details["interpolate"] is None  # nearest scores: nearest labels, exact
+    assert not nearest.details["warnings"]
+    bicubic = _postprocessing(bundles["spleen"], tmp_path, "cubic", preprocessing=mode("bicubic"))
+    assert bicubic.details["interpolate"] is None
+    assert any("'bicubic'" in w for w in bicubic.details["warnings"])
 
 
 def test_unsupported_postprocessing_or_inferer_is_refused_by_name(bundles, tmp_path):

@@ -12,7 +12,11 @@ network                ``network_def`` + the ``CheckpointLoader``'s file (``mode
 preprocess             the config's own ``preprocessing`` transforms (see
                        :mod:`~napari_medseg.models.bundle_transforms`)
 postprocess_labels     label-map transforms of its ``postprocessing`` (e.g.
-                       ``KeepLargestConnectedComponentd``), run on the model grid
+                       ``KeepLargestConnectedComponentd``), run on the model grid, or on
+                       the scan grid after an ``Invertd`` of probabilities
+details["interpolate"] for ``Invertd(nearest_interp=False)`` before the argmax/threshold:
+                       what to interpolate (``values``: softmax, sigmoid or logits) and
+                       how (``padding_mode``), read from its ``Spacingd``
 =====================  ==================================================================
 
 Importing this module is cheap (torch and MONAI are imported when a bundle is loaded).
@@ -107,6 +111,31 @@ def _out_channels(parser, info: BundleInfo, network) -> int:
     return int(value)
 
 
+def _interpolation(plan, inverse, warnings: list[str]) -> dict | None:
+    """``details["interpolate"]``: how the Segmenter brings scores to the scan grid
+    before deciding labels, as the bundle's ``Invertd`` does; None when labels go back
+    by nearest neighbour (which then equals the bundle, or a warning says where not)."""
+    interpolate = None
+    if plan.interpolated and inverse.kind == "linear":
+        interpolate = {"values": plan.interpolated, "padding_mode": inverse.padding_mode}
+        if plan.activation == "sigmoid" and inverse.padding_mode == "zeros":
+            warnings.append(
+                "the bundle crops the image after resampling it: its thresholds within "
+                "half a model voxel of the scan's edge may differ."
+            )
+    elif plan.interpolated and inverse.kind == "other":
+        warnings.append(
+            f"the bundle interpolates its {plan.interpolated} back to the scan grid through "
+            f"{inverse.why}, which napari-medseg does not reproduce: labels are decided on "
+            "the model grid and brought back by nearest neighbour, so they may differ "
+            "within one model voxel of a label boundary."
+        )
+    if plan.label_transforms_after_invert and interpolate is None:
+        for name in plan.label_transforms_after_invert:
+            warnings.append(f"{name} runs on the scan grid in the bundle, on the model grid here.")
+    return interpolate
+
+
 def load_bundle(folder: str | Path, trust: bool = False) -> LoadedModel:
     """Load a MONAI bundle folder, ready for :class:`~napari_medseg.inference.segmenter.Segmenter`.
 
@@ -166,6 +195,7 @@ def load_bundle(folder: str | Path, trust: bool = False) -> LoadedModel:
         hints = _grid_hints(parser, info)
     network = network.cpu().eval()
     warnings += plan.warnings
+    interpolate = _interpolation(plan, bundle_transforms.inverse_resampling(preprocess), warnings)
     if inferer.padding_mode != "constant":
         warnings.append(
             f"the bundle pads images smaller than its window with {inferer.padding_mode!r}."
@@ -206,6 +236,7 @@ def load_bundle(folder: str | Path, trust: bool = False) -> LoadedModel:
         "padding_mode": inferer.padding_mode,
         "cval": inferer.cval,
         "threshold": plan.threshold,
+        "interpolate": interpolate,
         "preprocessing": [type(t).__name__ for t in preprocess.rest.transforms],
         "postprocessing": plan.steps,
         "grid": hints,

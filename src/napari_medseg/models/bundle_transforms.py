@@ -18,6 +18,13 @@
   on the model grid. ``Invertd`` and ``SaveImaged`` are what the engine does itself
   (labels back to the scan grid, writing). Anything else acting on the prediction is
   refused, because we could not promise the bundle's result.
+* **Invertd before the argmax/threshold** (``Invertd(nearest_interp=False)``, spleen,
+  renal): the bundle interpolates its probabilities (or logits) back to the scan grid
+  with its ``Spacingd``'s mode and padding, then decides. :func:`inverse_resampling`
+  reads that mode and padding from the built transforms, and the engine then decides
+  on the scan grid the same way
+  (:mod:`napari_medseg.inference.label_resample`), running the label transforms that
+  follow there too.
 """
 
 from __future__ import annotations
@@ -333,6 +340,14 @@ class PostprocessPlan:
         For sigmoid: ``(channel, label value)`` painted in order.
     label_transforms : list
         The bundle's label-map transforms (dictionary transforms on key ``pred``).
+    interpolated : str
+        What the bundle interpolates back to the scan grid before its argmax or
+        threshold (``Invertd(nearest_interp=False)`` before ``AsDiscreted``):
+        ``"softmax"`` or ``"sigmoid"`` probabilities, or ``"logits"`` (no activation
+        yet); ``""`` when it inverts labels, by nearest neighbour, or nothing.
+    label_transforms_after_invert : list of str
+        Names of the label transforms after ``Invertd`` (the bundle runs them on the
+        scan grid).
     steps : list of str
         The transforms read, in order (provenance).
     warnings : list of str
@@ -343,6 +358,8 @@ class PostprocessPlan:
     threshold: float = 0.5
     paint_order: tuple[tuple[int, int], ...] = ()
     label_transforms: list[Any] = field(default_factory=list)
+    interpolated: str = ""
+    label_transforms_after_invert: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -414,11 +431,14 @@ def read_postprocessing(parser, info: BundleInfo, out_channels: int) -> Postproc
                 plan.threshold = float(arg("logit_thresh", 0.5) if threshold is None else threshold)
         elif name == "Invertd":
             inverted = True
-            if discrete and not arg("nearest_interp", True):
+            nearest = arg("nearest_interp", True)
+            if discrete and not nearest:
                 plan.warnings.append(
                     "the bundle inverts its label map with bilinear interpolation; "
                     "napari-medseg uses nearest neighbour (labels stay whole numbers)."
                 )
+            elif not discrete and not nearest:  # scores interpolated, then decided
+                plan.interpolated = activation or "logits"
         elif name == "Lambdad" and discrete == "threshold" and not plan.paint_order:
             try:
                 plan.paint_order = probe_paint_order(arg("func"), out_channels)
@@ -429,9 +449,7 @@ def read_postprocessing(parser, info: BundleInfo, out_channels: int) -> Postproc
         elif name in LABEL_TRANSFORMS and (discrete == "argmax" or plan.paint_order):
             plan.label_transforms.append(parsed(parser, item_id, name, info))
             if inverted:
-                plan.warnings.append(
-                    f"{name} runs on the scan grid in the bundle, on the model grid here."
-                )
+                plan.label_transforms_after_invert.append(name)
         else:
             raise BundleError(
                 info.config_file,
@@ -458,6 +476,91 @@ def read_postprocessing(parser, info: BundleInfo, out_channels: int) -> Postproc
             f"sigmoid + AsDiscreted threshold); found {', '.join(plan.steps) or 'nothing'}.",
         )
     return plan
+
+
+#: Transforms that resample the way ``Spacingd`` does (``SpatialResample``, ``grid_sample``).
+GRID_RESAMPLE_TRANSFORMS = frozenset({"Spacingd", "SpatialResampled", "ResampleToMatchd"})
+
+#: Other spatial transforms whose inverse interpolates in ways not reproduced here.
+OTHER_RESAMPLE_TRANSFORMS = frozenset({"Resized", "Zoomd", "Affined", "Rotated"})
+
+
+@dataclass(frozen=True)
+class InverseResampling:
+    """How ``Invertd(nearest_interp=False)`` brings the model grid back to the scan grid.
+
+    Attributes
+    ----------
+    kind : str
+        ``"linear"``: trilinear (``grid_sample`` bilinear) with ``padding_mode``;
+        ``"nearest"``: the resampling's own mode is nearest; ``"none"``: nothing is
+        interpolated (only reorientation, flips, crops or pads); ``"other"``: an
+        interpolation napari-medseg does not reproduce (``why`` says which).
+    padding_mode : str
+        ``"border"`` or ``"zeros"`` for ``"linear"``. A crop after the resampling is
+        undone by padding with zeros: ``"zeros"`` then, exact for an argmax (a zero
+        score vector does not change which class wins a mix, and the crop's far side
+        lies within one model voxel of the scan's edge).
+    why : str
+        For ``"other"``: the transform and setting, for the user.
+    """
+
+    kind: str
+    padding_mode: str = ""
+    why: str = ""
+
+
+def _mode_name(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def inverse_resampling(preprocess: BundlePreprocess) -> InverseResampling:
+    """Read how the bundle's preprocessing resamples its image, to invert it the same way.
+
+    ``Invertd`` undoes the image's transforms in reverse order with their own settings:
+    a ``Spacingd`` is undone by ``SpatialResample`` with the same ``mode``,
+    ``padding_mode`` and ``align_corners`` (the last does not move samples: MONAI
+    normalises with the convention it samples with), a crop by padding with zeros, a
+    pad by a crop. Reorientation and flips move voxels without interpolating.
+
+    Parameters
+    ----------
+    preprocess : BundlePreprocess
+        The bundle's built preprocessing (its ``rest`` transforms after ``LoadImaged``).
+    """
+    resampled = ""  # the grid-resampling transform seen so far
+    padding = ""
+    zero_padded = False
+    for transform in preprocess.rest.transforms:
+        name = type(transform).__name__
+        keys = [str(k) for k in getattr(transform, "keys", ())]
+        if preprocess.image_key not in keys:
+            continue
+        index = keys.index(preprocess.image_key)
+        if name in GRID_RESAMPLE_TRANSFORMS:
+            mode = _mode_name(transform.mode[index])
+            padding = _mode_name(transform.padding_mode[index])
+            if resampled or zero_padded:
+                return InverseResampling("other", why=f"{name} after another spatial change")
+            if mode == "nearest":
+                return InverseResampling("nearest")
+            if mode != "bilinear" or padding not in ("border", "zeros"):
+                return InverseResampling(
+                    "other", why=f"{name} with mode {mode!r} and padding {padding!r}"
+                )
+            resampled = name
+        elif "Pad" in name:  # undone by a crop before the resampling's inverse
+            if resampled:
+                return InverseResampling("other", why=f"{name} after the resampling")
+        elif "Crop" in name:  # undone by padding with zeros
+            if not resampled:
+                return InverseResampling("other", why=f"{name} before the resampling")
+            zero_padded = True
+        elif name in OTHER_RESAMPLE_TRANSFORMS:
+            return InverseResampling("other", why=f"{name}")
+    if not resampled:
+        return InverseResampling("none")
+    return InverseResampling("linear", "zeros" if zero_padded else padding)
 
 
 class LabelPostprocess:
