@@ -318,6 +318,49 @@ def convert_lung_unet(source: Path, out: Path) -> None:
     print(f"lungs-ct: {values} values, sha256 {digest[:12]}")
 
 
+#: SHA-256 of the TorchScript files in the deepbet 1.0.2 wheel (checked on load).
+DEEPBET_SHA256 = {
+    "bbox_sha256": "39a7b2b5f799faa1391ea97bfcdc0b9299f20d84f2316a4ff8918dc4685e40aa",
+    "mask_sha256": "de8ee7c69654d0dd3935dc4a5d84571d8ecf4637a6bfc01df399c4c2bc86e0fd",
+}
+
+
+def write_deepbet_spec(out: Path) -> None:
+    """The spec of ``brain-mask``: its networks stay in the installed deepbet package."""
+    spec = {
+        "name": "brain-mask",
+        "title": "Brain mask, T1 MR (deepbet; needs the brain extra)",
+        "description": (
+            "Brain mask (brain extraction) of a T1-weighted MR by deepbet's two networks: a "
+            "box network at 128^3, then a mask network on the box at 256^3. The networks "
+            "come from the deepbet package: pip install 'napari-medseg[brain]'."
+        ),
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "channel_names": ["T1"],
+        "labels": [
+            {"value": 0, "name": "background", "color": [0, 0, 0]},
+            {"value": 1, "name": "brain", "color": [250, 190, 212]},
+        ],
+        "network": {"kind": "torchscript"},
+        "weights": "deepbet",
+        "roi_size": [256, 256, 256],
+        "modality": "MR",
+        "domain": HEAD_DOMAIN,
+        "model_card": "MODEL_CARD_PRETRAINED.md",
+        "pipeline": {"kind": "deepbet", **DEEPBET_SHA256},
+        "license": "MIT",
+        "intended_use": (
+            "Research brain extraction of T1-weighted adult brain MR (intracranial volume, "
+            "skull stripping before further analysis). Not for clinical decisions."
+        ),
+        "source": "deepbet 1.0.2 on PyPI (https://github.com/wwu-mmll/deepbet), "
+        "data/models/bbox_model.pt and model.pt of its wheel",
+    }
+    write_spec(spec, out / "brain-mask.json")
+    print("brain-mask: spec written (networks from the deepbet package)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
@@ -325,12 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="catalogue names to convert (default: all)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    wanted = set(args.only or [*MESHNET_MODELS, "lungs-ct"])
+    wanted = set(args.only or [*MESHNET_MODELS, "lungs-ct", "brain-mask"])
     for name, info in MESHNET_MODELS.items():
         if name in wanted:
             convert_meshnet(name, info, args.source, args.out)
     if "lungs-ct" in wanted:
         convert_lung_unet(args.source, args.out)
+    if "brain-mask" in wanted:
+        write_deepbet_spec(args.out)
     shutil.copyfile(args.source / "brainchop" / "LICENSE", args.out / "LICENSE-brainchop.txt")
     shutil.copyfile(args.source / "unet-small" / "LICENSE", args.out / "LICENSE-unet-small.txt")
     return 0

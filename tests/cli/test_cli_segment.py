@@ -246,7 +246,15 @@ def test_models_command_lists_the_catalogue(capsys):
     assert all({"name", "kind", "modality", "labels", "license"} <= set(e) for e in entries)
     by_name = {e["name"]: e for e in entries}
     # every real model shows its licence and intended use; zoo bundles say "unknown"
-    for name in ("lungs-ct", "brain-structures", "brain-tissue", "brain-regions", "skull-strip"):
+    six = (
+        "lungs-ct",
+        "brain-structures",
+        "brain-tissue",
+        "brain-regions",
+        "skull-strip",
+        "brain-mask",
+    )
+    for name in six:
         assert by_name[name]["license"] == "MIT" and by_name[name]["intended_use"]
     assert by_name["phantom-abdomen-3d"]["license"] == "BSD-3-Clause"
     assert by_name["spleen_ct_segmentation"]["license"] == "unknown"

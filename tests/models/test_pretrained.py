@@ -372,7 +372,53 @@ def test_every_shipped_model_has_licence_notice_card_and_hash():
             assert spec.resolve(spec.license_file).read_text().startswith("MIT License"), name
         card = spec.resolve(spec.model_card).read_text()
         assert f"`{name}`" in card, f"{name} is not described in {spec.model_card}"
+        if spec.pipeline.get("kind") == "deepbet":
+            continue  # networks of the deepbet package, hash-checked when loaded
         weights = spec.weights_path.read_bytes()
         assert hashlib.sha256(weights).hexdigest() == spec.weights_sha256, name
         total += len(weights)
     assert total < 20 * 1024 * 1024  # the package stays light
+
+
+# -- brain-mask: deepbet's own pipeline is the reference ---------------------------------------
+@pytest.mark.parametrize("order", ["RAS", "LPI"])
+def test_brain_mask_equals_deepbet_run(tmp_path, order):
+    pytest.importorskip("deepbet")  # the brain extra (a failure in CI, where it is installed)
+    from deepbet.bet import BrainExtraction
+
+    from napari_medseg.models.preprocess import reorient
+
+    t1 = read_scan(sample_path("brain_t1"))
+    array, affine = reorient(t1.array, t1.affine, order)  # the same brain, stored otherwise
+    path = tmp_path / f"t1_{order}.nii.gz"
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(array), affine), path)
+    _, reference, _ = BrainExtraction(no_gpu=True).run(str(path))
+    result = Segmenter("brain-mask", device="cpu").predict(read_scan(path))
+    expected = np.asarray(reference.dataobj) > 0
+    assert expected.sum() > 1_000_000  # a brain of more than 1 L
+    assert int(((result.labels == 1) != expected).sum()) == 0
+    assert result.settings["license"] == "MIT"
+
+
+def test_brain_mask_without_deepbet_says_how_to_install():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'deepbet': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from napari_medseg.cli import main\n"
+        "sys.exit(main(['segment', sys.argv[1], '--model', 'brain-mask', '-o', sys.argv[2]]))\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code, str(NIBABEL_T1), "/nonexistent/out.nii.gz"],
+        capture_output=True,
+        text=True,
+    )
+    assert ran.returncode == 2
+    assert "brain-mask: needs the deepbet package" in ran.stderr
+    assert "pip install 'napari-medseg[brain]'" in ran.stderr
+    assert "Traceback" not in ran.stderr

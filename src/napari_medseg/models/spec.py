@@ -150,7 +150,9 @@ class ModelSpec:
     pipeline : dict
         Pre- and postprocessing other than the standard one (reorient, resample,
         intensity transform, sliding window): ``{}`` for the standard one, or
-        ``{"kind": "brainchop", ...}`` (:mod:`napari_medseg.models.brainchop`).
+        ``{"kind": "brainchop", ...}`` (:mod:`napari_medseg.models.brainchop`), or
+        ``{"kind": "deepbet", ...}`` (:mod:`napari_medseg.models.deepbet`: its networks
+        come from the installed ``deepbet`` package, ``weights`` is unused).
     license : str
         Licence of the weights, as an SPDX identifier where one exists (``"MIT"``,
         ``"Apache-2.0"``, ``"CC-BY-NC-4.0"``), or ``"unknown"``.
@@ -213,7 +215,7 @@ class ModelSpec:
             problems.append(f"blend_mode must be gaussian or constant, got {self.blend_mode!r}")
         if self.channel_names and len(self.channel_names) != self.in_channels:
             problems.append(f"{len(self.channel_names)} channel names for {self.in_channels}")
-        if self.pipeline and self.pipeline.get("kind") not in ("brainchop",):
+        if self.pipeline and self.pipeline.get("kind") not in ("brainchop", "deepbet"):
             problems.append(f"unknown pipeline kind {self.pipeline.get('kind')!r}")
         if not str(self.license).strip():
             problems.append('license must name a licence or say "unknown"')
