@@ -394,7 +394,7 @@ class Segmenter:
         del prepared
         preprocessed = time.perf_counter()
         warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
-        warnings += self.domain_warnings(source)
+        warnings += self.advance_warnings(source)
         warnings += [
             f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
             f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
@@ -437,6 +437,7 @@ class Segmenter:
             "model": spec.name,
             "model_source": self.model.source,
             "model_details": dict(self.model.details),
+            **self.licence(),
             "device": str(self.device),
             "amp": self.amp,
             "overlap": self.overlap,
@@ -509,7 +510,7 @@ class Segmenter:
                 f"shape {source.shape}."
             )
         warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
-        warnings += self.domain_warnings(source)
+        warnings += self.advance_warnings(source)
         warnings += [
             f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
             f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
@@ -523,6 +524,7 @@ class Segmenter:
             "model": spec.name,
             "model_source": self.model.source,
             "model_details": dict(self.model.details),
+            **self.licence(),
             "device": str(self.device),
             "amp": self.amp,
             "overlap": self.overlap,
@@ -619,18 +621,46 @@ class Segmenter:
             band_axis = spec.slice_axis
             in_plane = [a for a in range(3) if a != band_axis]
             perm = (*in_plane, band_axis)
-            roi = (*spec.roi_size, 1)
+            roi = (*(r or shape[a] for r, a in zip(spec.roi_size, in_plane, strict=True)), 1)
             overlap = (self.overlap, self.overlap, 0.0)
             flips = [(2,), (3,)]  # in-plane axes of a (B, C, H, W) window
         else:
             # windows run along the longest axis (outer loop) and the shortest (inner):
             # the fewest voxels under windows still to come (see sliding_window)
             perm = tuple(sorted(range(3), key=lambda a: (shape[a], a)))
-            roi = tuple(spec.roi_size[a] for a in perm)
+            roi = tuple(spec.roi_size[a] or shape[a] for a in perm)  # 0: the whole axis
             overlap = (self.overlap,) * 3
             flips = [(2,), (3,), (4,)]
         passes = [()] + (flips if self.tta else [])
         return perm, roi, overlap, passes
+
+    def licence(self) -> dict[str, str]:
+        """``license``, ``license_file``, ``intended_use`` and ``source`` of the model's
+        weights (``"unknown"`` licence when the model states none); a model folder's
+        (MONAI bundle, nnU-Net) from the ``LICENSE`` file in it."""
+        from napari_medseg.models.licence import UNKNOWN, licence_of_folder
+
+        details = self.model.details
+        if details.get("license"):
+            keys = ("license", "license_file", "intended_use", "source")
+            return {key: str(details.get(key, "") or "") for key in keys}
+        licence, licence_file = UNKNOWN, ""
+        if details.get("folder"):  # a MONAI bundle or an nnU-Net folder
+            licence, licence_file = licence_of_folder(Path(str(details["folder"])))
+        return {
+            "license": licence,
+            "license_file": licence_file,
+            "intended_use": self.model.spec.description or "",
+            "source": self.model.source,
+        }
+
+    def advance_warnings(self, scan: Volume) -> list[str]:
+        """What to tell the user before the model runs on ``scan``: weights whose
+        licence rules out commercial use, and a scan outside the model's domain."""
+        from napari_medseg.models.licence import licence_warning
+
+        told = licence_warning(self.model.spec.name, self.licence()["license"])
+        return ([told] if told else []) + self.domain_warnings(scan)
 
     def domain_warnings(self, scan: Volume) -> list[str]:
         """How ``scan`` lies outside the scans the model was made for (its spec's
