@@ -136,7 +136,9 @@ class LoadedModel:
     preprocess : Preprocess
         Channels (scan grid) -> :class:`ModelInput` (model grid).
     postprocess_labels : PostprocessLabels or None
-        Label clean-up on the model grid, applied before resampling to the scan grid.
+        Label clean-up, on the grid where the labels are decided: the model grid before
+        resampling to the scan grid, or the scan grid when ``details["interpolate"]``
+        asks for scores interpolated there first (a bundle's ``Invertd``).
     source : str
         Where the model came from (catalogue name, bundle folder or file), for reports.
     details : dict
