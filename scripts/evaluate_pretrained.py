@@ -124,6 +124,32 @@ def evaluate_skull_strip(colin: Path, work: Path) -> dict:
     }
 
 
+def evaluate_brain_mask(colin: Path, work: Path) -> dict:
+    """``brain-mask`` against ch2bet, and against deepbet's own run (voxels that differ)."""
+    out = work / "brain_mask.nii.gz"
+    run = run_model("brain-mask", colin / "ch2.nii.gz", out)
+    mask = load(out)[0] > 0
+    bet = load(colin / "ch2bet.nii.gz")[0] > 0
+    result = {
+        "scan": "Colin27 T1 (mricron-data ch2.nii.gz = sample_scans/brain_t1.nii.gz)",
+        "reference": "brain of ch2bet.nii.gz; deepbet's own BrainExtraction.run",
+        "dice_brain": dice(mask, bet),
+        "model_ml": round(float(mask.sum()) / 1000, 1),
+        "reference_ml": round(float(bet.sum()) / 1000, 1),
+    }
+    try:
+        from deepbet.bet import BrainExtraction
+    except ImportError:
+        return {**result, **run}
+    started = time.perf_counter()
+    _, reference, _ = BrainExtraction(no_gpu=True).run(str(colin / "ch2.nii.gz"))
+    result["deepbet_run_bet_seconds"] = round(time.perf_counter() - started, 1)
+    result["voxels_differing_from_deepbet"] = int(
+        ((np.asarray(reference.dataobj) > 0) != mask).sum()
+    )
+    return {**result, **run}
+
+
 def evaluate_structures(colin: Path, work: Path) -> dict:
     from napari_medseg.models.registry import default_specs
 
@@ -187,13 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = {
         "lungs-ct": lambda: evaluate_lungs(args.work),
         "skull-strip": lambda: evaluate_skull_strip(args.colin, args.work),
+        "brain-mask": lambda: evaluate_brain_mask(args.colin, args.work),
         "brain-structures": lambda: evaluate_structures(args.colin, args.work),
         "brain-tissue": lambda: evaluate_tissue(args.work),
         "brain-regions": lambda: evaluate_regions(args.colin, args.work),
     }
     results = {
-        "machine": f"{cpu_name()} ({platform.machine()}), "
-        f"{len(os.sched_getaffinity(0))} cores",
+        "machine": f"{cpu_name()} ({platform.machine()}), {len(os.sched_getaffinity(0))} cores",
         "date": time.strftime("%Y-%m-%d"),
     }
     for name, job in jobs.items():

@@ -51,3 +51,17 @@ def test_make_viewer_shows_the_whole_sample_at_the_tumour(make_napari_viewer, qt
     qtbot.waitUntil(lambda: report.report is not None and not report.live.busy, timeout=60_000)
     assert [row.label for row in report.report.labels] == [1]  # the sample's tumour
     viewer.screenshot(str(artifacts / "medseg_demo.png"), canvas_only=False, flash=False)
+
+
+def test_the_sample_window_offers_the_lung_model(make_napari_viewer):
+    """On the sample chest CT, Run segments real anatomy (the lungs) by default."""
+    from _helpers import dock
+
+    from napari_medseg._napari.launch import SAMPLE_MODEL, make_viewer
+
+    viewer = make_napari_viewer()
+    make_viewer(viewer=viewer)
+    segment = dock(viewer, "Segment")
+    assert SAMPLE_MODEL == "lungs-ct"
+    assert segment.model_choice.ref == "lungs-ct"
+    assert "Licence: MIT" in segment.model_info.text()

@@ -55,6 +55,10 @@ SCREEN_FRACTION = 0.9
 WORKFLOW_SHARE = 0.5
 
 
+#: The model the Segment widget offers first on the sample chest CT.
+SAMPLE_MODEL = "lungs-ct"
+
+
 def make_viewer(path: str | Path | None = None, viewer=None):
     """Open ``path`` (default: the sample chest CT) in a viewer and dock the widgets.
 
@@ -81,9 +85,9 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     new_window = viewer is None
     if viewer is None:
         viewer = napari.Viewer(title="napari-medseg")
-    docks = {}
+    docks, widgets = {}, {}
     for widget_name, tabify in docked_widgets():
-        docks[widget_name], _ = viewer.window.add_plugin_dock_widget(
+        docks[widget_name], widgets[widget_name] = viewer.window.add_plugin_dock_widget(
             PLUGIN, widget_name, tabify=tabify
         )
     window = docks[DOCKED_WIDGETS[0][0]].window()  # napari's main window (a QMainWindow)
@@ -95,6 +99,9 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     docks[DOCKED_WIDGETS[0][0]].raise_()  # the first tab (Segment) in front
     if path is None:
         layers = viewer.open_sample(PLUGIN, "chest_ct")
+        # the sample is a chest CT: Run gives real anatomy (its lungs), not phantom organs
+        if "Segment" in widgets:
+            widgets["Segment"].set_model(SAMPLE_MODEL)
     else:
         layers = viewer.open(str(path), plugin=PLUGIN)
     _process_events()  # the docks take their room: the canvas gets its final size
