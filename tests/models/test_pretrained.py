@@ -422,3 +422,29 @@ def test_brain_mask_without_deepbet_says_how_to_install():
     assert "brain-mask: needs the deepbet package" in ran.stderr
     assert "pip install 'napari-medseg[brain]'" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.skipif(not MODELS_SRC.is_dir(), reason="needs ../shared/models-src")
+def test_lung_network_computes_what_the_authors_module_computes():
+    """The authors' own UNet class (UNet-Small's src/model.py, sigmoid included) and ours
+    (logit out; the engine applies the sigmoid) on the same real CT slice."""
+    import importlib.util
+
+    source = MODELS_SRC / "unet-small" / "src" / "model.py"
+    loader = importlib.util.spec_from_file_location("unet_small_model", source)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    theirs = module.UNet(in_channels=1, out_channels=1)
+    weights = MODELS_SRC / "unet-small" / "Models" / "UNet_wdk24.pt"
+    theirs.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    theirs.eval()
+    ours = load_model("lungs-ct").network
+    ct = read_scan(sample_path("chest_ct")).array
+    slice_ = np.zeros((512, 512), np.float32)  # raw stored values, air (0) around
+    slice_[156:356, 128:384] = ct[:, :, 30].T + 1024.0  # rows posterior, columns left
+    x = torch.from_numpy(slice_)[None, None]
+    with torch.no_grad():
+        expected = theirs(x)
+        got = torch.sigmoid(ours(x))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    assert int((expected > 0.5).sum()) > 5000  # lungs on this slice: a real comparison
