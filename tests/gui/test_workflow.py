@@ -1,6 +1,7 @@
 """The whole job as a user does it in the window ``medseg demo`` opens.
 
-Segment the sample with the default model, correct the result with a label tool,
+Segment the sample's lungs with the model the window offers (``lungs-ct``), correct the
+result with a label tool,
 watch the report follow, save the labels and read the file back: every step through
 the widgets the launcher docked, every number checked against the core run
 independently on the saved file.
@@ -16,7 +17,7 @@ from napari_medseg.io.reader import read_scan
 from napari_medseg.measure.report import build_report, label_rows
 from napari_medseg.samples import sample_path
 
-TUMOUR = 6  # the default model's tumour class
+LUNGS = 1  # lungs-ct's one class
 
 
 def _rows_by_label(report) -> dict[int, dict]:
@@ -37,8 +38,9 @@ def test_segment_correct_measure_save(make_napari_viewer, qtbot, tmp_path, artif
     presets = dock(viewer, "Window presets")
     assert len(viewer.window.dock_widgets) == len(docked)
 
-    # 1. segment with the default model
-    with qtbot.waitSignal(segment.segmented, timeout=180_000) as blocker:
+    # 1. segment with the model the sample window offers: real anatomy
+    assert segment.model_choice.ref == "lungs-ct"
+    with qtbot.waitSignal(segment.segmented, timeout=300_000) as blocker:
         segment.run()
     labels = blocker.args[0]
     image = viewer.layers["chest CT"]
@@ -49,22 +51,25 @@ def test_segment_correct_measure_save(make_napari_viewer, qtbot, tmp_path, artif
     with qtbot.waitSignal(report.shown, timeout=60_000):
         report.set_layers(labels)
     shown = _rows_by_label(report.report)
-    assert shown[TUMOUR]["name"] == "tumour"
+    assert shown[LUNGS]["name"] == "lungs"
+    assert 2000 < shown[LUNGS]["volume_ml"] < 3500  # two adult lungs, in mL
 
-    # 3. correct: keep only the largest tumour component, one undo step
+    # 3. correct: remove the specks under 1 mL outside the lungs, one undo step
     tools.labels_combo.set_layer(labels)
-    labels.selected_label = TUMOUR
-    qtbot.waitUntil(lambda: tools.value == TUMOUR, timeout=5_000)
+    labels.selected_label = LUNGS
+    qtbot.waitUntil(lambda: tools.value == LUNGS, timeout=5_000)
     tools.volume_radio.setChecked(True)
     before = np.array(labels.data, copy=True)
+    tools.island_ml.setValue(1.0)
     with qtbot.waitSignal(tools.tool_finished, timeout=60_000):
-        tools.keep_largest()
-    assert np.count_nonzero(labels.data == TUMOUR) < np.count_nonzero(before == TUMOUR)
+        tools.remove_islands()
+    removed = np.count_nonzero(before == LUNGS) - np.count_nonzero(labels.data == LUNGS)
+    assert 0 < removed < 0.01 * np.count_nonzero(before == LUNGS)  # specks, not a lung
 
     # 4. the report follows the edit (debounced, in a worker)
-    expected_voxels = int(np.count_nonzero(labels.data == TUMOUR))
+    expected_voxels = int(np.count_nonzero(labels.data == LUNGS))
     qtbot.waitUntil(
-        lambda: _rows_by_label(report.report)[TUMOUR]["voxels"] == expected_voxels,
+        lambda: _rows_by_label(report.report)[LUNGS]["voxels"] == expected_voxels,
         timeout=60_000,
     )
 
