@@ -12,6 +12,7 @@ new format give one notification naming the file and no layer.
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import nrrd
@@ -112,6 +113,9 @@ def test_model_output_saved_by_the_widget_reopens_with_hand_renamed_classes(
             Volume(labels, scan.affine, scan.metadata), "model", layer_kwargs_for_classes(classes)
         )
     )
+    # what a Segment run records about the model that made the labels
+    provenance = {"name": "phantom-abdomen-3d", "settings": {"license": "BSD-3-Clause"}}
+    layer.metadata["medseg"]["model"] = provenance
     set_label_class(layer, 2, name="liver (checked)")
     renamed = {**classes, 2: ("liver (checked)", classes[2][1])}
 
@@ -123,12 +127,15 @@ def test_model_output_saved_by_the_widget_reopens_with_hand_renamed_classes(
     reopened = _open_one(viewer, out)
     _check_labels(reopened, image, labels, renamed)
     assert "sidecar" in reopened.metadata["medseg"]["label_evidence"]
+    # the model's provenance comes back with the names (and is written again below)
+    assert reopened.metadata["medseg"]["model"] == provenance
     _screenshot(viewer, reopened, layer, artifacts / "reopen_model_output.png")
 
     # saved again from the reopened layer, the names and colours stay
     again = tmp_path / "ct_model_again.nii.gz"
     _save_nifti(widget, qtbot, reopened, again)
     _check_labels(_open_one(viewer, again), image, labels, renamed)
+    assert json.loads((tmp_path / "ct_model_again.json").read_text())["model"] == provenance
 
 
 def _save_nifti(widget, qtbot, layer, path) -> None:

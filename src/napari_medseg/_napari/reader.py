@@ -185,9 +185,24 @@ def volume_layer(volume: Any, *, name: str | None = None) -> LayerData:
         data = volume_to_layer_data(volume, name=name)
     data[1]["metadata"][MEDSEG_KEY]["label_evidence"] = describe(decision)
     source = str(volume.metadata.source or "")
+    model = _sidecar_model(decision, source)
+    if model is not None:  # what made these labels, so saving them again keeps it
+        data[1]["metadata"][MEDSEG_KEY]["model"] = model
     messages = layer_warnings(data) + list(decision.warnings)
     notify_warnings(messages, context=os.path.basename(source.rstrip("/\\")) or data[1]["name"])
     return data
+
+
+def _sidecar_model(decision: Any, source: str) -> dict[str, Any] | None:
+    """The ``model`` entry of napari-medseg's sidecar, when the classes came from it."""
+    from napari_medseg.io.sidecar import read_sidecar_model, sidecar_path
+
+    if not (decision.is_labels and source and decision.classes_from):
+        return None
+    sidecar = sidecar_path(source)
+    if Path(decision.classes_from).resolve() != sidecar.resolve():
+        return None
+    return read_sidecar_model(sidecar)
 
 
 def _derived_layer(path: str) -> LayerData:
