@@ -218,6 +218,20 @@ def test_dicom_objects_open_on_their_series(make_napari_viewer, dicom_objects, w
     _check_labels(layer, image, tumour, TUMOUR)
 
 
+def test_a_study_folder_opens_its_series_with_its_seg_and_rtstruct(
+    make_napari_viewer, dicom_objects
+):
+    study, tumour, seg, rt = dicom_objects
+    viewer = make_napari_viewer()
+    layers = viewer.open(study, plugin=PLUGIN)
+    kinds = sorted((layer._type_string, layer.name) for layer in layers)
+    assert [kind for kind, _ in kinds] == ["image", "labels", "labels"], kinds
+    image = next(layer for layer in layers if layer._type_string == "image")
+    by_name = {layer.name: layer for layer in layers}
+    for path in (seg, rt):
+        _check_labels(by_name[path.stem], image, tumour, TUMOUR)
+
+
 def test_dicom_seg_without_its_series_is_one_clear_notification(
     make_napari_viewer, dicom_objects, tmp_path, notes
 ):

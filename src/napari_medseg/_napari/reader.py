@@ -285,6 +285,7 @@ def _dicom_layers(path: str, feedback: Any = None) -> list[LayerData]:
         )
     out: list[LayerData] = []
     first_error: MedsegError | None = None
+    opened: dict[str, Any] = {}  # SeriesInstanceUID -> Volume read here
     for series in images:
         try:
             volume = read_dicom_series(
@@ -299,8 +300,37 @@ def _dicom_layers(path: str, feedback: Any = None) -> list[LayerData]:
         data = volume_to_layer_data(volume, name=_series_name(series, volume, len(images) > 1))
         notify_warnings(layer_warnings(data), context=data[1]["name"])
         out.append(data)
+        if volume.metadata.series_uid:
+            opened[str(volume.metadata.series_uid)] = volume
     if not out and first_error is not None:
         raise first_error
+    out += _derived_layers_beside(getattr(series_list, "skipped", ()), opened)
+    return out
+
+
+def _derived_layers_beside(skipped: Sequence[Any], opened: dict[str, Any]) -> list[LayerData]:
+    """The DICOM SEG and RT Structure Set files of a folder that reference an image
+    series just read from it, as labels on that series' grid (others are left alone, as
+    before); one that cannot be placed is a notification, and the images stay open."""
+    from napari_medseg._napari.notifications import notify_error
+    from napari_medseg.errors import MedsegError
+    from napari_medseg.io.dicom_derived import derived_kind, read_derived_labels, references_of
+
+    out: list[LayerData] = []
+    for item in skipped:
+        if getattr(item, "kind", "") != "non-image" or not derived_kind(item.path):
+            continue
+        if not set(references_of(item.path)) & set(opened):
+            continue
+        try:
+            volume = read_derived_labels(item.path, open_series=opened)
+        except MedsegError as error:
+            notify_error(error)
+            continue
+        name = Path(item.path).name
+        if name.lower().endswith((".dcm", ".dicom", ".ima")):
+            name = name.rsplit(".", 1)[0]
+        out.append(volume_layer(volume, name=name))
     return out
 
 

@@ -139,6 +139,14 @@ def referenced_series_uids(dataset: Any) -> list[str]:
     return [uid for uid in dict.fromkeys(found) if uid]
 
 
+def references_of(path: str | PathLike) -> list[str]:
+    """SeriesInstanceUIDs a SEG or RTSTRUCT file references ([] when it cannot be read)."""
+    try:
+        return referenced_series_uids(_header(path))
+    except Exception:  # unreadable: whoever reads it says what is wrong
+        return []
+
+
 def _count_files(folder: Path, limit: int) -> int:
     """Regular files under ``folder`` (hidden ones and linked folders skipped), counted
     up to ``limit + 1``."""

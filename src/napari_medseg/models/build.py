@@ -442,10 +442,6 @@ def load_spec_model(spec: ModelSpec, origin: str = "") -> LoadedModel:
         Where the spec came from (its JSON file or catalogue name), for errors and
         provenance.
     """
-    if spec.pipeline.get("kind") == "deepbet":  # networks from the deepbet package
-        from napari_medseg.models.deepbet import load_deepbet
-
-        return load_deepbet(spec, origin)
     network, digest = build_network(spec, origin)
     names = {
         "torchscript": "torchscript",

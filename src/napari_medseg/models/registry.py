@@ -183,6 +183,18 @@ def find_entry(name: str, default_dir: str | Path | None = None) -> CatalogueEnt
     return None
 
 
+def load_spec(spec: ModelSpec, origin: str = "") -> LoadedModel:
+    """A spec's model: its network and preprocessing (:mod:`~napari_medseg.models.build`),
+    or deepbet's networks from the installed package (:mod:`~napari_medseg.models.deepbet`)."""
+    if spec.pipeline.get("kind") == "deepbet":
+        from napari_medseg.models.deepbet import load_deepbet
+
+        return load_deepbet(spec, origin)
+    from napari_medseg.models.build import load_spec_model
+
+    return load_spec_model(spec, origin=origin)
+
+
 def is_bundle_folder(path: str | Path) -> bool:
     """Whether ``path`` is a MONAI bundle folder (``configs/metadata.json`` in it)."""
     from napari_medseg.models.bundle import is_bundle_folder as bundle_check
@@ -231,10 +243,8 @@ def load_model(
         return _load_path(path, trust_bundle)
     specs = default_specs(default_dir)
     if text in specs:
-        from napari_medseg.models.build import load_spec_model
-
         spec, spec_path = specs[text]
-        return load_spec_model(spec, origin=str(spec_path))
+        return load_spec(spec, origin=str(spec_path))
     if text in {entry.name for entry in zoo_entries()}:
         from napari_medseg.models.zoo import load_known_bundle
 
@@ -269,11 +279,9 @@ def _load_path(path: Path, trust_bundle: bool) -> LoadedModel:
             "Give the bundle's top folder, the nnU-Net folder <Trainer>__<Plans>__<config>, "
             "a spec JSON file, or a catalogue name.",
         )
-    from napari_medseg.models.build import load_spec_model
-
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return load_spec_model(ModelSpec.from_json(path), origin=str(path))
+        return load_spec(ModelSpec.from_json(path), origin=str(path))
     if suffix in NETWORK_SUFFIXES:
         sidecar = path.with_suffix(".json")
         if not sidecar.is_file():
@@ -286,7 +294,7 @@ def _load_path(path: Path, trust_bundle: bool) -> LoadedModel:
             )
         spec = ModelSpec.from_json(sidecar)
         spec = dataclasses.replace(spec, weights=str(path.resolve()))
-        return load_spec_model(spec, origin=str(sidecar))
+        return load_spec(spec, origin=str(sidecar))
     raise ModelLoadError(
         path,
         "is not a model: expected a MONAI bundle folder, a .json spec, or a network file "
