@@ -39,8 +39,9 @@ def register(commands) -> None:
     segment.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"catalogue name (see `medseg models`), MONAI bundle folder, spec .json, or "
-        f"TorchScript file with a .json spec beside it (default: {DEFAULT_MODEL})",
+        help=f"catalogue name (see `medseg models`), MONAI bundle folder, nnU-Net v2 model "
+        f"folder (<Trainer>__<Plans>__<configuration>), spec .json, or TorchScript file with "
+        f"a .json spec beside it (default: {DEFAULT_MODEL})",
     )
     segment.add_argument(
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
