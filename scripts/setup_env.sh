@@ -50,7 +50,7 @@ fi
 # keep that torch: a dependency asking for torchvision (timm, via nnU-Net's network
 # package) must get the torchvision of this torch, not a newer torch with it
 TORCH_PIN=".venv/torch-constraint.txt"
-python -c 'import torch; print("torch==" + torch.__version__.split("+")[0])' > "$TORCH_PIN"
+python -c 'from importlib.metadata import version; print("torch==" + version("torch").split("+")[0])' > "$TORCH_PIN"
 pip install -q -e ".[${EXTRAS}]" -c "$TORCH_PIN"
 case ",${EXTRAS}," in
     *,test,*)  # the nnU-Net reference, without timm/torchvision (see pyproject's test extra)
