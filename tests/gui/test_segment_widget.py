@@ -596,3 +596,31 @@ def test_model_licence_is_shown_and_non_commercial_weights_flagged(
     assert any("does not allow commercial use" in n for n in notes)
     settings = blocker.args[0].metadata["medseg"]["model"]["settings"]
     assert settings["license"] == "CC-BY-NC-4.0"
+
+
+def test_a_replacement_keeps_locked_labels(make_napari_viewer, qtbot, tmp_path):
+    # the user's checked contour, locked, survives a model run into the same layer:
+    # its voxels stay, no voxel joins it, its name and colour stay
+    from napari.layers import Layer
+
+    from napari_medseg._napari.label_classes import layer_classes, layer_kwargs_for_classes
+    from napari_medseg._napari.label_locks import set_locked
+    from napari_medseg._napari.layers import labels_like
+
+    viewer = make_napari_viewer()
+    _, image = _scan(viewer, tmp_path)
+    data, kwargs, kind = labels_like(image, name="checked")
+    kwargs.update(layer_kwargs_for_classes({2: ("tumour (checked)", "#00ff00")}))
+    target = viewer.add_layer(Layer.create(data, kwargs, kind))
+    target.data[10:20, 5:15, 8:30] = 2
+    before = np.array(target.data, copy=True)
+    set_locked(target, [2])
+    widget = dock(viewer, "Segment")
+    _tiny(widget, tmp_path)  # its classes: background, class1, class2
+    widget.output_combo.set_layer(target)
+    with qtbot.waitSignal(widget.segmented, timeout=30_000):
+        widget.run_button.click()
+    after = np.asarray(target.data)
+    np.testing.assert_array_equal(after == 2, before == 2)  # not one voxel more or less
+    assert (after == 1).any()  # the model's other class did land
+    assert layer_classes(target)[2] == ("tumour (checked)", "#00ff00")

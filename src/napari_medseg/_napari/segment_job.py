@@ -291,7 +291,9 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
     """Put ``result`` into an existing labels layer on the same grid (undoable).
 
     The layer keeps its name, metadata and geometry; its voxels, features and colormap
-    become the model's and ``metadata["medseg"]["model"]`` is updated. The change is
+    become the model's and ``metadata["medseg"]["model"]`` is updated, except that a
+    locked label (:mod:`.label_locks`) keeps its voxels, gains none, and keeps its name
+    and colour. The change is
     one item of the layer's undo history (costs a copy of the old and new voxels)
     when the layer's dtype holds the new labels; otherwise its data is replaced.
     Undoing that item also gives the layer back its class names, colours and model
@@ -302,8 +304,16 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
     bool
         Whether napari's undo can restore the previous voxels.
     """
+    from napari_medseg._napari.label_classes import layer_classes, set_label_classes
+    from napari_medseg._napari.label_locks import locked_labels
+    from napari_medseg.labels.editing import unlocked
+
     labels = _display_labels(result, source.geometry, layer.data.shape)
     old = np.asarray(layer.data)
+    locked = locked_labels(layer)
+    kept_classes = {v: c for v, c in layer_classes(layer).items() if v in locked}
+    if locked:  # a locked label neither loses nor gains a voxel, a model run included
+        labels = np.where(unlocked(old, labels, locked), labels, old)
     undoable = (
         isinstance(layer.data, np.ndarray)
         and np.can_cast(labels.dtype, old.dtype, casting="safe")
@@ -321,6 +331,8 @@ def replace_labels(layer: Any, result: SegmentationResult, source: LayerVolume) 
         layer.data = labels
     for key, value in _class_kwargs(result).items():
         setattr(layer, key, value)
+    if kept_classes:  # a locked label keeps its name and colour
+        set_label_classes(layer, kept_classes)
     if layer.metadata is None:
         layer.metadata = {}
     layer.metadata.setdefault(MEDSEG_KEY, {})["model"] = result.provenance()
