@@ -393,15 +393,7 @@ class Segmenter:
         image, model_affine = prepared.image, np.asarray(prepared.affine, dtype=float)
         del prepared
         preprocessed = time.perf_counter()
-        warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
-        warnings += self.advance_warnings(source)
-        warnings += [
-            f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
-            f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
-            "(background, which cannot create structure); check the labels near them."
-            for volume, count in zip(volumes, nonfinite, strict=True)
-            if count
-        ]
+        warnings = self._run_warnings(volumes, nonfinite)
         spec = self.model.spec
         on_source_grid = same_grid(
             tuple(image.shape[1:]), model_affine, source.shape, source.affine
@@ -434,15 +426,7 @@ class Segmenter:
             )
         finished = time.perf_counter()
         settings = {
-            "model": spec.name,
-            "model_source": self.model.source,
-            "model_details": dict(self.model.details),
-            **self.licence(),
-            "device": str(self.device),
-            "amp": self.amp,
-            "overlap": self.overlap,
-            "sw_batch_size": self.sw_batch_size,
-            "roi_size": list(spec.roi_size),
+            **self._run_settings(),
             "blend_mode": spec.blend_mode,
             "sigma_scale": spec.sigma_scale,
             "activation": spec.activation,
@@ -509,27 +493,11 @@ class Segmenter:
                 f"its pipeline returned labels of shape {out.labels.shape} for a scan of "
                 f"shape {source.shape}."
             )
-        warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
-        warnings += self.advance_warnings(source)
-        warnings += [
-            f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
-            f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
-            "(background, which cannot create structure); check the labels near them."
-            for volume, count in zip(volumes, nonfinite, strict=True)
-            if count
-        ]
+        warnings = self._run_warnings(volumes, nonfinite)
         warnings += [w for w in out.warnings if w not in warnings]
         spec = self.model.spec
         settings = {
-            "model": spec.name,
-            "model_source": self.model.source,
-            "model_details": dict(self.model.details),
-            **self.licence(),
-            "device": str(self.device),
-            "amp": self.amp,
-            "overlap": self.overlap,
-            "sw_batch_size": self.sw_batch_size,
-            "roi_size": list(spec.roi_size),
+            **self._run_settings(),
             "activation": spec.activation,
             "spatial_dims": spec.spatial_dims,
             "tta": self.tta,
@@ -554,6 +522,36 @@ class Segmenter:
         )
 
     # -- internals -----------------------------------------------------------------------
+    def _run_warnings(self, volumes: Sequence[Volume], nonfinite: Sequence[int]) -> list[str]:
+        """What every run tells the user: the model's own warnings, its licence and domain
+        (:meth:`advance_warnings`, about the first channel) and the NaN/inf voxels seen."""
+        warnings: list[str] = [str(w) for w in self.model.details.get("warnings", ())]
+        warnings += self.advance_warnings(volumes[0])
+        warnings += [
+            f"{volume.metadata.source or 'the scan'}: the model saw its {count} NaN or "
+            f"infinite voxel{'' if count == 1 else 's'} as the scan's lowest finite value "
+            "(background, which cannot create structure); check the labels near them."
+            for volume, count in zip(volumes, nonfinite, strict=True)
+            if count
+        ]
+        return warnings
+
+    def _run_settings(self) -> dict[str, Any]:
+        """The settings every run records first: model, its source and licence, device,
+        AMP and the sliding-window settings asked for."""
+        spec = self.model.spec
+        return {
+            "model": spec.name,
+            "model_source": self.model.source,
+            "model_details": dict(self.model.details),
+            **self.licence(),
+            "device": str(self.device),
+            "amp": self.amp,
+            "overlap": self.overlap,
+            "sw_batch_size": self.sw_batch_size,
+            "roi_size": list(spec.roi_size),
+        }
+
     def _channels_hint(self) -> str:
         spec = self.model.spec
         names = f" ({', '.join(spec.channel_names)})" if spec.channel_names else ""
