@@ -211,11 +211,17 @@ def _derived_layer(path: str) -> LayerData:
     :mod:`napari_medseg.io.dicom_derived`)."""
     from napari_medseg.io.dicom_derived import read_derived_labels
 
-    volume = read_derived_labels(path, open_series=_open_dicom_series())
+    return volume_layer(
+        read_derived_labels(path, open_series=_open_dicom_series()), name=_derived_name(path)
+    )
+
+
+def _derived_name(path: str) -> str:
+    """Layer name of a SEG / RTSTRUCT file: its name without a DICOM suffix."""
     name = Path(path).name
     if name.lower().endswith((".dcm", ".dicom", ".ima")):
         name = name.rsplit(".", 1)[0]
-    return volume_layer(volume, name=name)
+    return name
 
 
 def _open_dicom_series() -> dict[str, Any]:
@@ -327,10 +333,7 @@ def _derived_layers_beside(skipped: Sequence[Any], opened: dict[str, Any]) -> li
         except MedsegError as error:
             notify_error(error)
             continue
-        name = Path(item.path).name
-        if name.lower().endswith((".dcm", ".dicom", ".ima")):
-            name = name.rsplit(".", 1)[0]
-        out.append(volume_layer(volume, name=name))
+        out.append(volume_layer(volume, name=_derived_name(item.path)))
     return out
 
 

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from napari_medseg.labels.components import bounding_box, structure_for
+from napari_medseg.labels.components import bounding_box
+from napari_medseg.labels.editing import keep_largest_component
 from napari_medseg.models.loaded import ModelInput
 from napari_medseg.models.preprocess import check_channels, replace_nonfinite
 from napari_medseg.models.spec import ModelSpec
@@ -197,14 +198,8 @@ def prepare_brainchop_input(spec: ModelSpec, channels: Sequence[Volume]) -> Mode
 
 def keep_largest_foreground(labels: np.ndarray) -> np.ndarray:
     """Labels with everything outside the largest 26-connected non-zero component set to 0."""
-    foreground = labels != 0
-    components, count = ndimage.label(foreground, structure=structure_for(26))
-    if count <= 1:
-        return labels
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
     out = labels.copy()
-    out[components != int(np.argmax(sizes))] = 0
+    out[~keep_largest_component(labels != 0, 26)] = 0
     return out
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from napari_medseg.labels.components import structure_for
+from napari_medseg.labels.editing import keep_largest_component
 from napari_medseg.models.build import check_weights_file, load_torchscript
 from napari_medseg.models.errors import ModelLoadError
 from napari_medseg.models.licence import licence_details
@@ -102,15 +102,6 @@ def _normalise(x, low, high):
     return 0.226 * (x - x.mean()) / x.std() + 0.449
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    components, count = ndimage.label(mask, structure=structure_for(26))
-    if count <= 1:
-        return mask
-    sizes = np.bincount(components.ravel())
-    sizes[0] = 0
-    return components == int(np.argmax(sizes))
-
-
 def _box_with_margin(mask_small, shape, margin: float = 0.1) -> tuple[slice, ...]:
     """deepbet's bounding box: rows of mean > 0.02, scaled to ``shape``, widened."""
     import torch
@@ -148,7 +139,7 @@ def run_deepbet(network, channels: Sequence[Volume], request: RunRequest) -> Run
         small = F.interpolate(x[None, None], (SMALL,) * 3, mode="nearest-exact")[0, 0]
         low, high = small.quantile(0.005), small.quantile(0.995)
         box_probability = network["bbox"](_normalise(small, low, high)[None, None])[0, 1]
-        box_mask = _largest_component((box_probability > 0.5).cpu().numpy())
+        box_mask = keep_largest_component((box_probability > 0.5).cpu().numpy())
         box = _box_with_margin(torch.from_numpy(box_mask.astype(np.float32)), tuple(x.shape))
         if request.progress:
             request.progress(1, 2)
@@ -162,7 +153,7 @@ def run_deepbet(network, channels: Sequence[Volume], request: RunRequest) -> Run
         request.progress(2, 2)
     networked = time.perf_counter()
     mask = np.zeros(x.shape, dtype=bool)
-    inside_mask = _largest_component(inside.cpu().numpy() > 0.5)
+    inside_mask = keep_largest_component(inside.cpu().numpy() > 0.5)
     mask[box] = ndimage.binary_fill_holes(inside_mask)
     labels_ras = mask.astype(np.uint8)
     # back to the scan's voxel order: undo the flips/transposes of ``reorient``
@@ -182,9 +173,9 @@ def run_deepbet(network, channels: Sequence[Volume], request: RunRequest) -> Run
 
 
 def _from_ras(labels_ras: np.ndarray, volume: Volume) -> np.ndarray:
-    """A map in RAS voxel order back in ``volume``'s own voxel order."""
-    index = np.arange(np.prod(volume.shape)).reshape(volume.shape)
-    ras_index, _ = reorient(index, volume.affine, "RAS")
-    out = np.empty(int(np.prod(volume.shape)), dtype=labels_ras.dtype)
-    out[np.asarray(ras_index).ravel()] = labels_ras.ravel()
-    return out.reshape(volume.shape)
+    """A map in RAS voxel order back in ``volume``'s own voxel order: written through
+    the flipped/transposed view :func:`reorient` gives of the output."""
+    out = np.empty(volume.shape, dtype=labels_ras.dtype)
+    view, _ = reorient(out, volume.affine, "RAS")
+    view[...] = labels_ras
+    return out
