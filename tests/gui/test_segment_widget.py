@@ -506,7 +506,10 @@ def test_options_reach_the_segmenter(make_napari_viewer, qtbot, tmp_path):
     assert widget.segmenter_cache.segmenter is not first  # other settings: loaded again
     settings = blocker.args[0].metadata["medseg"]["model"]["settings"]
     assert (settings["overlap"], settings["sw_batch_size"], settings["tta"]) == (0.5, 3, True)
-    assert settings["device"] == "cpu" and settings["amp"] is False  # AMP is for CUDA only
+    assert settings["device"] == "cpu" and settings["amp"] is False  # float32 on this CPU
+    assert settings["precision"] == "float32"
+    # the status line says which precision ran, and why
+    assert f"float32 ({settings['precision_reason']})" in widget.status.text()
     assert len(settings["tta_flips"]) == 4  # identity + a flip along each axis
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from napari_medseg.cli.common import ALLOW_GAPS_HELP, cli_advice, format_spacing
-from napari_medseg.errors import shown_path
+from napari_medseg.errors import MedsegError, shown_path
 
 
 def _volume_summary(volume) -> dict:
@@ -130,10 +130,32 @@ def _print_skipped(rows: list[dict]) -> None:
                 print(f"      {shown_path(row['path'])}: {row['reason']}")
 
 
+def _print_system() -> None:
+    from napari_medseg.inference.devices import system_summary
+
+    summary = system_summary()
+    print(f"torch            {summary['torch']} ({summary['threads']} threads)")
+    print(f"CPU              {summary['cpu_bf16']}")
+    print(f"CPU precision    {summary['cpu_precision']}, with mixed precision on (the default)")
+    print(f"CUDA             {', '.join(summary['cuda']) or 'none'}")
+    print(f"Apple MPS        {'yes' if summary['mps'] else 'no'}")
+
+
 def cmd_info(args: argparse.Namespace) -> int:
-    """``medseg info PATH``: what is in a file or folder."""
+    """``medseg info PATH``: what is in a file or folder; ``--system``: this machine."""
     from napari_medseg.io.reader import is_volume_file, read_scan
 
+    if args.system:
+        if args.json:
+            from napari_medseg.inference.devices import system_summary
+
+            print(json.dumps(system_summary(), indent=2))
+        else:
+            _print_system()
+        if args.path is None:
+            return 0
+    elif args.path is None:
+        raise MedsegError("give a scan to describe (medseg info PATH), or --system.")
     path = Path(args.path)
     if is_volume_file(path) or args.series:
         volume = read_scan(
@@ -172,7 +194,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``info`` to the ``medseg`` sub-commands."""
     info = commands.add_parser("info", help="summarise a scan, or the series in a DICOM folder")
-    info.add_argument("path", help="NIfTI file, DICOM file, DICOM folder or DICOMDIR")
+    info.add_argument(
+        "path", nargs="?", help="NIfTI file, DICOM file, DICOM folder or DICOMDIR"
+    )
+    info.add_argument(
+        "--system",
+        action="store_true",
+        help="what this machine offers the networks: torch, CUDA, the CPU's bfloat16",
+    )
     info.add_argument("--series", help="series key or SeriesInstanceUID: summarise that volume")
     info.add_argument("--volume", type=int, help="volume of a 4D NIfTI (0-based)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")

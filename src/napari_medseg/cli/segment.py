@@ -48,7 +48,12 @@ def register(commands) -> None:
     )
     segment.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
     segment.add_argument("--sw-batch-size", type=int, help="windows per network call")
-    segment.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    segment.add_argument(
+        "--no-amp",
+        action="store_true",
+        help="no mixed precision (float16 on CUDA, bfloat16 on a CPU that has it natively); "
+        "float32 throughout",
+    )
     segment.add_argument(
         "--tta", action="store_true", help="test-time augmentation: average over axis flips"
     )
@@ -326,8 +331,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"{row['volume_ml']:>10.2f} mL"
         )
     print(
-        f"model {result.model_name} on {settings['device']}"
-        f"{' (AMP)' if settings['amp'] else ''}{', TTA' if settings['tta'] else ''}: "
+        f"model {result.model_name} on {settings['device']}, "
+        f"{settings['precision']} ({settings['precision_reason']})"
+        f"{', TTA' if settings['tta'] else ''}: "
         f"{result.timings_s['total']:.1f} s (network {result.timings_s['network']:.1f} s)"
     )
     return 0

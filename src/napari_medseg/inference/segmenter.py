@@ -253,7 +253,10 @@ class Segmenter:
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
         ``"mps"``.
     amp : bool
-        Mixed precision (float16 autocast) on CUDA; ignored elsewhere.
+        Mixed precision: float16 autocast on CUDA, bfloat16 on a CPU that computes it
+        natively, unless the model keeps float32
+        (:func:`~napari_medseg.inference.devices.choose_precision`; the choice and its
+        reason are :attr:`precision`).
     overlap : float, optional
         Sliding-window overlap in [0, 1); None takes the model's.
     sw_batch_size : int, optional
@@ -285,7 +288,7 @@ class Segmenter:
         trust_bundle: bool = False,
     ) -> None:
         from napari_medseg.inference.devices import (
-            amp_enabled,
+            choose_precision,
             network_memory_format,
             resolve_device,
         )
@@ -303,7 +306,18 @@ class Segmenter:
         self.sw_batch_size = spec.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
         if self.sw_batch_size < 1:
             raise MedsegError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
-        self.amp = amp_enabled(self.device, amp)
+        runs_own_pipeline = model.runner is not None and self.device.type == "cpu"
+        self.precision = choose_precision(
+            self.device,
+            amp and not runs_own_pipeline,
+            model_allows_cpu_bf16=spec.cpu_bf16,
+            model_name=spec.name,
+        )
+        if amp and runs_own_pipeline:  # nnU-Net, deepbet: as their authors run them
+            self.precision = type(self.precision)(
+                "float32", f"{spec.name} runs its authors' pipeline, float32 on the CPU"
+            )
+        self.amp = self.precision.mixed
         self.tta = bool(tta)
         self.network = model.network.to(self.device).eval()
         self.memory_format = network_memory_format(self.device, spec.spatial_dims)
@@ -547,6 +561,8 @@ class Segmenter:
             **self.licence(),
             "device": str(self.device),
             "amp": self.amp,
+            "precision": self.precision.dtype,
+            "precision_reason": self.precision.reason,
             "overlap": self.overlap,
             "sw_batch_size": self.sw_batch_size,
             "roi_size": list(spec.roi_size),
@@ -581,7 +597,7 @@ class Segmenter:
         from napari_medseg.inference.devices import autocast
 
         try:
-            with autocast(self.device, self.amp):
+            with autocast(self.device, self.precision.dtype):
                 output = self.network(x)
         except torch.cuda.OutOfMemoryError:
             raise  # handled by the fallback

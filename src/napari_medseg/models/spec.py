@@ -153,6 +153,11 @@ class ModelSpec:
         ``{"kind": "brainchop", ...}`` (:mod:`napari_medseg.models.brainchop`), or
         ``{"kind": "deepbet", ...}`` (:mod:`napari_medseg.models.deepbet`: its networks
         come from the installed ``deepbet`` package, ``weights`` is unused).
+    cpu_bf16 : bool
+        True (default): with mixed precision on, a CPU with native bfloat16 runs the
+        network under bfloat16 autocast. False: float32 always on the CPU, for a model
+        whose labels under bfloat16 agree with float32 on fewer than 99.5 % of voxels
+        (measured by ``scripts/evaluate_precision.py``; the numbers are in its card).
     license : str
         Licence of the weights, as an SPDX identifier where one exists (``"MIT"``,
         ``"Apache-2.0"``, ``"CC-BY-NC-4.0"``), or ``"unknown"``.
@@ -191,6 +196,7 @@ class ModelSpec:
     domain: ModelDomain = field(default_factory=ModelDomain)
     model_card: str = ""
     pipeline: dict[str, Any] = field(default_factory=dict)
+    cpu_bf16: bool = True
     license: str = "unknown"
     license_file: str = ""
     intended_use: str = ""

@@ -172,8 +172,12 @@ class SegmentWidget(QWidget):
         self.batch_spin.setRange(0, 64)
         self.batch_spin.setSpecialValueText("model's")
         self.batch_spin.setToolTip("Windows per network call (more: faster, more memory)")
-        self.amp_check = QCheckBox("Mixed precision (AMP; CUDA only)", self)
+        self.amp_check = QCheckBox("Mixed precision (float16 / bfloat16)", self)
         self.amp_check.setChecked(True)
+        self.amp_check.setToolTip(
+            "float16 on CUDA; bfloat16 on a CPU that computes it natively (AMX, "
+            "AVX512-BF16), float32 on other CPUs. The status line says which ran."
+        )
         self.tta_check = QCheckBox("Test-time augmentation (flips; slower)", self)
 
         # output
@@ -515,7 +519,12 @@ class SegmentWidget(QWidget):
             how = "replaced (Ctrl+Z restores it)"
         else:
             how = "replaced (its previous voxels cannot be restored by undo)"
-        self.status.setText(f"{layer.name}: {how}; {result.model_name}, {seconds:.1f} s.")
+        settings = result.settings
+        precision = f"{settings.get('precision', 'float32')} ({settings.get('precision_reason', '')})"
+        self.status.setText(
+            f"{layer.name}: {how}; {result.model_name} on {settings.get('device', '?')}, "
+            f"{precision}, {seconds:.1f} s."
+        )
         self._finish(job)
         self.segmented.emit(layer)
 
