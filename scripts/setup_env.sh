@@ -53,7 +53,9 @@ TORCH_PIN=".venv/torch-constraint.txt"
 python -c 'from importlib.metadata import version; print("torch==" + version("torch").split("+")[0])' > "$TORCH_PIN"
 pip install -q -e ".[${EXTRAS}]" -c "$TORCH_PIN"
 case ",${EXTRAS}," in
-    *,test,*)  # the nnU-Net reference, without timm/torchvision (see pyproject's test extra)
-        pip install -q --no-deps "nnunetv2==2.8.1" "dynamic-network-architectures>=0.4.4,<0.5" ;;
+    *,test,*)  # the nnU-Net and nnInteractive references, without timm/torchvision (see
+               # pyproject's test extra)
+        pip install -q --no-deps "nnunetv2==2.8.1" "dynamic-network-architectures>=0.4.4,<0.5" \
+            "nninteractive==2.6.0" ;;
 esac
 echo "[setup] napari-medseg installed in $(pwd)/.venv with extras [${EXTRAS}]"
