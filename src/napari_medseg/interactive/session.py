@@ -205,6 +205,8 @@ class PromptSession:
 
     def _run_backend(self, crop, prompts, previous, cancel) -> np.ndarray:
         offset = tuple(s.start for s in crop)
+        affine = np.array(self.volume.affine, dtype=np.float64)
+        affine[:3, 3] = affine[:3, :3] @ np.asarray(offset, dtype=np.float64) + affine[:3, 3]
         request = PromptRequest(
             image=self.image[crop],
             spacing_mm=self.spacing,
@@ -214,6 +216,7 @@ class PromptSession:
             scan_shape=self.volume.shape,
             scan_key=self._key,
             cancel=cancel,
+            affine=affine,
         )
         result = np.asarray(self.backend.segment(request), dtype=bool)
         if result.shape != request.image.shape:

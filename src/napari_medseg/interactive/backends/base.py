@@ -57,6 +57,10 @@ class PromptRequest:
     cancel : threading.Event or None
         Set when the user cancels; a long backend checks it and raises
         :class:`~napari_medseg.errors.Cancelled`.
+    affine : numpy.ndarray or None
+        4x4 voxel -> RAS+ mm matrix of ``image`` (the scan's affine moved to the crop's
+        first voxel), for backends that resample to their own grid (VISTA3D); None when
+        unknown (then voxels are taken as axis-aligned steps of ``spacing_mm``).
     """
 
     image: np.ndarray
@@ -67,6 +71,7 @@ class PromptRequest:
     scan_shape: tuple[int, int, int] | None = None
     scan_key: int = 0
     cancel: threading.Event | None = None
+    affine: np.ndarray | None = None
 
 
 class PromptBackend:
