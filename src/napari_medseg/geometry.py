@@ -127,6 +127,12 @@ class DisplayGeometry:
         out[:3, 3] = self.translate
         return out
 
+    @property
+    def display_affine(self) -> np.ndarray:
+        """4x4 display voxel index ``(s, p, l)`` -> RAS+ mm: where a voxel napari shows
+        truly lies (for an oblique scan too, which napari shows straightened)."""
+        return self.source_affine @ nio.inv_ornt_aff(self.transform, self.source_shape)
+
     def to_display(self, array: np.ndarray) -> np.ndarray:
         """Stored-order array -> display-order ``(S, P, L)`` array (a view)."""
         if tuple(array.shape[:3]) != tuple(self.source_shape):

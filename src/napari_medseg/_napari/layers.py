@@ -30,6 +30,11 @@ from napari_medseg.window_presets import window_limits
 #: Key of our dict in ``layer.metadata``.
 MEDSEG_KEY = "medseg"
 
+#: ``layer.metadata`` key of the layers a tool makes for its own use (the Interactive
+#: dock's clicks, boxes, scribbles and preview); its value names the layer's role. No
+#: widget offers such a layer as an input or output (:func:`is_helper_layer`).
+HELPER_KEY = "medseg_helper"
+
 #: Default CT window (centre, width) in HU when the file gives none: soft tissue.
 SOFT_TISSUE_WINDOW = (40.0, 400.0)
 
@@ -265,6 +270,12 @@ def volume_to_layer_data(
 
         geometry_registry.register(medseg)
     return data, kwargs, layer_type
+
+
+def is_helper_layer(layer: Any) -> bool:
+    """Whether ``layer`` is a tool's helper layer (see :data:`HELPER_KEY`)."""
+    metadata = getattr(layer, "metadata", None)
+    return isinstance(metadata, dict) and HELPER_KEY in metadata
 
 
 def layer_warnings(layer_data: tuple) -> list[str]:

@@ -31,11 +31,20 @@ def is_layer(kind: str) -> Callable[[Any], bool]:
 
 
 def is_volume_layer(kind: str) -> Callable[[Any], bool]:
-    """Filter for 3D single-channel layers of one kind (``"image"`` or ``"labels"``)."""
+    """Filter for 3D single-channel layers of one kind (``"image"`` or ``"labels"``); a
+    tool's helper layers (prompts, previews: :func:`~napari_medseg._napari.layers.is_helper_layer`)
+    are left out."""
+    from napari_medseg._napari.layers import is_helper_layer
+
     of_kind = is_layer(kind)
 
     def accept(layer: Any) -> bool:
-        return of_kind(layer) and layer.ndim == 3 and not getattr(layer, "multiscale", False)
+        return (
+            of_kind(layer)
+            and layer.ndim == 3
+            and not getattr(layer, "multiscale", False)
+            and not is_helper_layer(layer)
+        )
 
     return accept
 
