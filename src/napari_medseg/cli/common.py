@@ -14,6 +14,9 @@ ALLOW_GAPS_HELP = (
 )
 
 
+#: How a command refuses an existing output (see ``io.save.check_targets``).
+EXISTS_MESSAGE = "{path}: already exists; pass --overwrite to replace the {what}."
+
 #: How the core's messages tell Python callers to read a series with gaps anyway.
 PYTHON_ALLOW_GAPS = "allow_gaps=True"
 

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from napari_medseg.cli.common import ALLOW_GAPS_HELP
+from napari_medseg.cli.common import ALLOW_GAPS_HELP, EXISTS_MESSAGE
 from napari_medseg.errors import MedsegError, shown_path
 
 #: Why a bundle folder needs --trust-bundle, shown when it is missing.
@@ -163,8 +163,6 @@ class _ProgressBar:
             print(f"{self.label}: {done}/{total} window batches", file=self.stream, flush=True)
 
 
-#: How ``medseg segment`` refuses an existing output (see ``io.save.check_targets``).
-EXISTS_MESSAGE = "{path}: already exists; pass --overwrite to replace the {what}."
 
 
 def label_volumes(result, volume) -> list[dict]:
