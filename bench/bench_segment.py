@@ -14,6 +14,12 @@ random seeded weights): ``spleen`` (UNet (16, 32, 64, 128, 256), roi 96, 1.5 x 1
 2 classes), ``wholebody`` (SegResNet init_filters 32, 105 classes, roi 96, 1.5 mm) and
 ``wholebody_lowres`` (the same bundle's 3.0 mm ``highres=false`` setting).
 
+Our side runs twice: ``--no-amp`` (float32) and with mixed precision on (the default:
+bfloat16 on a CPU with native bfloat16, float32 elsewhere; the precision that ran is read
+from its log). ``--force-bf16`` runs the second one under ``MEDSEG_CPU_BF16=force``
+(bfloat16 even where oneDNN emulates it: its time then shows the emulation's cost, not a
+speed). The report names the CPU's bfloat16 capability.
+
 Inputs: ``sample_ct`` (the bundled chest CT, 256 x 200 x 48) and ``ct512`` (a synthetic
 chest CT, 512 x 512 x 300, 0.7 mm pixels, 1.25 mm slices, LPS-stored, written once to
 ``bench/_data/segment/``).
@@ -123,23 +129,32 @@ def ensure_input(name: str) -> Path:
     return target
 
 
+#: Our two runs: float32, and mixed precision (the default).
+OURS = {"medseg": ["--no-amp"], "medseg_amp": []}
+
+
 def commands(bundle: Path, image: Path, out: Path) -> dict[str, list[str]]:
-    """The two command lines (ours, MONAI's) for one case."""
+    """The command lines (ours in float32 and with mixed precision, MONAI's) for one case."""
     medseg = Path(sys.executable).with_name("medseg")
-    return {
-        "medseg": [
+    ours = {
+        side: [
             str(medseg),
             "segment",
             str(image),
             "-o",
-            str(out / "medseg.nii.gz"),
+            str(out / f"{side}.nii.gz"),
             "--model",
             str(bundle),
             "--trust-bundle",
             "--device",
             "cpu",
             "--overwrite",
-        ],
+            *extra,
+        ]
+        for side, extra in OURS.items()
+    }
+    return {
+        **ours,
         "monai": [
             sys.executable,
             "-m",
@@ -161,13 +176,14 @@ def commands(bundle: Path, image: Path, out: Path) -> dict[str, list[str]]:
     }
 
 
-def measure(cmd: list[str], threads: int, log: Path) -> dict:
+def measure(cmd: list[str], threads: int, log: Path, cpu_bf16: str = "auto") -> dict:
     """Run ``cmd`` in a child process; wall time and the child's own peak RSS."""
     env = dict(
         os.environ,
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
         PYTHONWARNINGS="ignore",
+        MEDSEG_CPU_BF16=cpu_bf16,
     )
     with open(log, "w") as handle:
         start = time.perf_counter()
@@ -181,7 +197,10 @@ def measure(cmd: list[str], threads: int, log: Path) -> dict:
 
 
 def agreement(out: Path, image: Path) -> dict:
-    """Voxel agreement of the two label maps, and our affine against the input's."""
+    """Voxel agreement of our float32 labels with MONAI's and with our mixed-precision
+    ones, our affine against the input's, and the precision our second run used."""
+    import re
+
     import nibabel as nib
 
     ours = nib.load(out / "medseg.nii.gz")
@@ -189,28 +208,34 @@ def agreement(out: Path, image: Path) -> dict:
     theirs = nib.load(saved)
     a = np.asanyarray(ours.dataobj).astype(np.int32)
     b = np.rint(np.asanyarray(theirs.dataobj)).astype(np.int32).reshape(a.shape)
+    mixed = np.asanyarray(nib.load(out / "medseg_amp.nii.gz").dataobj).astype(np.int32)
+    log = (out / "medseg_amp.log").read_text()
+    ran = re.search(r"on cpu, (\w+) \(", log)
     source = nib.load(image)
     return {
         "agree": float((a == b).mean()),
+        "amp_agree": float((a == mixed).mean()),
+        "amp_precision": ran.group(1) if ran else "?",
         "affine_mm": float(np.abs(ours.affine - source.affine).max()),
         "labels": int(len(np.unique(b))),
     }
 
 
-def run_case(case: str, threads: int, rounds: int) -> dict:
+def run_case(case: str, threads: int, rounds: int, cpu_bf16: str = "auto") -> dict:
     kind, input_name = case.split(":")
     bundle, image = ensure_bundle(kind), ensure_input(input_name)
     out = DATA / "runs" / case.replace(":", "_")
     out.mkdir(parents=True, exist_ok=True)
     cmds = commands(bundle, image, out)
-    runs: dict[str, list[dict]] = {"medseg": [], "monai": []}
+    runs: dict[str, list[dict]] = {side: [] for side in cmds}
     for _ in range(rounds):  # alternate sides so drifting load hits both
-        for side in ("medseg", "monai"):
+        for side in cmds:
             if side == "monai":
                 import shutil
 
                 shutil.rmtree(out / "monai", ignore_errors=True)
-            runs[side].append(measure(cmds[side], threads, out / f"{side}.log"))
+            mode = cpu_bf16 if side == "medseg_amp" else "off"
+            runs[side].append(measure(cmds[side], threads, out / f"{side}.log", mode))
             print(f"  {case} {side}: {runs[side][-1]}", file=sys.stderr)
     best = {side: min(r["wall_s"] for r in rs) for side, rs in runs.items()}
     peak = {side: max(r["peak_mib"] for r in rs) for side, rs in runs.items()}
@@ -231,13 +256,18 @@ def machine() -> dict:
     import torch
     from bench_dicom_load import machine_info
 
+    from napari_medseg.inference.devices import cpu_bf16_support
+
     info = machine_info()
     info.update(torch=torch.__version__, monai=monai.__version__)
+    info["bf16"] = cpu_bf16_support().describe()
     info["load"] = os.getloadavg()[0]
     return info
 
 
-def report(results: list[dict], info: dict, threads: int, argv: list[str]) -> str:
+def report(
+    results: list[dict], info: dict, threads: int, argv: list[str], forced: bool = False
+) -> str:
     from _results import heading
 
     lines = [
@@ -248,19 +278,22 @@ def report(results: list[dict], info: dict, threads: int, argv: list[str]) -> st
         f"Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM. Commit {info['commit']}. "
         f"Python {info['python']}, torch {info['torch']}, MONAI {info['monai']}, CPU only, "
         f"{threads} torch thread(s) on both sides (OMP_NUM_THREADS/MKL_NUM_THREADS). "
-        f"Load average (1 min) at the start: {info['load']:.2f}.",
+        f"Load average (1 min) at the start: {info['load']:.2f}. CPU bfloat16: {info['bf16']}"
+        f"{'; mixed precision forced to bfloat16 (MEDSEG_CPU_BF16=force)' if forced else ''}.",
         "",
-        "| case | medseg s | monai s | time ratio | medseg peak MiB | monai peak MiB | "
-        "memory ratio | labels agree | our affine vs input (mm) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | medseg float32 s | medseg mixed s (ran as) | monai s | time ratio float32 | "
+        "time ratio mixed | medseg peak MiB | monai peak MiB | memory ratio | "
+        "float32 labels agree with monai | mixed agree with float32 | our affine vs input (mm) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         b, p, c = r["best"], r["peak"], r["check"]
         lines.append(
-            f"| {r['case']} | {b['medseg']:.1f} | {b['monai']:.1f} | "
-            f"{b['medseg'] / b['monai']:.2f} | {p['medseg']:.0f} | {p['monai']:.0f} | "
+            f"| {r['case']} | {b['medseg']:.1f} | {b['medseg_amp']:.1f} ({c['amp_precision']}) | "
+            f"{b['monai']:.1f} | {b['medseg'] / b['monai']:.2f} | "
+            f"{b['medseg_amp'] / b['monai']:.2f} | {p['medseg']:.0f} | {p['monai']:.0f} | "
             f"{p['medseg'] / p['monai']:.2f} | {100 * c['agree']:.2f} % ({c['labels']} labels) | "
-            f"{c['affine_mm']:.1e} |"
+            f"{100 * c['amp_agree']:.2f} % | {c['affine_mm']:.1e} |"
         )
     lines += ["", "Commands (per case; paths under bench/_data/segment/):", ""]
     for r in results:
@@ -268,7 +301,10 @@ def report(results: list[dict], info: dict, threads: int, argv: list[str]) -> st
             short = shlex.join(cmd).replace(str(REPO) + "/", "")
             lines.append(f"- {r['case']} {side}: `{short}`")
     lines.append("")
-    lines.append("Goals: time ratio <= 0.5 and memory ratio <= 0.5 (ours / monai).")
+    lines.append(
+        "Goals: time ratio <= 0.5 and memory ratio <= 0.5 (ours / monai); mixed-precision "
+        "labels agree with float32 on >= 99.5 % of voxels."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -283,14 +319,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
     parser.add_argument("--rounds", type=int, default=1, help="runs per side (best time kept)")
     parser.add_argument("--write-results", action="store_true", help="append to RESULTS.md")
+    parser.add_argument(
+        "--force-bf16",
+        action="store_true",
+        help="mixed-precision run in bfloat16 even where the CPU emulates it (MEDSEG_CPU_BF16=force)",
+    )
     args = parser.parse_args(argv)
     info = machine()
+    print(f"CPU bfloat16: {info['bf16']}", file=sys.stderr)
+    mode = "force" if args.force_bf16 else "auto"
     results = []
     for case in args.cases:
         print(f"{case} ...", file=sys.stderr)
-        results.append(run_case(case, args.threads, args.rounds))
+        results.append(run_case(case, args.threads, args.rounds, mode))
         (DATA / "last_results.json").write_text(json.dumps(results, indent=1, default=str))
-    text = report(results, info, args.threads, sys.argv[1:] if argv is None else argv)
+    text = report(
+        results, info, args.threads, sys.argv[1:] if argv is None else argv, args.force_bf16
+    )
     print(text)
     if args.write_results:
         from _results import append_text
