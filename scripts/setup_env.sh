@@ -56,6 +56,9 @@ case ",${EXTRAS}," in
     *,test,*)  # the nnU-Net and nnInteractive references, without timm/torchvision (see
                # pyproject's test extra)
         pip install -q --no-deps "nnunetv2==2.8.1" "dynamic-network-architectures>=0.4.4,<0.5" \
-            "nninteractive==2.6.0" ;;
+            "nninteractive==2.6.0"
+        # SAM2's reference: an sdist, built against this torch (an isolated build would
+        # fetch another torch) and without its optional CUDA extension
+        SAM2_BUILD_CUDA=0 pip install -q --no-deps --no-build-isolation "sam2==1.1.0" ;;
 esac
 echo "[setup] napari-medseg installed in $(pwd)/.venv with extras [${EXTRAS}]"
