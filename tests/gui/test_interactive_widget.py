@@ -308,11 +308,16 @@ class UnreadableCheckpointBackend(base.PromptBackend):
 @pytest.fixture
 def test_backends(monkeypatch):
     module = __name__
-    monkeypatch.setitem(base._REGISTRY, "gated", (module, "GatedBackend", "Gated (test)", False))
+    monkeypatch.setitem(
+        base._REGISTRY, "gated", base.BackendEntry("gated", module, "GatedBackend", "Gated (test)")
+    )
     monkeypatch.setitem(
         base._REGISTRY,
         "unreadable",
-        (module, "UnreadableCheckpointBackend", "Unreadable (your checkpoint)", True),
+        base.BackendEntry(
+            "unreadable", module, "UnreadableCheckpointBackend", "Unreadable (your checkpoint)",
+            True,
+        ),
     )
     GatedBackend.gate.clear()
     GatedBackend.calls = 0

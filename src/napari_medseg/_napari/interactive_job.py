@@ -26,7 +26,12 @@ import numpy as np
 
 from napari_medseg._napari.jobs import Job
 from napari_medseg.errors import MedsegError, shown_path
-from napari_medseg.interactive.backends import BackendError, make_backend
+from napari_medseg.interactive.backends import (
+    BackendEntry,
+    BackendError,
+    backend_entry,
+    make_backend,
+)
 from napari_medseg.interactive.prompts import Prompt
 from napari_medseg.progress import raise_if_cancelled
 from napari_medseg.volume import Volume
@@ -34,53 +39,10 @@ from napari_medseg.volume import Volume
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BackendInfo:
-    """What the dock shows about a backend before it is used.
-
-    Attributes
-    ----------
-    name, title : str
-    needs_checkpoint : bool
-        It runs weights the user gives (a file or folder).
-    licence : str
-        The licence of the weights it runs ("" when it runs none or does not say).
-    non_commercial : bool
-        The weights forbid commercial use.
-    """
-
-    name: str
-    title: str
-    needs_checkpoint: bool = False
-    licence: str = ""
-    non_commercial: bool = False
-
-
-def backend_info(name: str) -> BackendInfo:
-    """:class:`BackendInfo` of the backend ``name`` (its module is imported: backends
-    import torch only when they are built)."""
-    import importlib
-
-    from napari_medseg.interactive.backends import backend_names, base
-
-    title = backend_names().get(name, name)
-    # the registry's entry is (module, class name, title, needs checkpoint); base.py has
-    # no public getter of it yet
-    entry = getattr(base, "_REGISTRY", {}).get(name)
-    if not entry:
-        return BackendInfo(name, title)
-    needs = bool(entry[3])
-    try:
-        cls = getattr(importlib.import_module(entry[0]), entry[1])
-    except (ImportError, AttributeError):
-        return BackendInfo(name, title, needs)
-    return BackendInfo(
-        name,
-        title,
-        needs,
-        str(getattr(cls, "licence", "") or ""),
-        bool(getattr(cls, "non_commercial", False)),
-    )
+def backend_info(name: str) -> BackendEntry:
+    """The registered entry of the backend ``name`` (title, checkpoint, licence), read
+    without importing the backend's module."""
+    return backend_entry(name)
 
 
 def needs_checkpoint(name: str) -> bool:
@@ -265,7 +227,6 @@ class UpdateJob(Job):
 
 
 __all__ = [
-    "BackendInfo",
     "Engine",
     "UpdateJob",
     "UpdateResult",

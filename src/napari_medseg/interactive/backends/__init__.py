@@ -7,9 +7,11 @@ Importing this package imports no torch.
 from __future__ import annotations
 
 from napari_medseg.interactive.backends.base import (
+    BackendEntry,
     BackendError,
     PromptBackend,
     PromptRequest,
+    backend_entry,
     backend_names,
     make_backend,
     register_backend,
@@ -22,21 +24,28 @@ register_backend(
     "threshold", f"{_HERE}.threshold", "ConnectedThresholdBackend",
     "Connected threshold region growing (baseline, no weights)",
 )
-register_backend("sam2", f"{_HERE}.sam2", "Sam2Backend", "SAM2 (your checkpoint)", True)
+register_backend(
+    "sam2", f"{_HERE}.sam2", "Sam2Backend", "SAM2 (your checkpoint)", True, "Apache-2.0"
+)
 register_backend(
     "nninteractive", f"{_HERE}.nninteractive", "NnInteractiveBackend",
-    "nnInteractive (your model folder; weights CC BY-NC-SA)", True,
+    "nnInteractive (your model folder; weights CC BY-NC-SA)", True, "CC-BY-NC-SA-4.0", True,
 )
-register_backend("vista3d", f"{_HERE}.vista3d", "Vista3dBackend", "VISTA3D (your bundle folder)", True)
+register_backend(
+    "vista3d", f"{_HERE}.vista3d", "Vista3dBackend", "VISTA3D (your bundle folder)", True,
+    "read from the bundle (NVIDIA's VISTA3D weights: non-commercial)",
+)
 
 #: The backend a new session uses.
 DEFAULT_BACKEND = "grow"
 
 __all__ = [
     "DEFAULT_BACKEND",
+    "BackendEntry",
     "BackendError",
     "PromptBackend",
     "PromptRequest",
+    "backend_entry",
     "backend_names",
     "make_backend",
     "register_backend",

@@ -112,20 +112,66 @@ class PromptBackend:
         """Free memory held by the backend (models, caches)."""
 
 
-#: name -> (module, class name, title, needs checkpoint); filled by register_backend.
-_REGISTRY: dict[str, tuple[str, str, str, bool]] = {}
+@dataclass(frozen=True)
+class BackendEntry:
+    """A registered backend, known without importing its module (so without torch).
+
+    Attributes
+    ----------
+    name : str
+        The key users type (``--method NAME``).
+    module, class_name : str
+        Where the backend class lives.
+    title : str
+        One line for menus.
+    needs_checkpoint : bool
+        Built from a file or folder the user gives.
+    licence : str
+        Licence of the weights it runs ("" when it runs none); shown before use.
+    non_commercial : bool
+        The weights forbid commercial use.
+    """
+
+    name: str
+    module: str
+    class_name: str
+    title: str
+    needs_checkpoint: bool = False
+    licence: str = ""
+    non_commercial: bool = False
+
+
+#: name -> entry, in registration order (the default first); filled by register_backend.
+_REGISTRY: dict[str, BackendEntry] = {}
 
 
 def register_backend(
-    name: str, module: str, class_name: str, title: str, needs_checkpoint: bool = False
+    name: str,
+    module: str,
+    class_name: str,
+    title: str,
+    needs_checkpoint: bool = False,
+    licence: str = "",
+    non_commercial: bool = False,
 ) -> None:
     """Make a backend known by ``name`` without importing its module yet."""
-    _REGISTRY[name] = (module, class_name, title, needs_checkpoint)
+    _REGISTRY[name] = BackendEntry(
+        name, module, class_name, title, needs_checkpoint, licence, non_commercial
+    )
 
 
 def backend_names() -> dict[str, str]:
     """Registered backends, name -> one-line title, the default first."""
-    return {name: entry[2] for name, entry in _REGISTRY.items()}
+    return {name: entry.title for name, entry in _REGISTRY.items()}
+
+
+def backend_entry(name: str) -> BackendEntry:
+    """The registered entry of ``name``; :class:`BackendError` if there is none."""
+    if name not in _REGISTRY:
+        raise BackendError(
+            f"unknown interactive method {name!r}; choose one of {', '.join(_REGISTRY)}."
+        )
+    return _REGISTRY[name]
 
 
 def make_backend(name: str, checkpoint: str | Path | None = None, **options) -> PromptBackend:
@@ -138,18 +184,14 @@ def make_backend(name: str, checkpoint: str | Path | None = None, **options) -> 
         the backend's package not installed, or a checkpoint that does not load; the
         message names the file and the fix.
     """
-    if name not in _REGISTRY:
-        raise BackendError(
-            f"unknown interactive method {name!r}; choose one of {', '.join(_REGISTRY)}."
-        )
-    module_name, class_name, _title, needs_checkpoint = _REGISTRY[name]
-    if needs_checkpoint and checkpoint is None:
+    entry = backend_entry(name)
+    if entry.needs_checkpoint and checkpoint is None:
         raise BackendError(
             f"the {name} method runs weights you give: pass --checkpoint PATH "
             "(in napari: the Checkpoint field)."
         )
-    cls = getattr(importlib.import_module(module_name), class_name)
-    if needs_checkpoint:
+    cls = getattr(importlib.import_module(entry.module), entry.class_name)
+    if entry.needs_checkpoint:
         return cls(Path(checkpoint), **options)
     if checkpoint is not None:
         raise BackendError(f"the {name} method needs no checkpoint; leave --checkpoint out.")
@@ -157,9 +199,11 @@ def make_backend(name: str, checkpoint: str | Path | None = None, **options) -> 
 
 
 __all__ = [
+    "BackendEntry",
     "BackendError",
     "PromptBackend",
     "PromptRequest",
+    "backend_entry",
     "backend_names",
     "make_backend",
     "register_backend",
