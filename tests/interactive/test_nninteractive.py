@@ -49,13 +49,7 @@ CONFIGURATION = "3d_fullres_ps"
 ARCHITECTURES = "dynamic_network_architectures.architectures"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: the 2-core CI machine runs other tests beside."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------- the model folder

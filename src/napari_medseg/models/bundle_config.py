@@ -292,21 +292,26 @@ def target_name(item: Any) -> str:
     return target.rsplit(".", 1)[-1]
 
 
-def _find_checkpoint_loader(config: Any, path: str = "") -> str | None:
-    """Config id of the first ``CheckpointLoader`` component, depth first."""
+def walk_config(config: Any, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every dict in a raw config with its config id (``"a#0#b"``), depth first, a dict
+    before what it holds."""
     if isinstance(config, dict):
-        if target_name(config) == "CheckpointLoader":
-            return path
+        yield path, config
         items = config.items()
     elif isinstance(config, list):
         items = ((str(i), v) for i, v in enumerate(config))
     else:
-        return None
+        return
     for key, value in items:
-        found = _find_checkpoint_loader(value, f"{path}#{key}" if path else str(key))
-        if found is not None:
-            return found
-    return None
+        yield from walk_config(value, f"{path}#{key}" if path else str(key))
+
+
+def _find_checkpoint_loader(config: Any) -> str | None:
+    """Config id of the first ``CheckpointLoader`` component, depth first."""
+    return next(
+        (path for path, item in walk_config(config) if target_name(item) == "CheckpointLoader"),
+        None,
+    )
 
 
 @dataclass

@@ -112,32 +112,25 @@ def _known_reader(name: str) -> bool:
     return True
 
 
-def replace_unknown_readers(config, path: str = "") -> list[str]:
+def replace_unknown_readers(config) -> list[str]:
     """Give every ``LoadImaged`` whose ``reader`` cannot be built here ``NibabelReader``.
 
     The bundle's loader is fed volumes from memory, so its reader never reads; it only
     has to be buildable. Returns the config ids changed.
     """
-    from napari_medseg.models.bundle_config import target_name
+    from napari_medseg.models.bundle_config import target_name, walk_config
 
     changed = []
-    if isinstance(config, dict):
-        reader = config.get("reader")
+    for path, item in walk_config(config):
+        reader = item.get("reader")
         if (
-            target_name(config) == "LoadImaged"
+            target_name(item) == "LoadImaged"
             and isinstance(reader, str)
             and not reader.startswith(("$", "@"))
             and not _known_reader(reader)
         ):
-            config["reader"] = FALLBACK_READER
+            item["reader"] = FALLBACK_READER
             changed.append(path)
-        items = config.items()
-    elif isinstance(config, list):
-        items = ((str(i), v) for i, v in enumerate(config))
-    else:
-        return changed
-    for key, value in items:
-        changed += replace_unknown_readers(value, f"{path}#{key}" if path else str(key))
     return changed
 
 
