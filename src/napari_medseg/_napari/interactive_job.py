@@ -50,8 +50,9 @@ def needs_checkpoint(name: str) -> bool:
     return backend_info(name).needs_checkpoint
 
 
-def build_backend(name: str, checkpoint: str | None) -> Any:
-    """The backend ``name``, from ``checkpoint`` where it needs one.
+def build_backend(name: str, checkpoint: str | None, trust: bool = False) -> Any:
+    """The backend ``name``, from ``checkpoint`` where it needs one (``trust``: the user
+    trusts that checkpoint's code, for a backend whose checkpoint runs some).
 
     Raises
     ------
@@ -65,8 +66,9 @@ def build_backend(name: str, checkpoint: str | None) -> Any:
             f"{shown_path(path)}: no such file or folder; the {name} method needs its "
             "checkpoint there (choose it in the Checkpoint field)."
         )
+    options = {"trust": bool(trust)} if backend_entry(name).needs_trust else {}
     try:
-        return make_backend(name, path)
+        return make_backend(name, path, **options)
     except MedsegError as error:
         if path is not None and str(path) not in str(error):
             raise BackendError(f"{shown_path(path)}: {error}") from error
@@ -95,25 +97,30 @@ class Engine:
         Backend name (:func:`~napari_medseg.interactive.backends.backend_names`).
     checkpoint : str or None
         Where the backend's weights are, when it needs them.
+    trust : bool
+        The user trusts the checkpoint's code (a bundle), for a backend that asks.
     """
 
-    def __init__(self, volume: Volume, backend: str, checkpoint: str | None = None) -> None:
+    def __init__(
+        self, volume: Volume, backend: str, checkpoint: str | None = None, trust: bool = False
+    ) -> None:
         self.volume = volume
         self.backend_name = backend
         self.checkpoint = checkpoint or None
+        self.trust = bool(trust)
         self.session: Any = None
         self._lock = threading.Lock()
 
     @property
     def key(self) -> tuple:
-        return (self.backend_name, self.checkpoint)
+        return (self.backend_name, self.checkpoint, self.trust)
 
     def ensure_session(self) -> Any:
         """The session (built with its backend the first time: may take long)."""
         if self.session is None:
             from napari_medseg.interactive.session import PromptSession
 
-            backend = build_backend(self.backend_name, self.checkpoint)
+            backend = build_backend(self.backend_name, self.checkpoint, self.trust)
             self.session = PromptSession(self.volume, backend)
         return self.session
 

@@ -68,6 +68,12 @@ def register(commands) -> None:
     prompt.add_argument("--method", default=DEFAULT_BACKEND, choices=list(backend_names()),
                         help=f"how the mask is made (default {DEFAULT_BACKEND}: no weights)")
     prompt.add_argument("--checkpoint", help="weights file or folder, for methods that need one")
+    prompt.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="trust the bundle folder of a method that runs one (vista3d): bundle configs "
+        "run Python code, so only for bundles from a source you trust",
+    )
     prompt.add_argument("--value", type=int, default=1, help="label value of the mask (default 1)")
     prompt.add_argument("--name", default="object", help="class name in the sidecar")
     prompt.add_argument("--series", help="DICOM series key or SeriesInstanceUID")
@@ -94,7 +100,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     """Run the prompts on the scan and write the mask."""
     import numpy as np
 
-    from napari_medseg.interactive.backends import make_backend
+    from napari_medseg.interactive.backends import backend_entry, make_backend
     from napari_medseg.interactive.session import PromptSession
     from napari_medseg.io.reader import read_scan
     from napari_medseg.io.save import SaveTargets, check_targets, save_segmentation
@@ -110,7 +116,9 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     inputs = [args.image, *([args.checkpoint] if args.checkpoint else [])]
     check_targets(targets, inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
     prompts = build_prompts(args.prompts)  # bad prompts fail before the scan is read
-    backend = make_backend(args.method, checkpoint=args.checkpoint)
+    entry = backend_entry(args.method)
+    options = {"trust": bool(args.trust_bundle)} if entry.needs_trust else {}
+    backend = make_backend(args.method, checkpoint=args.checkpoint, **options)
     if backend.licence:
         note = " (non-commercial use only)" if backend.non_commercial else ""
         print(f"{args.method}: weights licensed {backend.licence}{note}", file=sys.stderr)

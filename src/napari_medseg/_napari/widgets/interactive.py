@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -187,10 +188,17 @@ class InteractiveWidget(QWidget):
         browse.clicked.connect(self._browse_checkpoint)
         row.addWidget(QLabel("Checkpoint", self.checkpoint_row))
         row.addWidget(self.checkpoint_edit, 1)
+        self.trust_check = QCheckBox("Trust this bundle", method)
+        self.trust_check.setToolTip(
+            "A MONAI bundle's config runs Python code: tick only for a bundle from a source "
+            "you trust"
+        )
+        self.trust_check.toggled.connect(self._on_backend)
         row.addWidget(browse)
         method_layout.addWidget(self.backend_combo)
         method_layout.addWidget(self.method_info)
         method_layout.addWidget(self.checkpoint_row)
+        method_layout.addWidget(self.trust_check)
         layout.addWidget(method)
 
         prompts = QGroupBox("Prompts", self)
@@ -283,6 +291,11 @@ class InteractiveWidget(QWidget):
             return None
         return self.checkpoint_edit.text().strip() or None
 
+    @property
+    def trusted(self) -> bool:
+        """The user ticked "Trust this bundle" for a backend whose checkpoint runs code."""
+        return backend_info(self.backend).needs_trust and self.trust_check.isChecked()
+
     def _browse_checkpoint(self) -> None:
         from qtpy.QtWidgets import QApplication
 
@@ -299,6 +312,7 @@ class InteractiveWidget(QWidget):
 
         info = backend_info(self.backend)
         self.checkpoint_row.setVisible(info.needs_checkpoint)
+        self.trust_check.setVisible(info.needs_trust)
         lines = []
         if info.licence:
             lines.append(f"Weights: {info.licence}.")
@@ -319,7 +333,7 @@ class InteractiveWidget(QWidget):
         self.method_info.setText(" ".join(lines))
         self.method_info.setStyleSheet("color: #f0a030;" if info.non_commercial else "")
         if self._source is not None:
-            key = (info.name, self.checkpoint)
+            key = (info.name, self.checkpoint, self.trusted)
             if self._engine is None or self._engine.key != key:
                 self._new_engine()
                 self._schedule()
@@ -335,7 +349,9 @@ class InteractiveWidget(QWidget):
             else:
                 old.close()
         if self._source is not None:
-            self._engine = Engine(self._source.volume, self.backend, self.checkpoint)
+            self._engine = Engine(
+                self._source.volume, self.backend, self.checkpoint, self.trusted
+            )
 
     def _on_target(self, layer: Any) -> None:
         if layer is not None:

@@ -33,7 +33,7 @@ register_backend(
 )
 register_backend(
     "vista3d", f"{_HERE}.vista3d", "Vista3dBackend", "VISTA3D (your bundle folder)", True,
-    "read from the bundle (NVIDIA's VISTA3D weights: non-commercial)", True,
+    "read from the bundle (NVIDIA's VISTA3D weights: non-commercial)", True, needs_trust=True,
 )
 
 #: The backend a new session uses.

@@ -130,6 +130,10 @@ class BackendEntry:
         Licence of the weights it runs ("" when it runs none); shown before use.
     non_commercial : bool
         The weights forbid commercial use.
+    needs_trust : bool
+        Its checkpoint runs code (a MONAI bundle's config): the backend takes
+        ``trust=True`` only on the user's explicit word (``--trust-bundle``, napari's
+        "Trust this bundle").
     """
 
     name: str
@@ -139,6 +143,7 @@ class BackendEntry:
     needs_checkpoint: bool = False
     licence: str = ""
     non_commercial: bool = False
+    needs_trust: bool = False
 
 
 #: name -> entry, in registration order (the default first); filled by register_backend.
@@ -153,10 +158,11 @@ def register_backend(
     needs_checkpoint: bool = False,
     licence: str = "",
     non_commercial: bool = False,
+    needs_trust: bool = False,
 ) -> None:
     """Make a backend known by ``name`` without importing its module yet."""
     _REGISTRY[name] = BackendEntry(
-        name, module, class_name, title, needs_checkpoint, licence, non_commercial
+        name, module, class_name, title, needs_checkpoint, licence, non_commercial, needs_trust
     )
 
 

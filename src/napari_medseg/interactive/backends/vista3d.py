@@ -182,8 +182,8 @@ class Vista3dBackend(PromptBackend):
         except BundleTrustError as error:
             raise BackendError(
                 f"{shown_path(error.path)}: {error.problem} Load it only if you trust where "
-                "it came from, and say so: the vista3d method's trust=True option "
-                "(make_backend('vista3d', FOLDER, trust=True))."
+                "it came from, and say so: `medseg prompt --trust-bundle`, napari's \"Trust "
+                "this bundle\" tick, or make_backend('vista3d', FOLDER, trust=True)."
             ) from None
         except MedsegError as error:
             raise _as_backend_error(error) from None
