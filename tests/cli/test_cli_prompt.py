@@ -73,6 +73,16 @@ def test_prompts_apply_in_the_order_given(scan, tmp_path, capsys):
     assert not np.asarray(nib.load(out).dataobj).any()
 
 
+def test_negative_coordinates_need_no_equals_sign(scan, tmp_path):
+    path, affine, _ = scan
+    where = _ras(affine, (5, 5, 5))
+    assert where.startswith("-") or ",-" in where  # the scan lies partly at negative R/A/S
+    out = tmp_path / "mask.nii.gz"
+    assert main(["prompt", str(path), "-o", str(out), "--method", "threshold",
+                 "--negative", where, "--point", _ras(affine, CENTRE)]) == 0
+    assert np.asarray(nib.load(out).dataobj).any()
+
+
 def test_bad_prompts_are_one_clear_error(scan, tmp_path, capsys):
     path, affine, _ = scan
     out = tmp_path / "mask.nii.gz"

@@ -600,3 +600,29 @@ def test_reference_pipeline_is_deterministic(bundle, tmp_path):
     clicks = [((40.0, 20.0, 13.0), True)]
     first = monai_pipeline(bundle, volume, clicks, tmp_path)
     assert np.array_equal(first, monai_pipeline(bundle, volume, copy.deepcopy(clicks), tmp_path))
+
+
+def test_the_command_line_needs_the_users_word_for_a_bundle(bundle, tmp_path, capsys):
+    """``medseg prompt --method vista3d``: refused without --trust-bundle (the config never
+    runs), and with it the same mask as the session gives."""
+    import nibabel as nib
+
+    from napari_medseg.cli import main
+    from napari_medseg.cli.common import EXIT_BAD_INPUT
+
+    volume = scan()
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(volume.array, AFFINE), path)
+    out = tmp_path / "mask.nii.gz"
+    click = ",".join(f"{v:.4f}" for v in world((40.0, 20.0, 13.0)))
+    args = ["prompt", str(path), "-o", str(out), "--method", "vista3d",
+            "--checkpoint", str(bundle), "--point", click]
+    assert main(args) == EXIT_BAD_INPUT
+    assert "--trust-bundle" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--trust-bundle"]) == 0
+    expected = PromptSession(
+        Volume(np.asarray(nib.load(path).dataobj, np.float32), nib.load(path).affine),
+        make_backend("vista3d", bundle, trust=True, device="cpu"),
+    ).add(Prompt.point(world((40.0, 20.0, 13.0)))).mask
+    assert np.array_equal(np.asarray(nib.load(out).dataobj) > 0, expected)
+    assert expected.any()

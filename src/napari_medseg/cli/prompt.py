@@ -31,6 +31,23 @@ def _coordinates(text: str, count: int, option: str) -> list[float]:
     return values
 
 
+#: The options whose value is a list of coordinates (which may start with a minus sign).
+COORDINATE_OPTIONS = ("--point", "--negative", "--box")
+
+
+def attach_coordinates(argv: list[str]) -> list[str]:
+    """``--point -12.5,3,40`` -> ``--point=-12.5,3,40``: argparse would read a value
+    starting with ``-`` as an option (it knows negative numbers, not lists of them)."""
+    out, items = [], iter(argv)
+    for item in items:
+        if item in COORDINATE_OPTIONS:
+            value = next(items, None)
+            out.append(item if value is None else f"{item}={value}")
+        else:
+            out.append(item)
+    return out
+
+
 class _PromptAction(argparse.Action):
     """Collects --point/--negative/--box into one list, in command-line order."""
 
