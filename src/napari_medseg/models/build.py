@@ -293,8 +293,9 @@ def monai_network_class(name: str, origin: str):
     )
 
 
-def check_state_dict(network, state: dict[str, Any], path: Path, description: str) -> None:
-    """Raise ``ModelLoadError`` listing missing, unexpected and mis-shaped keys."""
+def state_dict_mismatches(network, state: dict[str, Any]) -> list[str]:
+    """What keeps ``state`` from loading into ``network``, one phrase per kind of problem
+    (missing keys, unexpected keys, shape mismatches, a few of each named); [] if none."""
     expected = network.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -312,6 +313,12 @@ def check_state_dict(network, state: dict[str, Any], path: Path, description: st
         if items:
             shown = "; ".join(items[:_SHOW]) + ("; ..." if len(items) > _SHOW else "")
             problems.append(f"{len(items)} {title} ({shown})")
+    return problems
+
+
+def check_state_dict(network, state: dict[str, Any], path: Path, description: str) -> None:
+    """Raise ``ModelLoadError`` listing missing, unexpected and mis-shaped keys."""
+    problems = state_dict_mismatches(network, state)
     if problems:
         raise ModelLoadError(
             path,

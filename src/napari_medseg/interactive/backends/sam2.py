@@ -206,23 +206,13 @@ def _describe(version: str, size: str) -> str:
 
 def _check_weights_fit(model, state: dict, path: Path, config: str) -> None:
     """Every parameter of ``model`` is in ``state`` with its shape, and nothing else is."""
-    own = model.state_dict()
-    missing = [key for key in own if key not in state]
-    unexpected = [key for key in state if key not in own]
-    wrong = [
-        f"{key} {tuple(state[key].shape)} (the config has {tuple(own[key].shape)})"
-        for key in own
-        if key in state and tuple(state[key].shape) != tuple(own[key].shape)
-    ]
-    problems = []
-    for title, keys in (("missing", missing), ("not in the config", unexpected),
-                        ("of another shape", wrong)):
-        if keys:
-            problems.append(f"{len(keys)} {title} (e.g. {', '.join(keys[:3])})")
+    from napari_medseg.models.build import state_dict_mismatches
+
+    problems = state_dict_mismatches(model, state)
     if problems:
         raise _error(
             path,
-            f"does not fit SAM2 config {Path(config).stem}: parameters {'; '.join(problems)}.",
+            f"does not fit SAM2 config {Path(config).stem}: {'; '.join(problems)}.",
             "Leave config out (it is read from the weights) or name the config they were "
             "trained with.",
         )
