@@ -9,8 +9,9 @@ classes; one window of 96^3), the best of ``--repeats`` calls after a warm-up, f
 * ``channels_last``: float32, ``torch.channels_last_3d`` (what the project uses);
 * ``jit_freeze``: ``torch.jit.trace`` + ``torch.jit.optimize_for_inference`` (frozen
   weights, oneDNN conv + batch-norm / activation fusion), channels_last_3d;
-* ``compile``: ``torch.compile`` (inductor, C++ backend), channels_last_3d; its first
-  call (compilation) is reported separately;
+* ``compile``: ``torch.compile`` (inductor, C++ backend), default layout, and
+  ``compile_cl`` the same in channels_last_3d; the first call (compilation) is reported
+  as preparation; a variant that fails is reported with its error;
 * ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)``, channels_last_3d;
 * each with 1 and 2 torch threads (``--threads``);
 
@@ -32,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-VARIANTS = ("eager", "channels_last", "jit_freeze", "compile", "bf16")
+VARIANTS = ("eager", "channels_last", "jit_freeze", "compile", "compile_cl", "bf16")
 
 
 def build(name: str):
@@ -63,6 +64,11 @@ def variant(name: str, net, x):
     started = time.perf_counter()
     if name == "eager":
         return net, x, 0.0
+    if name == "compile":
+        compiled = torch.compile(net)
+        with torch.no_grad():
+            compiled(x)  # compile now, timed as preparation
+        return compiled, x, time.perf_counter() - started
     net_cl, x_cl = net.to(memory_format=last), x.contiguous(memory_format=last)
     if name == "channels_last":
         return net_cl, x_cl, 0.0
@@ -70,7 +76,7 @@ def variant(name: str, net, x):
         with torch.no_grad():
             traced = torch.jit.optimize_for_inference(torch.jit.trace(net_cl, x_cl[:1]))
         return traced, x_cl, time.perf_counter() - started
-    if name == "compile":
+    if name == "compile_cl":
         compiled = torch.compile(net_cl)
         with torch.no_grad():
             compiled(x_cl)  # compile now, timed as preparation
@@ -121,8 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(threads)
             base = None
             for name in args.variants:
-                fn, inputs, prepare = variant(name, net, x)
-                seconds, out = time_call(fn, inputs, args.repeats)
+                try:
+                    fn, inputs, prepare = variant(name, net, x)
+                    seconds, out = time_call(fn, inputs, args.repeats)
+                except Exception as error:  # noqa: BLE001 - a failing variant is a result
+                    reason = str(error).strip().splitlines()[0][:120] if str(error) else ""
+                    rows.append((network, threads, name, None, None, None,
+                                 f"{type(error).__name__}: {reason}"))
+                    print(rows[-1], file=sys.stderr, flush=True)
+                    torch._dynamo.reset()
+                    continue
                 labels = out.float().argmax(1)
                 differ = float((labels != reference).float().mean())
                 base = seconds if name == "eager" else base
@@ -139,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for network, threads, name, seconds, ratio, prepare, differ in rows:
+        if seconds is None:
+            lines.append(f"| {network} | {threads} | {name} | failed | | | {differ} |")
+            continue
         lines.append(
             f"| {network} | {threads} | {name} | {seconds:.3f} | {ratio:.2f}x | "
             f"{prepare:.1f} | {100 * differ:.3f} % |"
