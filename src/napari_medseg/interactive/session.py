@@ -147,7 +147,7 @@ class PromptSession:
         self._voxel_prompts.append(voxel_prompt)
         self._masks.append(mask)
         return PromptUpdate(
-            mask, crop, self._changed(previous, mask), time.perf_counter() - start, grew
+            mask, crop, self._changed(previous, mask, crop), time.perf_counter() - start, grew
         )
 
     def undo(self) -> np.ndarray:
@@ -229,11 +229,21 @@ class PromptSession:
         return result
 
     @staticmethod
-    def _changed(before: np.ndarray, after: np.ndarray):
-        box = _bounding_box(before != after)
+    def _changed(before: np.ndarray, after: np.ndarray, crop):
+        """Box of the voxels that differ; only the crop and the old mask's box can."""
+        low = np.array([s.start for s in crop])
+        high = np.array([s.stop - 1 for s in crop])
+        box = _bounding_box(before)
+        if box is not None:
+            low, high = np.minimum(low, box[0]), np.maximum(high, box[1])
+        region = tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))
+        box = _bounding_box(before[region] != after[region])
         if box is None:
             return None
-        return tuple(slice(int(a), int(b) + 1) for a, b in zip(*box, strict=True))
+        return tuple(
+            slice(int(a) + r.start, int(b) + r.start + 1)
+            for a, b, r in zip(*box, region, strict=True)
+        )
 
 
 __all__ = ["PromptSession", "PromptUpdate"]
