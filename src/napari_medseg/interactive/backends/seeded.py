@@ -69,7 +69,8 @@ watershed and FastGrowCut (a sum of intensity differences along the path) leak t
 the weak edges of MR structures and noisy CT; with the crop border as background, a
 large object is cut half way between the click and the border. itk-growcut would also
 bring the itk 5.4 packages (1.5 GB installed here) into the environment, and with
-them MONAI's ITK reader would take over reading for MONAI bundles. The full benchmark
+them MONAI's ``LoadImage`` would read DICOM with its ITK reader instead of pydicom.
+The full benchmark
 (21 structures, 10 clicks, against the connected-threshold baseline, and the time per
 click on a 512 x 512 x 300 CT) is in ``bench/RESULTS.md``, section "Interactive
 segmentation (issue 15)".
