@@ -36,24 +36,27 @@ sys.path.insert(0, str(HERE))
 VARIANTS = ("eager", "channels_last", "jit_freeze", "compile", "compile_cl", "bf16")
 
 
+#: bench name -> the network of scripts/evaluate_precision.py's BUNDLE_NETWORKS, and the
+#: windows of one call (the spleen bundle's sw_batch_size 4; whole-body one window)
+NETWORKS = {
+    "spleen": ("spleen-unet (random weights)", 4),
+    "wholebody": ("wholebody-segresnet (random weights)", 1),
+}
+
+
 def build(name: str):
     """``(network, input batch)`` of one bundle's network, random weights, eval mode."""
     import torch
-    from monai.networks.nets import SegResNet, UNet
+    from monai.networks import nets
 
+    sys.path.insert(0, str(HERE.parent / "scripts"))
+    from evaluate_precision import BUNDLE_NETWORKS
+
+    key, windows = NETWORKS[name]
+    cls_name, args = BUNDLE_NETWORKS[key]["network"]
     torch.manual_seed(0)
-    if name == "spleen":
-        net = UNet(3, 1, 2, (16, 32, 64, 128, 256), (2, 2, 2, 2), num_res_units=2, norm="batch")
-        x = torch.randn(4, 1, 96, 96, 96)
-    elif name == "wholebody":
-        net = SegResNet(
-            spatial_dims=3, in_channels=1, out_channels=105, init_filters=32,
-            blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1), dropout_prob=0.2,
-        )
-        x = torch.randn(1, 1, 96, 96, 96)
-    else:
-        raise ValueError(name)
-    return net.eval(), x
+    net = getattr(nets, cls_name)(**args)
+    return net.eval(), torch.randn(windows, 1, 96, 96, 96)
 
 
 def variant(name: str, net, x):
@@ -132,16 +135,34 @@ def main(argv: list[str] | None = None) -> int:
                     seconds, out = time_call(fn, inputs, args.repeats)
                 except Exception as error:  # noqa: BLE001 - a failing variant is a result
                     reason = str(error).strip().splitlines()[0][:120] if str(error) else ""
-                    rows.append((network, threads, name, None, None, None,
-                                 f"{type(error).__name__}: {reason}"))
+                    rows.append(
+                        (
+                            network,
+                            threads,
+                            name,
+                            None,
+                            None,
+                            None,
+                            f"{type(error).__name__}: {reason}",
+                        )
+                    )
                     print(rows[-1], file=sys.stderr, flush=True)
                     torch._dynamo.reset()
                     continue
                 labels = out.float().argmax(1)
                 differ = float((labels != reference).float().mean())
                 base = seconds if name == "eager" else base
-                rows.append((network, threads, name, seconds, seconds / base if base else 1.0,
-                             prepare, differ))
+                rows.append(
+                    (
+                        network,
+                        threads,
+                        name,
+                        seconds,
+                        seconds / base if base else 1.0,
+                        prepare,
+                        differ,
+                    )
+                )
                 print(rows[-1], file=sys.stderr, flush=True)
                 del fn
     lines = [

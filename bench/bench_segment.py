@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force-bf16",
         action="store_true",
-        help="mixed-precision run in bfloat16 even where the CPU emulates it (MEDSEG_CPU_BF16=force)",
+        help="mixed-precision run in bfloat16 even where the CPU emulates it "
+        "(MEDSEG_CPU_BF16=force)",
     )
     args = parser.parse_args(argv)
     info = machine()

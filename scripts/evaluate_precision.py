@@ -15,8 +15,9 @@ Scans: the bundles' networks on the bundled chest CT (real CT, pyradiomics ``lun
 ``lungs-ct`` on its 12 central slices (a 2D model segments each slice on its own, so
 these are exactly the labels a whole run gives those slices: emulated bfloat16 is too
 slow here for all 48); the brain models on the bundled Colin27 T1; the phantom models
-on a held-out phantom (their domain; the 2D one on 16 of its slices, likewise). ``brain-mask`` (deepbet) runs its authors' pipeline and
-stays float32 on the CPU, so it is not measured.
+on a held-out phantom (their domain; the 2D one on 16 of its slices, likewise).
+``brain-mask`` (deepbet) runs its authors' pipeline and stays float32 on the CPU, so it
+is not measured.
 
     python scripts/evaluate_precision.py [--out FILE.json] [--only NAME ...]
 
@@ -47,21 +48,42 @@ AGREEMENT_BAR = 0.995
 #: ``spleen_ct_segmentation`` 0.5 and ``wholeBody_ct_segmentation`` (high resolution).
 BUNDLE_NETWORKS = {
     "spleen-unet (random weights)": {
-        "network": ("UNet", {
-            "spatial_dims": 3, "in_channels": 1, "out_channels": 2,
-            "channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2],
-            "num_res_units": 2, "norm": "batch",
-        }),
+        "network": (
+            "UNet",
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 2,
+                "channels": [16, 32, 64, 128, 256],
+                "strides": [2, 2, 2, 2],
+                "num_res_units": 2,
+                "norm": "batch",
+            },
+        ),
         "spacing": (1.5, 1.5, 2.0),
-        "intensity": {"kind": "scale_range", "a_min": -57.0, "a_max": 164.0,
-                      "b_min": 0.0, "b_max": 1.0, "clip": True},
+        "intensity": {
+            "kind": "scale_range",
+            "a_min": -57.0,
+            "a_max": 164.0,
+            "b_min": 0.0,
+            "b_max": 1.0,
+            "clip": True,
+        },
         "classes": 2,
     },
     "wholebody-segresnet (random weights)": {
-        "network": ("SegResNet", {
-            "spatial_dims": 3, "in_channels": 1, "out_channels": 105, "init_filters": 32,
-            "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": 0.2,
-        }),
+        "network": (
+            "SegResNet",
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 105,
+                "init_filters": 32,
+                "blocks_down": [1, 2, 2, 4],
+                "blocks_up": [1, 1, 1],
+                "dropout_prob": 0.2,
+            },
+        ),
         "spacing": (1.5, 1.5, 1.5),
         # the bundle's NormalizeIntensityd(nonzero) (its ScaleIntensityd to [-1, 1] after
         # it is left out: the project's intensity steps have no such second step)
@@ -123,7 +145,7 @@ def central_slices(volume, count: int):
     start = max((volume.shape[2] - count) // 2, 0)
     affine = volume.affine.copy()
     affine[:3, 3] = (volume.affine @ [0, 0, start, 1])[:3]
-    array = volume.array[:, :, start:start + count]
+    array = volume.array[:, :, start : start + count]
     return Volume(np.ascontiguousarray(array), affine, volume.metadata)
 
 
@@ -147,12 +169,10 @@ def compare(model, scan) -> dict:
     for mode in ("off", "force"):
         os.environ["MEDSEG_CPU_BF16"] = mode
         segmenter = Segmenter(model, device="cpu")
-        started = time.perf_counter()
-        result = segmenter.predict(scan, progress=_progress(f"{Path(str(model)).stem} {mode}"))
-        runs[mode] = (result, time.perf_counter() - started)
+        runs[mode] = segmenter.predict(scan, progress=_progress(f"{Path(str(model)).stem} {mode}"))
         del segmenter
         gc.collect()
-    (fp32, t32), (bf16, t16) = runs["off"], runs["force"]
+    fp32, bf16 = runs["off"], runs["force"]
     assert bf16.settings["precision"] == "bfloat16", bf16.settings["precision_reason"]
     differ = float((fp32.labels != bf16.labels).mean())
     per_class = dice_per_class(fp32.labels, bf16.labels)

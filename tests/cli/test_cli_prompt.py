@@ -81,6 +81,9 @@ def test_negative_coordinates_need_no_equals_sign(scan, tmp_path):
     assert main(["prompt", str(path), "-o", str(out), "--method", "threshold",
                  "--negative", where, "--point", _ras(affine, CENTRE)]) == 0
     assert np.asarray(nib.load(out).dataobj).any()
+    # the same after a global option before the sub-command
+    assert main(["-v", "prompt", str(path), "-o", str(out), "--method", "threshold",
+                 "--overwrite", "--negative", where, "--point", _ras(affine, CENTRE)]) == 0
 
 
 def test_bad_prompts_are_one_clear_error(scan, tmp_path, capsys):

@@ -156,3 +156,13 @@ def test_info_system_names_the_cpu_precision():
         capture_output=True, text=True, check=True,
     ).stdout
     assert "bfloat16" in text and "CPU precision" in text
+
+
+def test_a_model_running_its_authors_pipeline_keeps_float32_on_the_cpu(monkeypatch):
+    for mode in ("auto", "force"):
+        monkeypatch.setenv(CPU_BF16_ENV, mode)
+        kept = choose_precision(
+            CPU, True, cpu_support=NATIVE, model_name="brain-mask", own_pipeline=True
+        )
+        assert kept.dtype == "float32" and "brain-mask runs its authors' pipeline" in kept.reason
+    assert choose_precision(torch.device("cuda"), True, own_pipeline=True).dtype == "float16"

@@ -27,7 +27,6 @@ import numpy as np
 from napari_medseg._napari.jobs import Job
 from napari_medseg.errors import MedsegError, shown_path
 from napari_medseg.interactive.backends import (
-    BackendEntry,
     BackendError,
     backend_entry,
     make_backend,
@@ -37,17 +36,6 @@ from napari_medseg.progress import raise_if_cancelled
 from napari_medseg.volume import Volume
 
 logger = logging.getLogger(__name__)
-
-
-def backend_info(name: str) -> BackendEntry:
-    """The registered entry of the backend ``name`` (title, checkpoint, licence), read
-    without importing the backend's module."""
-    return backend_entry(name)
-
-
-def needs_checkpoint(name: str) -> bool:
-    """Whether the backend ``name`` runs weights the user gives (a checkpoint path)."""
-    return backend_info(name).needs_checkpoint
 
 
 def build_backend(name: str, checkpoint: str | None, trust: bool = False) -> Any:
@@ -237,8 +225,6 @@ __all__ = [
     "Engine",
     "UpdateJob",
     "UpdateResult",
-    "backend_info",
     "build_backend",
-    "needs_checkpoint",
     "update_session",
 ]

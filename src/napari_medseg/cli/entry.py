@@ -50,9 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["prompt"]:  # its coordinates may start with a minus sign
-        argv = prompt.attach_coordinates(argv)
+    # prompt's coordinates may start with a minus sign (also after -v: no position test)
+    argv = prompt.attach_coordinates(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"

@@ -130,10 +130,7 @@ def _print_skipped(rows: list[dict]) -> None:
                 print(f"      {shown_path(row['path'])}: {row['reason']}")
 
 
-def _print_system() -> None:
-    from napari_medseg.inference.devices import system_summary
-
-    summary = system_summary()
+def _print_system(summary: dict) -> None:
     print(f"torch            {summary['torch']} ({summary['threads']} threads)")
     print(f"CPU              {summary['cpu_bf16']}")
     print(f"CPU precision    {summary['cpu_precision']}, with mixed precision on (the default)")
@@ -146,12 +143,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     from napari_medseg.io.reader import is_volume_file, read_scan
 
     if args.system:
-        if args.json:
-            from napari_medseg.inference.devices import system_summary
+        from napari_medseg.inference.devices import system_summary
 
-            print(json.dumps(system_summary(), indent=2))
+        summary = system_summary()
+        if args.json:
+            print(json.dumps(summary, indent=2))
         else:
-            _print_system()
+            _print_system(summary)
         if args.path is None:
             return 0
     elif args.path is None:

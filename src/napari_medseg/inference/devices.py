@@ -189,6 +189,7 @@ def choose_precision(
     model_allows_cpu_bf16: bool = True,
     cpu_support: CpuBf16Support | None = None,
     model_name: str = "",
+    own_pipeline: bool = False,
 ) -> Precision:
     """The precision of a run on ``device``.
 
@@ -205,6 +206,9 @@ def choose_precision(
         see the choice on another processor).
     model_name : str
         Named in the reason when the model keeps float32.
+    own_pipeline : bool
+        The model runs its authors' pipeline (nnU-Net, deepbet): float32 on the CPU, as
+        they run it.
     """
     if not amp:
         return Precision("float32", "mixed precision off")
@@ -212,6 +216,9 @@ def choose_precision(
         return Precision("float16", "CUDA autocast")
     if device.type != "cpu":
         return Precision("float32", f"no mixed precision on {device.type}")
+    if own_pipeline:
+        name = model_name or "this model"
+        return Precision("float32", f"{name} runs its authors' pipeline, float32 on the CPU")
     mode = cpu_bf16_mode()
     if mode == "off":
         return Precision("float32", f"{CPU_BF16_ENV}=off")

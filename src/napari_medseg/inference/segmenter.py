@@ -306,17 +306,13 @@ class Segmenter:
         self.sw_batch_size = spec.sw_batch_size if sw_batch_size is None else int(sw_batch_size)
         if self.sw_batch_size < 1:
             raise MedsegError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
-        runs_own_pipeline = model.runner is not None and self.device.type == "cpu"
         self.precision = choose_precision(
             self.device,
-            amp and not runs_own_pipeline,
+            amp,
             model_allows_cpu_bf16=spec.cpu_bf16,
             model_name=spec.name,
+            own_pipeline=model.runner is not None,
         )
-        if amp and runs_own_pipeline:  # nnU-Net, deepbet: as their authors run them
-            self.precision = type(self.precision)(
-                "float32", f"{spec.name} runs its authors' pipeline, float32 on the CPU"
-            )
         self.amp = self.precision.mixed
         self.tta = bool(tta)
         self.network = model.network.to(self.device).eval()

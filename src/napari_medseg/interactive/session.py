@@ -26,7 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from napari_medseg.interactive.backends.base import PromptBackend, PromptRequest
+from napari_medseg.interactive.backends.base import (
+    BackendError,
+    PromptBackend,
+    PromptRequest,
+)
 from napari_medseg.interactive.prompts import Prompt, VoxelPrompt, to_voxels
 from napari_medseg.progress import raise_if_cancelled
 from napari_medseg.volume import Volume
@@ -220,8 +224,6 @@ class PromptSession:
         )
         result = np.asarray(self.backend.segment(request), dtype=bool)
         if result.shape != request.image.shape:
-            from napari_medseg.interactive.backends.base import BackendError
-
             raise BackendError(
                 f"the {self.backend.name} method returned a mask of shape {result.shape} "
                 f"for an image of shape {request.image.shape}."

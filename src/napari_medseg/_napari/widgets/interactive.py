@@ -62,8 +62,6 @@ from napari_medseg._napari.interactive_job import (
     Engine,
     UpdateJob,
     UpdateResult,
-    backend_info,
-    needs_checkpoint,
     update_session,
 )
 from napari_medseg._napari.jobs import JobSlot
@@ -78,6 +76,7 @@ from napari_medseg._napari.prompt_layers import (
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg.errors import Cancelled, MedsegError
+from napari_medseg.interactive.backends import backend_entry
 
 if TYPE_CHECKING:
     import napari
@@ -287,14 +286,14 @@ class InteractiveWidget(QWidget):
     @property
     def checkpoint(self) -> str | None:
         """The checkpoint path, when the chosen backend needs one and it is given."""
-        if not needs_checkpoint(self.backend):
+        if not backend_entry(self.backend).needs_checkpoint:
             return None
         return self.checkpoint_edit.text().strip() or None
 
     @property
     def trusted(self) -> bool:
         """The user ticked "Trust this bundle" for a backend whose checkpoint runs code."""
-        return backend_info(self.backend).needs_trust and self.trust_check.isChecked()
+        return backend_entry(self.backend).needs_trust and self.trust_check.isChecked()
 
     def _browse_checkpoint(self) -> None:
         from qtpy.QtWidgets import QApplication
@@ -310,7 +309,7 @@ class InteractiveWidget(QWidget):
     def _on_backend(self, *_: Any) -> None:
         from napari_medseg._napari.notifications import notify_warning
 
-        info = backend_info(self.backend)
+        info = backend_entry(self.backend)
         self.checkpoint_row.setVisible(info.needs_checkpoint)
         self.trust_check.setVisible(info.needs_trust)
         lines = []
@@ -522,7 +521,7 @@ class InteractiveWidget(QWidget):
         if [id(p) for p in wanted] == [id(p) for p in applied]:  # the same prompt objects
             self._update_state()
             return
-        if needs_checkpoint(engine.backend_name) and not engine.checkpoint:
+        if backend_entry(engine.backend_name).needs_checkpoint and not engine.checkpoint:
             self.status.setText(
                 f"The {engine.backend_name} method runs weights you give: choose its "
                 "checkpoint first."

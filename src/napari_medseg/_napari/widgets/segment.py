@@ -520,10 +520,9 @@ class SegmentWidget(QWidget):
         else:
             how = "replaced (its previous voxels cannot be restored by undo)"
         settings = result.settings
-        precision = f"{settings.get('precision', 'float32')} ({settings.get('precision_reason', '')})"
         self.status.setText(
-            f"{layer.name}: {how}; {result.model_name} on {settings.get('device', '?')}, "
-            f"{precision}, {seconds:.1f} s."
+            f"{layer.name}: {how}; {result.model_name} on {settings['device']}, "
+            f"{settings['precision']} ({settings['precision_reason']}), {seconds:.1f} s."
         )
         self._finish(job)
         self.segmented.emit(layer)
