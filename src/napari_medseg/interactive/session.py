@@ -64,8 +64,9 @@ class PromptUpdate:
 
 def _bounding_box(mask: np.ndarray):
     """``(low, high)`` voxel corners (inclusive) of the True voxels, or None."""
-    where = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-             for axis in range(3)]
+    across_k = mask.any(axis=2)  # two passes over the volume, not three
+    where = [np.flatnonzero(across_k.any(axis=1)), np.flatnonzero(across_k.any(axis=0)),
+             np.flatnonzero(mask.any(axis=(0, 1)))]
     if any(len(w) == 0 for w in where):
         return None
     return np.array([w[0] for w in where]), np.array([w[-1] for w in where])
@@ -138,7 +139,8 @@ class PromptSession:
         while True:
             raise_if_cancelled(cancel, "interactive segmentation cancelled")
             crop = tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))
-            result = self._run_backend(crop, prompts, previous, cancel)
+            result = self._run_backend(crop, prompts, previous, cancel,
+                                       will_widen=grew < self.max_grow)
             widen = self._sides_to_widen(result, low, high)
             if widen is None or grew >= self.max_grow:
                 break
@@ -207,7 +209,7 @@ class PromptSession:
         high = np.where(highs, np.clip(high + margin, 0, upper), high)
         return low.astype(int), high.astype(int)
 
-    def _run_backend(self, crop, prompts, previous, cancel) -> np.ndarray:
+    def _run_backend(self, crop, prompts, previous, cancel, will_widen=False) -> np.ndarray:
         offset = tuple(s.start for s in crop)
         affine = np.array(self.volume.affine, dtype=np.float64)
         affine[:3, 3] = affine[:3, :3] @ np.asarray(offset, dtype=np.float64) + affine[:3, 3]
@@ -221,6 +223,7 @@ class PromptSession:
             scan_key=self._key,
             cancel=cancel,
             affine=affine,
+            will_widen=will_widen and self.backend.crops,
         )
         result = np.asarray(self.backend.segment(request), dtype=bool)
         if result.shape != request.image.shape:

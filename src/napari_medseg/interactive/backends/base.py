@@ -61,6 +61,11 @@ class PromptRequest:
         4x4 voxel -> RAS+ mm matrix of ``image`` (the scan's affine moved to the crop's
         first voxel), for backends that resample to their own grid (VISTA3D); None when
         unknown (then voxels are taken as axis-aligned steps of ``spacing_mm``).
+    will_widen : bool
+        True when the session will widen the crop and ask again if the mask reaches a
+        side of it that is not the scan's edge: a backend that sees the object go on past
+        the crop may then return a rough mask (it is not shown) and save the fine work
+        for the wider crop.
     """
 
     image: np.ndarray
@@ -72,6 +77,7 @@ class PromptRequest:
     scan_key: int = 0
     cancel: threading.Event | None = None
     affine: np.ndarray | None = None
+    will_widen: bool = False
 
 
 class PromptBackend:

@@ -200,11 +200,26 @@ def factor_ladder(shape, spacing_mm, max_voxels: int) -> list[tuple[int, int, in
 
 def _reduce_blocks(ufunc, array: np.ndarray, factors, dtype=None) -> np.ndarray:
     """``ufunc`` reduced over blocks of ``factors`` (the last block of an axis may be
-    shorter), one axis at a time with ``reduceat`` (no padded copy)."""
+    shorter), one axis at a time: the whole blocks as a reshaped view reduced over their
+    own axis, the short last block (if any) reduced apart and appended. 2-5x faster than
+    ``ufunc.reduceat`` over the same blocks (measured on 290 x 301 x 300 float32)."""
     out = array
     for axis, f in enumerate(factors):
-        if f > 1:
-            out = ufunc.reduceat(out, np.arange(0, out.shape[axis], f), axis=axis, dtype=dtype)
+        if f == 1:
+            continue
+        n = out.shape[axis]
+        whole = n - n % f
+        index: list = [slice(None)] * out.ndim
+        index[axis] = slice(0, whole)
+        blocks = out[tuple(index)]
+        shape = list(blocks.shape)
+        shape[axis : axis + 1] = [whole // f, f]
+        reduced = ufunc.reduce(blocks.reshape(shape), axis=axis + 1, dtype=dtype)
+        if whole < n:
+            index[axis] = slice(whole, n)
+            rest = ufunc.reduce(out[tuple(index)], axis=axis, keepdims=True, dtype=dtype)
+            reduced = np.concatenate([reduced, rest], axis=axis)
+        out = reduced
     return out
 
 
@@ -536,12 +551,14 @@ def _snap_to_midpoint(image, mask, band, sigma_voxels=2.0):
     layer = band & _label_edges(mask)
     if not layer.any():
         return mask
-    weights_in = ndimage.gaussian_filter(mask.astype(np.float32), sigma_voxels)
-    weights_out = ndimage.gaussian_filter((~mask).astype(np.float32), sigma_voxels)
-    mean_in = ndimage.gaussian_filter(np.where(mask, image, 0).astype(np.float32), sigma_voxels)
-    mean_out = ndimage.gaussian_filter(np.where(mask, 0, image).astype(np.float32), sigma_voxels)
-    mean_in = mean_in[layer] / np.maximum(weights_in[layer], 1e-6)
-    mean_out = mean_out[layer] / np.maximum(weights_out[layer], 1e-6)
+    # Gaussian sums of the inside and of the whole (mode "reflect" keeps a constant
+    # constant, so the outside's sums are the whole's less the inside's)
+    weights_in = ndimage.gaussian_filter(mask.astype(np.float32), sigma_voxels)[layer]
+    masked = np.where(mask, image, 0).astype(np.float32)
+    sum_in = ndimage.gaussian_filter(masked, sigma_voxels)[layer]
+    sum_all = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), sigma_voxels)[layer]
+    mean_in = sum_in / np.maximum(weights_in, 1e-6)
+    mean_out = (sum_all - sum_in) / np.maximum(1.0 - weights_in, 1e-6)
     value = ndimage.gaussian_filter(image, 0.5)[layer]
     snapped = mask.copy()
     snapped[layer] = np.abs(value - mean_in) < np.abs(value - mean_out)
@@ -645,6 +662,9 @@ class SeededGrowBackend(PromptBackend):
         )
         if not had_previous:
             changed[:] = True
+        if reached_face and request.will_widen and (mask & faces).any():
+            # the session will ask again on a wider crop: the coarse mask is enough
+            return upsample(mask, coarse_factors, (1, 1, 1), shape)
         box = _box(changed)
         if box is None:
             return previous.copy()
