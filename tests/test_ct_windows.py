@@ -26,3 +26,20 @@ def test_window_limits():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(KeyError, match="lung"):
         get_preset("kidney")
+
+
+def test_dragged_window_maps_as_slicer():
+    # gain: the value range over the view's smaller side (3000 HU over 500 px: 6 HU/px)
+    drag = window_presets.dragged_window
+    kwargs = {"value_range": (-1000.0, 2000.0), "view_pixels": 500}
+    assert drag(40, 400, 0, 0, **kwargs) == (40.0, 400.0)
+    assert drag(40, 400, 10, 0, **kwargs) == (40.0, 460.0)  # right: wider
+    assert drag(40, 400, -10, 0, **kwargs) == (40.0, 340.0)  # left: narrower
+    assert drag(40, 400, 0, -10, **kwargs) == (100.0, 400.0)  # up (y down on screen): higher
+    assert drag(40, 400, 0, 10, **kwargs) == (-20.0, 400.0)
+    assert drag(40, 400, -1000, 0, **kwargs) == (40.0, 6.0)  # at least one step wide
+    # the window keeps overlapping the values: centre within [min - w/2, max + w/2]
+    assert drag(40, 400, 0, 10_000, **kwargs) == (-1200.0, 400.0)
+    assert drag(40, 400, 0, -10_000, **kwargs) == (2200.0, 400.0)
+    # a constant image still moves (one unit over the view)
+    assert drag(5, 1, 100, 0, value_range=(5.0, 5.0), view_pixels=100) == (5.0, 2.0)

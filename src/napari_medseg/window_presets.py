@@ -84,6 +84,52 @@ def window_limits(center: float, width: float) -> tuple[float, float]:
     return center - width / 2.0, center + width / 2.0
 
 
+def dragged_window(
+    center: float,
+    width: float,
+    dx: float,
+    dy: float,
+    *,
+    value_range: tuple[float, float],
+    view_pixels: float,
+) -> tuple[float, float]:
+    """The window after a window/level drag, mapped as 3D Slicer maps it.
+
+    Slicer's ``vtkMRMLWindowLevelWidget`` (``ProcessAdjustWindowLevel``): one pixel of
+    mouse travel changes the window by ``gain = (max - min) / min(view width, view
+    height)``, the image's value range over the view's smaller side, so a drag across
+    the view sweeps the whole range whatever the modality. Right widens the window
+    (less contrast), left narrows it; up raises the level (the image darkens), down
+    lowers it. The width stays at least one step (``gain``) and the centre within
+    ``[min - width / 2, max + width / 2]``, so the window always overlaps the values.
+    The drag is measured from where it started, so moving back restores the window.
+
+    Parameters
+    ----------
+    center, width : float
+        The window when the drag started (image units: HU for CT).
+    dx, dy : float
+        Mouse travel since the drag started, screen pixels; ``dx`` to the right and
+        ``dy`` downwards (Qt's and vispy's screen axes) are positive.
+    value_range : tuple of float
+        ``(min, max)`` of the image's values.
+    view_pixels : float
+        The smaller side of the view, pixels.
+
+    Returns
+    -------
+    tuple of float
+        ``(center, width)``, ``width > 0``.
+    """
+    low, high = (float(v) for v in value_range)
+    span = high - low if high > low else 1.0
+    gain = span / max(float(view_pixels), 1.0)
+    new_width = max(float(width) + gain * float(dx), gain)
+    new_center = float(center) - gain * float(dy)
+    new_center = min(max(new_center, low - new_width / 2.0), high + new_width / 2.0)
+    return new_center, new_width
+
+
 def get_preset(name: str) -> WindowPreset:
     """The preset called ``name`` (case-insensitive).
 
@@ -98,4 +144,4 @@ def get_preset(name: str) -> WindowPreset:
     raise KeyError(f"unknown CT window {name!r}; choose one of {[p.name for p in CT_WINDOWS]}")
 
 
-__all__ = ["CT_WINDOWS", "WindowPreset", "get_preset", "window_limits"]
+__all__ = ["CT_WINDOWS", "WindowPreset", "dragged_window", "get_preset", "window_limits"]
