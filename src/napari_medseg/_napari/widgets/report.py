@@ -35,11 +35,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg._napari.image_values import format_hu
 from napari_medseg._napari.live_report import LiveReport
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg._napari.widgets.volume_chart import Bar, VolumeChart
-from napari_medseg._napari.widgets.window_presets import format_hu
 from napari_medseg.labels.components import CONNECTIVITY_RANK, DEFAULT_CONNECTIVITY
 from napari_medseg.measure.incremental import ReportSettings
 from napari_medseg.measure.report import INTENSITY_KEYS
