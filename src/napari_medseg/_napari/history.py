@@ -25,6 +25,11 @@ data``                    fill and polygon to an HU range
                           every viewer for the writer     a viewer emits nothing public
 ``__wrapped__`` of        the viewer behind the public-   the proxy napari hands plugin
 ``PublicOnlyProxy``       only proxy (for the registry)   widgets hides private names
+``Window._qt_viewer``     the vispy ``SceneCanvas`` whose a viewer callback cannot stop the
+``.canvas._scene_canvas`` mouse events window/level by    active layer's: napari runs the
+                          drag takes before napari (so    viewer's drag callbacks and then
+                          a W/L drag neither paints nor   the layer's, whatever the first
+                          pans)                           did (``_process_mouse_event``)
 ========================  ==============================  ==================================
 
 napari versions checked
@@ -42,6 +47,12 @@ labels.py``, ``napari/viewer.py``, ``napari/utils/_proxies.py``):
   (identical in 0.8.0, 0.9.0 and 0.9.2); 0.7 and older paint through
   ``_paint_indices`` with ``(indices, old, new)`` atoms only, so the HU-range brush
   would refuse to start there.
+* ``Window._qt_viewer``, ``QtViewer.canvas`` (a ``VispyCanvas``) and its
+  ``_scene_canvas`` (the vispy ``SceneCanvas`` whose ``events.mouse_press/move/release``
+  napari's ``_on_mouse_*`` handlers listen to, connected with vispy's default
+  position, so a handler connected later with ``position="first"`` runs before them
+  and ``event.blocked`` stops them): read in the 0.9.0 and 0.9.2 sources
+  (``napari/_qt/qt_main_window.py``, ``napari/_vispy/canvas.py``).
 * ``viewer.scene`` (its camera) is new in 0.9.0; the GUI tests and ``views.set_view``
   use it: on napari 0.8.0 (installed over 0.9.0 in the scratch environment) the tests
   stop with ``'Viewer' object has no attribute 'scene'``.
@@ -285,6 +296,40 @@ def _unwrapped(viewer: Any) -> Any:
     return getattr(viewer, "__wrapped__", viewer)
 
 
+def unwrapped_viewer(viewer: Any) -> Any:
+    """The viewer behind napari's public-only proxy (the viewer itself when not proxied).
+
+    Per-viewer state (window/level mode, status hooks) is keyed by the real viewer,
+    so a widget docked through the manifest and one built in code share it.
+    """
+    return _unwrapped(viewer)
+
+
+def scene_canvas(view: Any) -> Any | None:
+    """The vispy ``SceneCanvas`` showing a viewer, or None.
+
+    Parameters
+    ----------
+    view : napari.Viewer or napari.qt.QtViewer
+        A viewer with a window (a bare ``ViewerModel`` has no canvas: None), or a
+        ``QtViewer`` (an extra view of a layout of several).
+
+    Returns
+    -------
+    vispy.scene.SceneCanvas or None
+        Its ``events.mouse_press``, ``mouse_move`` and ``mouse_release`` reach napari's
+        own handlers after any callback connected with ``position="first"``; setting
+        ``event.blocked`` there keeps the event from napari (layers, camera) entirely.
+    """
+    view = _unwrapped(view)
+    scene = getattr(getattr(view, "canvas", None), "_scene_canvas", None)  # a QtViewer
+    viewer_module = sys.modules.get("napari.viewer")
+    if scene is None and viewer_module is not None and isinstance(view, viewer_module.Viewer):
+        qt_viewer = getattr(getattr(view, "window", None), "_qt_viewer", None)
+        scene = getattr(getattr(qt_viewer, "canvas", None), "_scene_canvas", None)
+    return scene
+
+
 def viewer_is_open(viewer: Any) -> bool:
     """False once ``viewer.close()`` ran (napari forgets closed viewers).
 
@@ -327,5 +372,7 @@ __all__ = [
     "open_viewers",
     "paint_hook_name",
     "save_replacement",
+    "scene_canvas",
+    "unwrapped_viewer",
     "viewer_is_open",
 ]
