@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from _helpers import dock, open_sample, save_nifti, voxel_world
 from geometry_cases import make_affine
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QEvent, QPointF, Qt
+from qtpy.QtGui import QMouseEvent
+from qtpy.QtWidgets import QApplication
 from vispy.util import keys
 
 from napari_medseg._napari.history import scene_canvas
@@ -274,3 +276,36 @@ def test_status_names_hu_and_label_whichever_layer_is_selected(
     viewer.cursor.position = tuple(float(v) for v in world + step)
     viewer.update_status_from_cursor()
     assert "organs: background" in viewer.status["coordinates"]
+
+
+def _qt_mouse(widget, kind, pos, button, buttons, modifiers) -> None:
+    local = QPointF(float(pos[0]), float(pos[1]))
+    event = QMouseEvent(kind, local, widget.mapToGlobal(local), button, buttons, modifiers)
+    QApplication.sendEvent(widget, event)
+
+
+def test_ctrl_drag_through_qt_mouse_events(chest, qtbot):
+    """The same drag as Qt delivers it to vispy's backend (Ctrl as Qt's ControlModifier)."""
+    viewer, image, labels, _ = chest
+    viewer.layers.selection.active = labels
+    labels.mode = "paint"
+    labels.brush_size = 10
+    before = np.asarray(labels.data).copy()
+    native = scene_canvas(viewer).native
+    start = _centre_px(viewer)
+    pixels = min(scene_canvas(viewer).size)
+    window = _window(image)
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    _qt_mouse(native, QEvent.Type.MouseMove, start, none, none, ctrl)
+    qtbot.wait(30)
+    _qt_mouse(native, QEvent.Type.MouseButtonPress, start, left, left, ctrl)
+    for step in (20, 40, 60):
+        _qt_mouse(native, QEvent.Type.MouseMove, start + (step, step // 2), none, left, ctrl)
+        qtbot.wait(10)
+    _qt_mouse(native, QEvent.Type.MouseButtonRelease, start + (60, 30), left, none, ctrl)
+    qtbot.wait(10)
+    np.testing.assert_allclose(
+        _window(image), _expected_window(image, window, 60.0, 30.0, pixels), rtol=1e-9
+    )
+    np.testing.assert_array_equal(np.asarray(labels.data), before)
