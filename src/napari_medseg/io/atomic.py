@@ -207,6 +207,18 @@ def refuse_source_overwrite(target: str | PathLike, protect: Iterable[str | Path
                     raise OverwriteSourceError(target, source)
 
 
+def safe_name(text: str, fallback: str = "labels") -> str:
+    """``text`` as a file-name part: runs of other than ASCII letters, digits, ``._-``
+    become ``_``, and no leading or trailing ``._-`` (never a hidden file, never ``..``).
+
+    ``"chest CT (DICOM) - Labels"`` -> ``"chest_CT_DICOM-Labels"``; ``fallback`` when
+    nothing is left.
+    """
+    cleaned = re.sub(r"[^\w.-]+", "_", str(text), flags=re.ASCII)
+    cleaned = re.sub(r"_*-[-_]*", "-", cleaned).strip("._-")
+    return cleaned or fallback
+
+
 def _current_umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux)."""
     with contextlib.suppress(OSError, ValueError):

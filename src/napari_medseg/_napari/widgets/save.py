@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import weakref
 from dataclasses import dataclass, field
 from functools import partial
@@ -59,6 +58,7 @@ from qtpy.QtWidgets import (
 from napari_medseg._napari.jobs import Job, JobSlot
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.scroll import scroll_body
+from napari_medseg.io.atomic import safe_name
 from napari_medseg.io.nifti import NIFTI_PAIR_SUFFIXES, NIFTI_SUFFIXES
 
 if TYPE_CHECKING:
@@ -78,16 +78,6 @@ FALLBACK_FOLDER = "medseg-output"
 
 
 # ------------------------------------------------------------------ file names
-def safe_name(text: str) -> str:
-    """``text`` as a file-name part: runs of other than letters, digits, ``._-`` -> ``_``.
-
-    ``"chest CT (DICOM) - Labels"`` -> ``"chest_CT_DICOM-Labels"``.
-    """
-    cleaned = re.sub(r"[^\w.-]+", "_", str(text), flags=re.ASCII)
-    cleaned = re.sub(r"_*-[-_]*", "-", cleaned).strip("._-")
-    return cleaned or "labels"
-
-
 def _strip_nifti(name: str) -> str:
     lower = name.lower()
     for suffix in sorted(NIFTI_SUFFIXES + NIFTI_PAIR_SUFFIXES, key=len, reverse=True):
