@@ -54,8 +54,9 @@ SAMPLES = REPO / "sample_scans"
 
 #: The entry points every case goes through unless it says otherwise.
 DEFAULT_ENTRIES = ("info", "convert", "segment", "report", "reader")
-#: Every entry point the runner knows (``open`` needs a display; ``probe`` is Python).
-ENTRIES = (*DEFAULT_ENTRIES, "open", "probe")
+#: Every entry point the runner knows (``open`` needs a display; ``probe`` is Python;
+#: ``mesh`` runs only the cases that name it).
+ENTRIES = (*DEFAULT_ENTRIES, "mesh", "open", "probe")
 
 #: Peak resident memory allowed for a tiny hostile file (MB): the issue's 1 GB.
 TINY_RSS_MB = 1024
@@ -1629,6 +1630,37 @@ def _(folder: Path, src: Sources) -> Built:
     return tiny_pair(folder)
 
 
+@case("mesh_of_a_ct", {"mesh": error(NAME, "not look like a label map")})
+def _(folder: Path, src: Sources) -> Built:
+    """A CT given to ``medseg mesh`` as its label map."""
+    return tiny_pair(folder)
+
+
+@case(
+    "mesh_out_exists",
+    {"mesh": error("1_tissue.stl", "exist")},
+    argv={"mesh": ("mesh", "{labels}", "-o", "{case}/meshes")},
+)
+def _(folder: Path, src: Sources) -> Built:
+    """One of the meshes ``medseg mesh`` would write exists already (no --overwrite)."""
+    built = tiny_pair(folder)
+    (folder / "labels.json").write_text(json.dumps({"labels": {"1": "tissue"}, "colors": {}}))
+    (folder / "meshes").mkdir()
+    (folder / "meshes" / "1_tissue.stl").write_bytes(b"previous mesh")
+    return built
+
+
+@case("mesh_names_escape", {"mesh": ok(r"meshes/1_etc_passwd\.stl", r"meshes/2_31mred\.stl")})
+def _(folder: Path, src: Sources) -> Built:
+    """Label names that are paths out of the folder, or escape sequences, in the sidecar."""
+    labels = tiny_labels()
+    labels[:, :, 6:] *= 2  # a second label
+    write_nifti(folder / "labels.nii.gz", labels)
+    names = {"1": "../../../etc/passwd", "2": "\x1b[31mred"}  # an ANSI colour escape
+    (folder / "labels.json").write_text(json.dumps({"labels": names, "colors": {}}))
+    return Built("labels.nii.gz")
+
+
 @case(
     "out_concurrent_segments",
     {"probe": ok(r"one run wrote", one_winner=True)},
@@ -1989,6 +2021,8 @@ def command_line(one: Case, entry: str) -> tuple[str, ...]:
         if one.role == "names":
             return ("report", "{labels}", "--names", "{input}", *out)
         return ("report", "{labels}", "--image", "{input}", *out)
+    if entry == "mesh":
+        return ("mesh", "{input}", "-o", "{out}/meshes")
     if entry == "probe":
         return ()
     raise ValueError(f"unknown entry point {entry!r}")

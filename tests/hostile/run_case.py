@@ -461,6 +461,7 @@ PRELOAD = {
         "monai.networks.nets",
     ),
     "report": ("napari_medseg.cli.entry", "napari_medseg.measure.report"),
+    "mesh": ("napari_medseg.cli.entry", "napari_medseg.labels.mesh", "napari_medseg.io.mesh_files"),
     "reader": ("napari_medseg._napari.reader", "napari.utils.notifications"),
     "open": ("napari", "napari_medseg._napari.reader"),
     "probe": ("napari_medseg.cli.entry", "napari_medseg.models.zoo", "monai.apps.utils"),
