@@ -162,3 +162,18 @@ def test_the_coarse_grid_keeps_the_voxel_budget_and_coarsens_thin_axes_first():
         all(f <= c for f, c in zip(finer, coarser, strict=True))
         for coarser, finer in zip(ladder, ladder[1:], strict=False)
     )
+
+
+def test_a_later_click_on_a_faint_part_adds_it_and_not_the_background():
+    # a tumour with a bright part and a faint part beside it (a contrast-enhancing
+    # lesion): the first click takes the bright part, a click on the faint part adds it
+    shape = (72, 72, 24)
+    bright = _ellipsoid(shape, (28, 36, 12), (9.0, 9.0, 18.0))
+    faint = _ellipsoid(shape, (44, 36, 12), (10.0, 10.0, 18.0)) & ~bright
+    volume, _ = _scan([(bright, 100.0), (faint, 40.0)], noise=10.0)
+    session = PromptSession(volume, make_backend("grow"))
+    first = session.add(Prompt.point(_world(volume, (28, 36, 12)))).mask
+    assert dice(first, bright) > 0.9
+    second = session.add(Prompt.point(_world(volume, (48, 36, 12)))).mask
+    assert dice(second, bright | faint) > 0.85
+    assert (second & ~(bright | faint)).sum() < 0.2 * faint.sum()

@@ -17,11 +17,17 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
    isotropic before its slices are merged). The cost of a step is
    ``alpha + beta * |grad I| / noise`` per mm (Gaussian derivative of one coarse voxel;
    ``noise`` is the scan's voxel noise, estimated once per scan).
-3. **Grow (positive prompt).** Geodesic distance ``d`` from the new seeds; the candidate
-   region is where the new seeds are closer than every background seed, and than the
-   previous mask's outside beyond ``core_voxels`` coarse voxels (unless the click lies
-   there: a click in a large missed region grows freely, one on a thin missed rim stays
-   on the rim). The region kept is the level set ``d <= t`` with the largest relative
+3. **Grow (positive prompt).** Geodesic distance ``d`` from the new seeds; for a later
+   click, each voxel's cost is multiplied by ``1 + like_cost * (z / like_k)^2``, ``z``
+   its smoothed value's distance from the median around the click in robust SDs (at
+   least the grid's noise): a click on a faint part of an object beside a bright part
+   already segmented grows through what looks like it, and an edge too weak for the
+   gradient (faint tumour against brain) still stops it. The candidate region is where
+   the new seeds are closer than every background seed, and than the previous mask's
+   outside beyond ``core_voxels`` of the grid's finest step, measured in mm (unless the
+   click lies there: a click in a large missed region grows freely, one on a thin
+   missed rim stays on the rim; on a grid of 6.5 mm slices under 1.6 mm pixels, the
+   next slice is beyond). The region kept is the level set ``d <= t`` with the largest relative
    barrier ``log(t2 / t1)`` between two level sets 25 % apart in volume (the most
    stable level set, as in MSER): an object ringed by an edge is found whatever its
    size. When no barrier stands out (``jump_k`` times the median) before the region
@@ -393,12 +399,47 @@ def _pieces_with(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     return mask & ~_pieces_without(mask, seeds)
 
 
+def _erode_mm(mask: np.ndarray, spacing_mm, reach_mm: float, border_value: int = 0) -> np.ndarray:
+    """``mask`` less its voxels within ``reach_mm`` of its outside (Euclidean, in mm);
+    beyond the array's edge counts as ``border_value``."""
+    if not mask.any():
+        return mask.copy()
+    padded = np.pad(mask, 1, constant_values=bool(border_value))
+    depth = ndimage.distance_transform_edt(padded, sampling=spacing_mm)[1:-1, 1:-1, 1:-1]
+    return depth > reach_mm
+
+
+def _dilate_mm(mask: np.ndarray, spacing_mm, reach_mm: float) -> np.ndarray:
+    """``mask`` and every voxel within ``reach_mm`` of it (Euclidean, in mm)."""
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask, sampling=spacing_mm) <= reach_mm
+
+
 def _looks_like_seeds(image, seeds, spread_floor, like_k) -> np.ndarray:
     """Voxels within ``like_k`` robust SDs of the median around ``seeds`` (smoothed image)."""
     values = image[ndimage.binary_dilation(seeds, iterations=2)]
     centre = float(np.median(values))
     spread = max(1.4826 * float(np.median(np.abs(values - centre))), spread_floor)
     return np.abs(ndimage.gaussian_filter(image, 1.0) - centre) <= like_k * spread
+
+
+def _unlikeness(image, seeds, spacing_mm, settings) -> np.ndarray:
+    """Factor ``1 + like_cost * (z / like_k)**2`` on the cost of each voxel, ``z`` its
+    smoothed value's distance from the median around ``seeds`` (within two of this
+    grid's finest steps, in mm) in robust SDs (at least the grid's noise SD).
+
+    A later positive click in a region of the object that differs from what is already
+    segmented (the faint part of a tumour beside its bright part) grows through voxels
+    like itself; an edge too weak for the gradient alone still costs a path that
+    crosses into unlike tissue.
+    """
+    near = _dilate_mm(seeds, spacing_mm, 2.0 * float(np.min(spacing_mm)))
+    values = image[near]
+    centre = float(np.median(values))
+    spread = max(1.4826 * float(np.median(np.abs(values - centre))), settings["level_noise"])
+    z = (ndimage.gaussian_filter(image, 1.0) - centre) / (settings["like_k"] * spread)
+    return 1.0 + settings["like_cost"] * z * z
 
 
 def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=None):
@@ -460,12 +501,18 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
         mask &= ~cell
     if positive_new.any():
         raise_if_cancelled(cancel, _CANCELLED)
-        d_new = geodesic_distance(cost, positive_new, spacing_mm)
+        new_cost = cost
+        if previous.any():  # a later click: paths through voxels unlike it cost more
+            new_cost = cost * _unlikeness(image, positive_new, spacing_mm, settings)
+        d_new = geodesic_distance(new_cost, positive_new, spacing_mm)
         d_block = d_negative
         if previous.any():
-            # the previous outside, beyond core_voxels, blocks growth unless clicked in
+            # the previous outside, beyond core_voxels of this grid's finest step (in mm:
+            # on a grid of thick slices, the next slice is beyond), blocks growth unless
+            # clicked in
+            core_mm = core_voxels * float(np.min(spacing_mm))
             outside = _pieces_without(
-                ndimage.binary_erosion(~previous, iterations=core_voxels, border_value=1),
+                _erode_mm(~previous, spacing_mm, core_mm, border_value=1),
                 positive_new,
             )
             if outside.any():
@@ -589,8 +636,12 @@ class SeededGrowBackend(PromptBackend):
         Robust SDs around the seeds' median that count as like the seeds, for a first
         prompt that grows to the crop's side.
     core_voxels : int
-        Coarse voxels of the previous mask's inside (and outside) that a new prompt
-        does not take unless it falls in them.
+        Coarse voxels of the previous mask's inside that a negative prompt does not
+        take unless it falls in them; the previous mask's outside within as many of the
+        coarse grid's finest steps (mm) is what a positive prompt may take freely.
+    like_cost : float
+        How much more a later positive prompt's path costs through voxels unlike its
+        seeds: ``1 + like_cost`` times at ``like_k`` robust SDs from their median.
     """
 
     name = "grow"
@@ -606,13 +657,14 @@ class SeededGrowBackend(PromptBackend):
         jump_k: float = 2.5,
         like_k: float = 3.0,
         core_voxels: int = 2,
+        like_cost: float = 3.0,
     ) -> None:
         self.max_voxels = int(max_voxels)
         self.refine_grid_voxels = int(refine_grid_voxels)
         self.settings = {
             "refine_voxels": int(refine_voxels), "alpha": float(alpha), "beta": float(beta),
             "jump_k": float(jump_k), "like_k": float(like_k), "core_voxels": int(core_voxels),
-            "min_kept": 0.25,
+            "min_kept": 0.25, "like_cost": float(like_cost),
         }
         self._noise: dict[int, float] = {}
         self._coarse: tuple | None = None
