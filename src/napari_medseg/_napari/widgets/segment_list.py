@@ -25,6 +25,10 @@ opacity, and *Lock*.
   :data:`DEBOUNCE_MS`; counting the voxels (``np.bincount`` in blocks, about 0.4 s
   for a 512x512x300 uint8 map) runs in a napari worker
   (:class:`~napari_medseg._napari.jobs.JobSlot`), so the viewer never waits for it.
+* **Show 3D** builds a smoothed surface model of each shown label (hidden ones left
+  out) as napari Surface layers in world mm, in the class colours, in a worker
+  (:mod:`~napari_medseg._napari.surfaces`), and switches the viewer to 3D; pressing
+  it again after edits rebuilds them.
 * **Load names... / Save names...** read a names file (ITK-SNAP label descriptions,
   3D Slicer ``.ctbl``, FreeSurfer LUT, JSON) into the layer's classes, and write the
   layer's classes in the format the file name picks
@@ -136,6 +140,14 @@ class _Unlocker:
         self.layers.clear()
 
 
+@dataclass(eq=False, kw_only=True)
+class _Surfaces(Job):
+    """One build of a layer's 3D models (in a worker)."""
+
+    layer: Any = None
+    started: float = 0.0
+
+
 class SegmentListWidget(QWidget):
     """Dock widget listing a labels layer's segments (see the module docstring).
 
@@ -149,6 +161,8 @@ class SegmentListWidget(QWidget):
         The list shows the layer as it is now (after a count, a rename...).
     names_loaded(str), names_saved(str)
         A names file was read into the layer's classes, or written (its path).
+    surfaces_shown(int)
+        Show 3D built the 3D models (how many surface layers are shown).
     failed(str)
         An action was refused or failed; the message (also a notification).
     """
@@ -156,6 +170,7 @@ class SegmentListWidget(QWidget):
     rows_updated = Signal()
     names_loaded = Signal(str)
     names_saved = Signal(str)
+    surfaces_shown = Signal(int)
     failed = Signal(str)
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -170,6 +185,7 @@ class SegmentListWidget(QWidget):
         #: layer -> {value: opacity} of its hidden labels, for when they are shown again
         self._hidden: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._slot = JobSlot(self, napari_viewer)
+        self._surface_slot = JobSlot(self, napari_viewer)  # Show 3D, beside the counts
         self._unlocker = _Unlocker()
         self.destroyed.connect(self._unlocker.release)
         self._timer = QTimer(self)
@@ -260,6 +276,14 @@ class SegmentListWidget(QWidget):
             "(*LUT.txt) or JSON (.json), by the file name",
             1,
             1,
+        )
+        self.show_3d_button = button(
+            "Show 3D",
+            self.show_3d,
+            "Build smoothed 3D models of the shown labels (Surface layers in the class "
+            "colours) and show the 3D view; press again after edits to rebuild them",
+            1,
+            2,
         )
         return grid
 
@@ -654,6 +678,89 @@ class SegmentListWidget(QWidget):
         else:
             self.status.setText(f"Label {value} '{self._name(value)}' unlocked.")
         self._show_rows()
+
+    # -- 3D models --------------------------------------------------------------------------
+
+    def shown_values(self) -> list[int]:
+        """Label values of the list that are shown (not hidden)."""
+        layer = self._layer
+        alpha = label_alpha(layer) if layer is not None else {}
+        return [v for v in self._values if alpha.get(v, 1.0) > 0]
+
+    @property
+    def building_surfaces(self) -> bool:
+        """Whether Show 3D is building the 3D models."""
+        return self._surface_slot.busy
+
+    def show_3d(self) -> None:
+        """Build (or rebuild) the 3D models of the shown labels in a worker."""
+        import time
+
+        from napari_medseg._napari.layer_volume import layer_volume
+        from napari_medseg._napari.surfaces import build_surfaces
+
+        try:
+            layer = self.labels_layer()
+            if self._counts is not None and not self._values:
+                raise MedsegError(f"'{layer.name}' holds no label to show in 3D")
+            built = layer_volume(layer)
+        except (MedsegError, ValueError) as error:
+            self._report_error("Show 3D", error)
+            return
+        # every label drawn now (the list may not have counted the last edit yet)
+        hidden = [v for v, a in label_alpha(layer).items() if a == 0]
+        if self._counts is not None and self._values and not self.shown_values():
+            self._report_error("Show 3D", f"every label of '{layer.name}' is hidden")
+            return
+        volume = built.volume
+        volume.array = np.array(volume.array)  # a copy: painting goes on meanwhile
+        job = _Surfaces(kind="surfaces", layer=layer, started=time.perf_counter())
+        self._surface_slot.start(  # a newer build replaces a running one
+            job,
+            partial(
+                build_surfaces,
+                volume,
+                built.geometry,
+                skip=hidden,
+                progress=job.progress,
+                cancel=job.cancel,
+            ),
+            returned=self._on_surfaces,
+            errored=self._on_surfaces_failed,
+            progressed=self._on_surfaces_progress,
+        )
+        self.status.setText(f"Building the 3D models of '{layer.name}' ...")
+
+    def _on_surfaces_progress(self, job: _Surfaces, done: int, total: int) -> None:
+        self.status.setText(f"Building the 3D models of '{job.layer.name}': {done}/{total}")
+
+    def _on_surfaces(self, job: _Surfaces, meshes: list) -> None:
+        import time
+
+        from napari_medseg._napari.surfaces import show_surfaces
+
+        self._surface_slot.release(job)
+        layer = job.layer
+        if layer not in self.viewer.layers:
+            return
+        hidden = {v for v, a in label_alpha(layer).items() if a == 0}  # hidden meanwhile
+        meshes = [m for m in meshes if m.value not in hidden]
+        surfaces = show_surfaces(self.viewer, layer, meshes)
+        if surfaces and self.viewer.dims.ndisplay != 3:
+            self.viewer.dims.ndisplay = 3
+        seconds = time.perf_counter() - job.started
+        self.status.setText(
+            f"3D models of {len(surfaces)} label{'s' * (len(surfaces) != 1)} of "
+            f"'{layer.name}' in {seconds:.1f} s. After edits, press Show 3D again to rebuild."
+        )
+        self.surfaces_shown.emit(len(surfaces))
+
+    def _on_surfaces_failed(self, job: _Surfaces, error: BaseException) -> None:
+        self._surface_slot.release(job)
+        if isinstance(error, Cancelled):
+            self.status.setText("Show 3D cancelled.")
+        else:
+            self._report_error("Show 3D", error)
 
     # -- names files ------------------------------------------------------------------------
 
