@@ -16,45 +16,61 @@ How a mesh is made
    scikit-image's ``marching_cubes`` (backend ``"skimage"``); both give the same
    triangles up to their order.
 2. **Smoothing**: a windowed-sinc low-pass filter (Taubin, Zhang and Golub, "Optimal
-   surface smoothing as filter design", 1996) of ``smooth`` iterations with pass band
-   :data:`PASS_BAND`: ``vtkWindowedSincPolyDataFilter``, or :func:`smooth_windowed_sinc`
-   here. Unlike plain Laplacian smoothing it does not shrink the surface: the voxel
-   staircase goes, the volume stays. The filter averages neighbours with equal weights,
-   so it commutes with the affine: smoothing in index space equals smoothing in mm,
-   on anisotropic and oblique grids alike.
-3. **Placement**: vertices go through the affine to RAS+ mm; a mirroring affine
+   surface smoothing as filter design", 1996) of ``smooth`` iterations:
+   ``vtkWindowedSincPolyDataFilter`` (Hamming window, pass band 0.01, 3D Slicer's), or
+   :func:`smooth_windowed_sinc` here (pass band 0.1: its 20-term expansion shrinks
+   the surface below that); see :data:`PASS_BAND`. Unlike plain Laplacian smoothing it
+   keeps an organ's volume (within 1 % alone) while the voxel staircase goes. The
+   filter averages neighbours with equal weights, so it commutes with the affine:
+   smoothing in index space equals smoothing in mm, on anisotropic and oblique grids
+   alike.
+3. **Volume**: what the filter still takes from a small or thin label (a fifth of the
+   sample's 1.4 mL nodule on 5 mm slices) is given back as an even layer along the
+   normals (:func:`keep_volume`, at most half a voxel), so every smoothed mesh encloses
+   its label's voxel volume, the volume ``medseg report`` gives.
+4. **Placement**: vertices go through the affine to RAS+ mm; a mirroring affine
    (negative determinant, e.g. a LAS-stored scan) reverses the winding, which is then
    turned back so the normals point outwards.
 
 Choosing the backend (measured)
 -------------------------------
-Both surfaces smoothed with 20 iterations, pass band 0.1; volume error of the mesh
-against the label's voxel volume (voxel count x voxel volume) and against the analytic
-shape; time of one label on one core of the development machine (VTK 9.7.2,
-scikit-image 0.26)::
+``python bench/bench_mesh.py --backends`` (bench/RESULTS.md): one label each, 20
+iterations; the filter's own volume error against the voxels (before step 3), the
+final mesh's volume against the analytic shape and its mean distance from the true
+surface; time on the development machine (2 cores, VTK 9.7.2, scikit-image 0.26)::
 
-    case                                      backend      time     mesh/voxels  mesh/analytic
-    sphere r 30 mm, 1 mm iso                  vtk           37 ms    -0.06 %      -0.05 %
-                                              skimage      122 ms    -0.14 %      -0.14 %
-    sphere r 30 mm, 0.8 x 0.8 x 2.5 mm        vtk           31 ms    -0.09 %      -0.15 %
-                                              skimage       81 ms    -0.31 %      -0.36 %
-    ellipsoid 50x30x20 mm, 0.7x0.7x3, oblique vtk           52 ms    -0.11 %      +0.04 %
-                                              skimage       80 ms    -0.42 %      -0.26 %
-    phantom liver (4.4 M voxels, 512 grid)    vtk          472 ms    -0.00 %
-                                              skimage      801 ms    -0.01 %
-    phantom kidney (0.38 M voxels)            vtk           94 ms    -0.03 %
-                                              skimage      117 ms    -0.08 %
-    VTK SurfaceNets3D (its own smoothing, 20 iterations), for comparison:
-    sphere r 30 mm, 0.8 x 0.8 x 2.5 mm        surfacenets   14 ms    -1.81 %
-    phantom liver                             surfacenets  294 ms    -0.10 %
-    phantom kidney                            surfacenets   42 ms    -0.62 %
+    case                                   backend       ms  filter alone     vs shape  distance mm
+    sphere r 25 mm, LPS, 0.8x0.8x2.5 mm    vtk           48       +0.25 %      -0.15 %        0.097
+                                           skimage       40       -0.45 %      -0.15 %        0.099
+                                           surfacenets   12       -2.54 %      -2.69 %        0.211
+    ellipsoid 40x24x16 mm, LIA (mirroring) vtk           43       +0.01 %      +0.10 %        0.190
+      0.7x3x0.9 mm                         skimage       33       -0.81 %      +0.10 %        0.196
+                                           surfacenets   15       -3.29 %      -3.19 %        0.269
+    the same, oblique LPS, 0.9x0.9x3 mm    vtk           48       -0.11 %      -0.56 %        0.253
+                                           skimage       58       -0.92 %      -0.56 %        0.244
+                                           surfacenets   12       -3.71 %      -4.25 %        0.337
+    small sphere r 10 mm, 0.8x0.8x5 mm     vtk            6       -3.26 %  -5.58 % (*)        0.520
+                                           skimage        5       -6.64 %  -5.58 % (*)        0.481
+                                           surfacenets    4      -20.09 %     -24.54 %        0.883
+    phantom liver, 2112 mL, 512 grid       vtk          708       +0.37 %
+                                           skimage      936       -0.01 %
+                                           surfacenets  386       -0.10 %
+    phantom right kidney, 182 mL           vtk          152       +0.38 %
+                                           skimage      214       -0.08 %
+                                           surfacenets   45       -0.64 %
 
-SurfaceNets is the fastest, but its constrained smoothing shrinks what is small or
-thick-sliced (-1.8 % on the 30 mm sphere at 2.5 mm slices, -20 % on a 10 mm sphere at
-5 mm slices), against the 2 % the meshes promise. Discrete flying edges with the
-windowed-sinc filter keeps the volume and is 1.3 to 3 times faster than scikit-image
-with the filter in numpy, so ``"vtk"`` is the default when the ``vtk`` package is
-installed (the ``mesh`` extra) and ``"skimage"`` (always installed) the fallback.
+    (*) the voxels themselves hold 5.6 % less than the sphere on 5 mm slices.
+    Measured with the machine's load average at 5 (two other jobs on its 2 cores).
+
+SurfaceNets (``vtkSurfaceNets3D``, its own constrained smoothing) is the fastest, but
+it shrinks what is small or thick-sliced (-2.5 to -3.7 % on these shapes, -20 % on the
+small sphere) and leaves its vertices farther from the true surface. Discrete flying
+edges with the windowed-sinc filter and scikit-image with the filter in numpy make the
+same surface after step 3 (the same volume, distances within 0.01 mm); VTK's is 1.3
+times faster on organs (the 10 organs of a 512 x 512 x 300 map: 3.9 s against 4.4 s in
+one run at that load; on tiny shapes they are even), so ``"vtk"`` is the default when
+the ``vtk`` package is installed (the ``mesh`` extra) and ``"skimage"`` (always
+installed) the fallback.
 
 Core module: no napari, no Qt; ``vtk`` is imported only when used.
 """
@@ -147,8 +163,23 @@ def mesh_volume_mm3(vertices: np.ndarray, faces: np.ndarray) -> float:
         return 0.0
     v = np.asarray(vertices, dtype=np.float64)
     v = v - v.mean(axis=0)  # fewer cancelling digits far from the origin
-    a, b, c = (v[np.asarray(faces)[:, i]] for i in range(3))
-    return float(np.einsum("ij,ij->", a, np.cross(b, c)) / 6.0)
+    a, b, c = _corners(v, faces)
+    return float(np.einsum("ij,ij->", a, _cross(b, c)) / 6.0)
+
+
+def _corners(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The three corners of every triangle, each ``(M, 3)``."""
+    faces = np.asarray(faces)
+    return tuple(vertices[faces[:, i]] for i in range(3))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of ``(M, 3)`` arrays (twice as fast as ``np.cross``)."""
+    out = np.empty_like(a)
+    out[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    out[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    out[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return out
 
 
 def _neighbour_mean(faces: np.ndarray, count: int):
@@ -220,11 +251,12 @@ def smooth_windowed_sinc(
     return out
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals ``(N, 3)`` (unit length; 0 for a vertex of no triangle)."""
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, float]:
+    """Area-weighted unit vertex normals ``(N, 3)`` (0 for a vertex of no triangle), and
+    the mesh's area (the vertices' units squared)."""
     v = np.asarray(vertices, dtype=np.float64)
-    a, b, c = (v[faces[:, i]] for i in range(3))
-    face_normals = np.cross(b - a, c - a)  # length: twice the triangle's area
+    a, b, c = _corners(v, faces)
+    face_normals = _cross(b - a, c - a)  # length: twice the triangle's area
     normals = np.zeros_like(v)
     for corner in range(3):
         for axis in range(3):
@@ -232,7 +264,8 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
                 faces[:, corner], weights=face_normals[:, axis], minlength=len(v)
             )
     length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0)
+    area = 0.5 * float(np.sqrt((face_normals**2).sum(axis=1)).sum())
+    return np.divide(normals, length, out=np.zeros_like(normals), where=length > 0), area
 
 
 def keep_volume(
@@ -242,6 +275,7 @@ def keep_volume(
     *,
     max_offset: float = 0.5,
     steps: int = 3,
+    enclosed: float | None = None,
 ) -> np.ndarray:
     """Move every vertex along its normal by one distance so the mesh encloses ``target``.
 
@@ -263,6 +297,8 @@ def keep_volume(
         would need more, a thread-thin label, keeps some of its loss).
     steps : int
         Newton steps (the second already lands within 0.01 %).
+    enclosed : float, optional
+        :func:`mesh_volume_mm3` of ``vertices``, when the caller has it.
 
     Returns
     -------
@@ -273,14 +309,16 @@ def keep_volume(
     out = start.copy()
     if len(faces) == 0 or target <= 0:
         return out
-    normals = vertex_normals(start, faces)
+    normals, area = vertex_normals(start, faces)
+    if enclosed is None:
+        enclosed = mesh_volume_mm3(start, faces)
     offset = 0.0
-    for _ in range(steps):
-        enclosed = mesh_volume_mm3(out, faces)
-        if abs(enclosed - target) <= 1e-6 * target:
+    for step in range(steps):
+        if step:
+            enclosed = mesh_volume_mm3(out, faces)
+        if abs(enclosed - target) <= 1e-5 * target or area <= 0:
             break
-        a, b, c = (out[faces[:, i]] for i in range(3))
-        area = 0.5 * float(np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+        # dV/dd is the area (of the offset surface: the first one is close enough)
         offset = float(np.clip(offset + (target - enclosed) / area, -max_offset, max_offset))
         out = start + offset * normals
     return out
@@ -289,7 +327,7 @@ def keep_volume(
 def _surface_skimage(mask: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]:
     from skimage.measure import marching_cubes
 
-    vertices, faces, _, _ = marching_cubes(mask.view(np.uint8), 0.5, allow_degenerate=False)
+    vertices, faces, _, _ = marching_cubes(mask, 0.5, allow_degenerate=False)
     return smooth_windowed_sinc(vertices, faces, smooth), faces
 
 
@@ -312,7 +350,7 @@ def _surface_vtk(mask: np.ndarray, smooth: int) -> tuple[np.ndarray, np.ndarray]
     _vtk_threads()
     image = vtkImageData()
     image.SetDimensions(*mask.shape)
-    image.GetPointData().SetScalars(numpy_to_vtk(mask.view(np.uint8).ravel(order="F"), deep=1))
+    image.GetPointData().SetScalars(numpy_to_vtk(mask.ravel(order="K"), deep=1))  # x fastest
     surface = vtkDiscreteFlyingEdges3D()
     surface.SetInputData(image)
     surface.SetValue(0, 1)
@@ -381,16 +419,21 @@ def mask_mesh(
         raise ValueError(f"unknown mesh backend {backend!r}; choose one of {BACKENDS}")
     if smooth < 0:
         raise ValueError(f"smooth must be >= 0 iterations, got {smooth}")
-    mask = np.pad(np.asarray(mask, dtype=bool), 1)
+    mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return np.zeros((0, 3), dtype=np.float32), np.zeros((0, 3), dtype=np.int32)
+    # one voxel of background around it, uint8, in Fortran order: VTK's x runs fastest
+    padded = np.zeros(tuple(n + 2 for n in mask.shape), dtype=np.uint8, order="F")
+    padded[1:-1, 1:-1, 1:-1] = mask
     make = _surface_vtk if backend == "vtk" else _surface_skimage
-    vertices, faces = make(mask, int(smooth))
+    vertices, faces = make(padded, int(smooth))
     faces = np.ascontiguousarray(faces, dtype=np.int32)
-    if mesh_volume_mm3(vertices, faces) < 0:  # wound inwards in index space
-        faces = faces[:, ::-1].copy()
+    enclosed = mesh_volume_mm3(vertices, faces)
+    if enclosed < 0:  # wound inwards in index space
+        faces, enclosed = faces[:, ::-1].copy(), -enclosed
     if smooth > 0 and keep:  # in index units: voxels
-        vertices = keep_volume(vertices, faces, float(np.count_nonzero(mask)))
+        target = float(np.count_nonzero(mask))
+        vertices = keep_volume(vertices, faces, target, enclosed=enclosed)
     affine = np.asarray(affine, dtype=np.float64)
     linear = affine[:3, :3]
     if np.linalg.det(linear) < 0:  # a mirroring grid turns the winding inside out
