@@ -161,9 +161,26 @@ def prepare_cases() -> None:
     done.touch()
 
 
+def phantom_512(seed: int = 0):
+    """The phantom of ``seed`` drawn on a 512 x 512 x 300 grid (LPS storage), the same
+    anatomy at the spacing that gives that grid (about 35 s; bench_mesh.py uses it too)."""
+    from napari_medseg.synthetic.phantom import make_phantom
+
+    drawn = make_phantom(seed).parameters
+    extent = np.array(drawn["shape_ras"]) * np.array(drawn["spacing_mm"])
+    spacing = extent / (np.array(SHAPE_512) - np.array([0.5, 0.5, 0.0]))
+    for _ in range(4):
+        phantom = make_phantom(seed, spacing=tuple(spacing), orientation="LPS")
+        got = np.array(phantom.parameters["shape_ras"])
+        if tuple(got) == SHAPE_512:
+            break
+        spacing = spacing * got / np.array(SHAPE_512)
+    return phantom
+
+
 def timing_case():
     """(Volume, liver mask): phantom seed 0 on a 512 x 512 x 300 grid (LPS storage)."""
-    from napari_medseg.synthetic.phantom import LIVER, make_phantom
+    from napari_medseg.synthetic.phantom import LIVER
 
     path = DATA / "cases" / "timing-512.npz"
     if path.exists():
@@ -171,15 +188,7 @@ def timing_case():
         from napari_medseg.volume import Volume
 
         return Volume(data["image"], data["affine"]), data["truth"]
-    drawn = make_phantom(0).parameters
-    extent = np.array(drawn["shape_ras"]) * np.array(drawn["spacing_mm"])
-    spacing = extent / (np.array(SHAPE_512) - np.array([0.5, 0.5, 0.0]))
-    for _ in range(4):
-        phantom = make_phantom(0, spacing=tuple(spacing), orientation="LPS")
-        got = np.array(phantom.parameters["shape_ras"])
-        if tuple(got) == SHAPE_512:
-            break
-        spacing = spacing * got / np.array(SHAPE_512)
+    phantom = phantom_512(0)
     truth = np.asarray(phantom.labels.array) == LIVER
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, image=phantom.image.array, truth=truth, affine=phantom.image.affine)
