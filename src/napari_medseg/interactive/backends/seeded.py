@@ -20,20 +20,21 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
 3. **Grow (positive prompt).** Geodesic distance ``d`` from the new seeds; for a later
    click, each voxel's cost is multiplied by ``1 + like_cost * (z / like_k)^2``, ``z``
    its smoothed value's distance from the median around the click in robust SDs (at
-   least the grid's noise): a click on a faint part of an object beside a bright part
-   already segmented grows through what looks like it, and an edge too weak for the
-   gradient (faint tumour against brain) still stops it. The candidate region is where
-   the new seeds are closer than every background seed, and than the previous mask's
-   outside beyond ``core_voxels`` of the grid's finest step, measured in mm (unless the
-   click lies there: a click in a large missed region grows freely, one on a thin
-   missed rim stays on the rim; on a grid of 6.5 mm slices under 1.6 mm pixels, the
-   next slice is beyond). The region kept is the level set ``d <= t`` with the largest relative
-   barrier ``log(t2 / t1)`` between two level sets 25 % apart in volume (the most
-   stable level set, as in MSER): an object ringed by an edge is found whatever its
-   size. When no barrier stands out (``jump_k`` times the median) before the region
-   reaches the crop's inner side, the object is taken to continue: on the first prompt
-   the region is grown to that side, within voxels that look like the seed (median +-
-   ``like_k`` robust SDs), so the session widens the crop and asks again.
+   least the grid's noise SD): a click on the faint part of an object beside a bright
+   part already segmented grows through what looks like it, and an edge too weak for
+   the gradient alone (faint tumour against brain) still slows it. The candidate
+   region is where the new seeds are closer than every background seed, and than the
+   previous mask's outside beyond ``core_voxels`` of the grid's finest step, in mm
+   (unless the click lies there: a click in a large missed region grows freely, one on
+   a thin missed rim stays on the rim; measured in mm, on 6.5 mm slices under 1.6 mm
+   pixels the next slice is not "the rim"). The region kept is the level set
+   ``d <= t`` with the largest relative barrier ``log(t2 / t1)`` between two level
+   sets 25 % apart in volume (the most stable level set, as in MSER): an object ringed
+   by an edge is found whatever its size. When no barrier stands out (``jump_k`` times
+   the median) before the region reaches the crop's inner side, the object is taken
+   to continue: on the first prompt the region is grown to that side, within voxels
+   that look like the seed (median +- ``like_k`` robust SDs), so the session widens
+   the crop and asks again.
 4. **Cut (negative prompt).** The previous mask loses the voxels closer to the new
    background seed than to the positive seeds and to the previous mask's core (its
    erosion, except the pieces the negative click falls in), and the parts of it
@@ -46,8 +47,13 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
    the band's two sides and the user's seeds as markers), then each boundary voxel goes
    to the side of the local midpoint between the inside and outside mean values its own
    value lies on. A grid over ``refine_grid_voxels`` or a band over ``refine_voxels``
-   stops refining (the rest is taken, nearest, from the last grid). Everywhere else the
-   previous mask is kept voxel for voxel: a new prompt changes only what it reaches.
+   stops refining (the rest is taken, nearest, from the last grid). What a later
+   positive click grew on the coarse grid through voxels like it (``|z| <= like_k``)
+   stays whatever the refinement says: the midpoint snap compares a voxel with the
+   local mean of the whole inside, which beside the bright part of a heterogeneous
+   object would hand the faint part just clicked back to the outside. Everywhere else
+   the previous mask is kept voxel for voxel: a new prompt changes only what it
+   reaches.
 
 Why this method. Measured with the simulated user (``simulated_user.py``) through
 :class:`~napari_medseg.interactive.session.PromptSession` on 6 structures (the lung2 and
@@ -424,10 +430,11 @@ def _looks_like_seeds(image, seeds, spread_floor, like_k) -> np.ndarray:
     return np.abs(ndimage.gaussian_filter(image, 1.0) - centre) <= like_k * spread
 
 
-def _unlikeness(image, seeds, spacing_mm, settings) -> np.ndarray:
+def _unlikeness(image, seeds, spacing_mm, settings) -> tuple[np.ndarray, np.ndarray]:
     """Factor ``1 + like_cost * (z / like_k)**2`` on the cost of each voxel, ``z`` its
     smoothed value's distance from the median around ``seeds`` (within two of this
-    grid's finest steps, in mm) in robust SDs (at least the grid's noise SD).
+    grid's finest steps, in mm) in robust SDs (at least the grid's noise SD); and the
+    bool of the voxels like the seeds (``|z| <= like_k``).
 
     A later positive click in a region of the object that differs from what is already
     segmented (the faint part of a tumour beside its bright part) grows through voxels
@@ -439,7 +446,7 @@ def _unlikeness(image, seeds, spacing_mm, settings) -> np.ndarray:
     centre = float(np.median(values))
     spread = max(1.4826 * float(np.median(np.abs(values - centre))), settings["level_noise"])
     z = (ndimage.gaussian_filter(image, 1.0) - centre) / (settings["like_k"] * spread)
-    return 1.0 + settings["like_cost"] * z * z
+    return 1.0 + settings["like_cost"] * z * z, np.abs(z) <= 1.0
 
 
 def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=None):
@@ -467,6 +474,9 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
         bool ``(I, J, K)``.
     reached_face : bool
         True when the object was taken to continue past the crop's inner side.
+    sure : numpy.ndarray
+        bool ``(I, J, K)``: what a later positive prompt grew through voxels like its
+        seeds (the refinement keeps it).
     """
     gradient = gradient_magnitude(image, spacing_mm)
     cost = (settings["alpha"] + settings["beta"] * gradient / settings["noise"]).astype(np.float64)
@@ -476,6 +486,7 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
     core_voxels = int(settings["core_voxels"])
     mask = previous.copy()
     reached_face = False
+    sure = np.zeros(mask.shape, dtype=bool)
     d_negative = geodesic_distance(cost, negatives, spacing_mm)
     if negative_new.any() and previous.any():
         raise_if_cancelled(cancel, _CANCELLED)
@@ -501,9 +512,10 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
         mask &= ~cell
     if positive_new.any():
         raise_if_cancelled(cancel, _CANCELLED)
-        new_cost = cost
+        new_cost, like_new = cost, None
         if previous.any():  # a later click: paths through voxels unlike it cost more
-            new_cost = cost * _unlikeness(image, positive_new, spacing_mm, settings)
+            factor, like_new = _unlikeness(image, positive_new, spacing_mm, settings)
+            new_cost = cost * factor
         d_new = geodesic_distance(new_cost, positive_new, spacing_mm)
         d_block = d_negative
         if previous.any():
@@ -526,10 +538,12 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
             like = _looks_like_seeds(image, positive_new, settings["level_noise"],
                                      settings["like_k"])
             grown = _pieces_with(grown & like, positive_new)
+        if like_new is not None:  # what a later click grew through voxels like it
+            sure = grown & like_new & ~previous & ~negatives
         mask |= grown
     mask[positive_old | positive_new] = True
     mask[negatives] = False
-    return mask, reached_face
+    return mask, reached_face, sure
 
 
 # -- finer grids -----------------------------------------------------------------------------
@@ -641,7 +655,8 @@ class SeededGrowBackend(PromptBackend):
         coarse grid's finest steps (mm) is what a positive prompt may take freely.
     like_cost : float
         How much more a later positive prompt's path costs through voxels unlike its
-        seeds: ``1 + like_cost`` times at ``like_k`` robust SDs from their median.
+        seeds: ``1 + like_cost`` times at ``like_k`` robust SDs from their median (and
+        what it grows within ``like_k`` SDs is kept through the refinement).
     """
 
     name = "grow"
@@ -703,7 +718,7 @@ class SeededGrowBackend(PromptBackend):
         level_previous = block_mean(previous, coarse_factors) > 0.5
         faces = inner_faces(level_image.shape, request.offset, shape, request.scan_shape or shape)
         settings["level_noise"] = settings["noise"] / np.sqrt(np.prod(coarse_factors))
-        mask, reached_face = coarse_update(
+        mask, reached_face, sure = coarse_update(
             level_image, level_seeds, level_previous, spacing * coarse_factors, faces, settings,
             request.cancel,
         )
@@ -747,6 +762,9 @@ class SeededGrowBackend(PromptBackend):
                 break
             sub_mask, factors = refined, finer
         sub_mask = upsample(sub_mask, factors, (1, 1, 1), sub_shape)
+        if sure.any():  # a later click's growth through voxels like it stays
+            sub_mask |= upsample(sure, coarse_factors, (1, 1, 1), sub_shape, low)
+            sub_mask[sub_seeds == OLD_BACKGROUND] = False
         out = previous.copy()
         region = upsample(changed, coarse_factors, (1, 1, 1), sub_shape, low)
         out[native_box] = np.where(region, sub_mask, previous[native_box])
