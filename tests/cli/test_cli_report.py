@@ -13,7 +13,6 @@ import pytest
 from geometry_cases import make_affine
 from metrics_cases import perturbed, random_blobs
 
-from napari_medseg.cli import main
 from napari_medseg.errors import ScanWriteError
 from napari_medseg.io.reader import read_scan
 from napari_medseg.synthetic.dicom_series import write_dicom_series
@@ -29,18 +28,6 @@ def medseg(*args):
         capture_output=True,
         text=True,
     )
-
-
-@pytest.fixture
-def run(capsys):
-    """The command in this process (fast): returns (status, stdout, stderr)."""
-
-    def call(*args):
-        status = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, captured.out, captured.err)
-
-    return call
 
 
 def save_nifti(path, array, affine=AFFINE):

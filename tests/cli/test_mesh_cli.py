@@ -15,7 +15,6 @@ import pytest
 from geometry_cases import make_affine
 from mesh_readers import NUMPY_READERS
 
-from napari_medseg.cli import main
 from napari_medseg.io.nrrd import write_seg_nrrd
 from napari_medseg.io.sidecar import sidecar_content, sidecar_path, write_sidecar
 from napari_medseg.labels.mesh import mesh_volume_mm3
@@ -24,18 +23,6 @@ from napari_medseg.volume import Volume
 SHAPE = (40, 36, 16)
 AFFINE = make_affine("LAS", spacing=(0.9, 1.1, 2.5), origin=(40.0, -30.0, -60.0))
 CLASSES = {1: ("liver", "#dc6440"), 3: ("left kidney / cortex", "#3cb44b")}
-
-
-@pytest.fixture
-def run(capsys):
-    """The command in this process: returns (status, stdout, stderr)."""
-
-    def call(*args):
-        status = main([str(a) for a in args])
-        captured = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, captured.out, captured.err)
-
-    return call
 
 
 def _labels() -> np.ndarray:
