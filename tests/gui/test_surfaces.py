@@ -66,7 +66,9 @@ def test_show_3d_adds_one_surface_per_label_in_world_mm_and_class_colours(sample
         colour = rgba(classes[value][1]) if value in classes else labels.get_color(value)
         shown = np.asarray(surface.vertex_colors)
         np.testing.assert_allclose(shown, np.tile(colour, (len(shown), 1)), atol=1e-6)
-        # in world mm: the surface layer adds no transform of its own
+        # in world mm: the surface layer adds no transform of its own, its units are the
+        # labels' (napari warns of inconsistent units across layers otherwise)
+        assert tuple(map(str, surface.units)) == tuple(map(str, labels.units))
         np.testing.assert_allclose(surface.scale, 1.0)
         np.testing.assert_allclose(surface.translate, 0.0)
         vertices, faces = surface.data[0], surface.data[1]
@@ -135,3 +137,44 @@ def test_surfaces_of_an_oblique_scan_lie_on_its_deobliqued_display_grid():
     world = ras_to_world(ras, geometry)
     # where napari draws display voxel `index`: scale * index + translate
     np.testing.assert_allclose(world, index * geometry.scale + geometry.translate, atol=1e-3)
+
+
+def test_organs_of_a_phantom_in_3d_with_their_class_colours(
+    make_napari_viewer, qtbot, tmp_path, artifacts
+):
+    """The phantom's organs (a LAS-stored, mirroring grid) opened as a user opens a
+    segmentation with its sidecar: one surface per organ in its class colour, enclosing
+    the organ's volume; a screenshot of the 3D view for the README."""
+    import nibabel as nib
+
+    from napari_medseg.io.sidecar import sidecar_content, sidecar_path, write_sidecar
+    from napari_medseg.labels.classes import classes_from_label_classes
+    from napari_medseg.synthetic.phantom import BODY, PHANTOM_LABELS, make_phantom
+
+    phantom = make_phantom(0, spacing=(1.6, 1.6, 2.0))
+    organs = np.asarray(phantom.labels.array).copy()
+    organs[organs == BODY] = 0  # the organs alone
+    path = tmp_path / "organs.nii.gz"
+    nib.save(nib.Nifti1Image(organs, phantom.labels.affine), path)
+    classes = classes_from_label_classes(PHANTOM_LABELS)
+    write_sidecar(sidecar_path(path), sidecar_content(classes, {}, "phantom.nii.gz"))
+    viewer = make_napari_viewer(show=True)
+    (labels,) = viewer.open(path, plugin="napari-medseg")
+    widget = dock(viewer, "Segments")
+    _settled(qtbot, widget)
+    _press_show_3d(qtbot, widget)
+    surfaces = surface_layers(viewer, labels)
+    present = [int(v) for v in np.unique(organs) if v > 0]
+    assert sorted(surfaces) == present
+    voxel_mm3 = float(np.prod(labels.scale))
+    for value, surface in surfaces.items():
+        name, colour = classes[value]
+        assert surface.name == f"{labels.name} 3D: {name}"
+        np.testing.assert_allclose(np.asarray(surface.vertex_colors)[0], rgba(colour), atol=1e-6)
+        enclosed = -mesh_volume_mm3(*surface.data[:2])
+        assert enclosed == pytest.approx(np.count_nonzero(organs == value) * voxel_mm3, rel=0.02)
+    labels.visible = False
+    viewer.camera.angles = (0.0, 30.0, 80.0)
+    viewer.reset_view()
+    qtbot.wait(200)
+    viewer.screenshot(str(artifacts / "surfaces.png"), canvas_only=False, flash=False)

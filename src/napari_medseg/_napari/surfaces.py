@@ -180,6 +180,7 @@ def show_surfaces(viewer: Any, labels: Any, meshes: list[WorldMesh]) -> list[Any
                 name=surface_name(labels.name, name),
                 shading="smooth",
                 opacity=float(alpha.get(mesh.value, 1.0)) or 1.0,
+                units=tuple(str(u) for u in labels.units),  # mm, as the labels: one world
                 metadata={SURFACE_KEY: {"value": int(mesh.value), "labels": str(labels.name)}},
             )
         shown[mesh.value] = surface
