@@ -177,3 +177,13 @@ def test_a_later_click_on_a_faint_part_adds_it_and_not_the_background():
     second = session.add(Prompt.point(_world(volume, (48, 36, 12)))).mask
     assert dice(second, bright | faint) > 0.85
     assert (second & ~(bright | faint)).sum() < 0.2 * faint.sum()
+
+
+def test_a_negative_click_only_takes_away():
+    shape = (72, 72, 24)
+    target = _ellipsoid(shape, (30, 36, 12), (12.0, 12.0, 20.0))
+    volume, _ = _scan([(target, 100.0)])
+    session = PromptSession(volume, make_backend("grow"))
+    before = session.add(Prompt.point(_world(volume, (30, 36, 12)))).mask.copy()
+    after = session.add(Prompt.point(_world(volume, (30, 36 + 13, 12)), positive=False)).mask
+    assert not (after & ~before).any()

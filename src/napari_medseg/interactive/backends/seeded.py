@@ -39,7 +39,9 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
    background seed than to the positive seeds and to the previous mask's core (its
    erosion, except the pieces the negative click falls in), and the parts of it
    beyond the positive seeds' most stable level set that touch that cell: a click in
-   a leak removes the leak up to the edge it came through.
+   a leak removes the leak up to the edge it came through. A negative prompt never
+   adds a voxel (the refinement below re-decides its band, but only within the
+   previous mask: on lung2 a negative click used to grow the tumour's rim).
 5. **Refine.** Inside the box of what the coarse mask changed (and two coarse voxels
    around it, and around the newest prompt), the boundary is re-decided on finer grids
    (halving the block size down to the scan's voxels) in a band of 1.5 parent voxels:
@@ -768,6 +770,8 @@ class SeededGrowBackend(PromptBackend):
         out = previous.copy()
         region = upsample(changed, coarse_factors, (1, 1, 1), sub_shape, low)
         out[native_box] = np.where(region, sub_mask, previous[native_box])
+        if not request.prompts[-1].positive:  # a negative prompt only takes away
+            out &= previous
         if reached_face:  # make sure the session sees the object reach the crop's side
             sides = inner_faces(shape, request.offset, shape, request.scan_shape or shape)
             out |= sides & upsample(mask, coarse_factors, (1, 1, 1), shape)
