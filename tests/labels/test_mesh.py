@@ -307,3 +307,24 @@ def test_the_sample_tumour_a_small_label_on_5_mm_slices(backend):
     assert filtered.volume_mm3 < 0.9 * tumour.voxel_volume_mm3
     assert tumour.volume_mm3 == pytest.approx(tumour.voxel_volume_mm3, rel=1e-3)
     assert np.all(edge_uses(tumour.faces) == 2)
+
+
+def test_without_vtk_the_skimage_backend_is_the_default_and_works():
+    """A fresh interpreter where ``vtkmodules`` cannot be imported (as without the mesh
+    extra): the fallback is chosen and meshes a label map."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['vtkmodules'] = None\n"
+        "import numpy as np\n"
+        "from napari_medseg.labels import mesh\n"
+        "from napari_medseg.volume import Volume\n"
+        "array = np.zeros((12, 12, 12), np.uint8); array[3:9, 4:8, 2:10] = 4\n"
+        "(m,) = mesh.label_meshes(Volume(array, np.diag([0.8, 0.9, 2.0, 1.0])))\n"
+        "print(mesh.vtk_available(), mesh.default_backend(), m.value,\n"
+        "      round(m.volume_mm3 / m.voxel_volume_mm3, 4))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "skimage", "4", "1.0"]

@@ -282,7 +282,7 @@ def keep_volume(
     What a low-pass filter still takes from a small or thin label (a 1.4 mL nodule on
     5 mm slices loses a fifth of its volume) comes back as an even layer over the whole
     surface, so separate parts of a label stay where they are (a global scaling would
-    move them apart). Newton steps on ``V(d) = V + area * d``.
+    move them apart). Secant steps on ``V(d)``, the first with the area as slope.
 
     Parameters
     ----------
@@ -296,7 +296,7 @@ def keep_volume(
         The largest distance a vertex is moved, in the vertices' units (a mesh that
         would need more, a thread-thin label, keeps some of its loss).
     steps : int
-        Newton steps (the second already lands within 0.01 %).
+        Steps at most (the third lands within 0.001 %).
     enclosed : float, optional
         :func:`mesh_volume_mm3` of ``vertices``, when the caller has it.
 
@@ -312,14 +312,17 @@ def keep_volume(
     normals, area = vertex_normals(start, faces)
     if enclosed is None:
         enclosed = mesh_volume_mm3(start, faces)
-    offset = 0.0
+    offset, previous, slope = 0.0, 0.0, area  # dV/d(offset): the area first, then secants
     for step in range(steps):
         if step:
+            before = enclosed
             enclosed = mesh_volume_mm3(out, faces)
-        if abs(enclosed - target) <= 1e-5 * target or area <= 0:
+            if offset != previous and enclosed != before:
+                slope = (enclosed - before) / (offset - previous)
+        if abs(enclosed - target) <= 1e-5 * target or slope <= 0:
             break
-        # dV/dd is the area (of the offset surface: the first one is close enough)
-        offset = float(np.clip(offset + (target - enclosed) / area, -max_offset, max_offset))
+        previous = offset
+        offset = float(np.clip(offset + (target - enclosed) / slope, -max_offset, max_offset))
         out = start + offset * normals
     return out
 
