@@ -82,6 +82,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     if folder.exists() and not folder.is_dir():
         raise ScanWriteError(folder, "is a file; -o names the folder the meshes go to.")
     labels = read_scan(args.labels)
+    for warning in labels.metadata.warnings:  # what the reader noticed (gaps, tilt...)
+        print(f"warning: {warning}", file=sys.stderr)
     classes = _classes(labels, args.labels, args.names, chosen=bool(args.select))
     array = as_label_array(labels.array, args.labels)
     values = args.select or [int(v) for v in present_labels(array)]
