@@ -309,3 +309,33 @@ def test_ctrl_drag_through_qt_mouse_events(chest, qtbot):
         _window(image), _expected_window(image, window, 60.0, 30.0, pixels), rtol=1e-9
     )
     np.testing.assert_array_equal(np.asarray(labels.data), before)
+
+
+def test_escape_puts_the_window_back(chest, qtbot):
+    viewer, image, labels, _ = chest
+    viewer.layers.selection.active = labels
+    labels.mode = "paint"
+    before = np.asarray(labels.data).copy()
+    limits = tuple(image.contrast_limits)
+    canvas = scene_canvas(viewer)
+    start = _centre_px(viewer)
+    ctrl = (keys.CONTROL,)
+    canvas.events.mouse_move(pos=start, modifiers=ctrl)
+    qtbot.wait(30)
+    press = last = canvas.events.mouse_press(pos=start, button=1, buttons=[1], modifiers=ctrl)
+    last = canvas.events.mouse_move(
+        pos=start + (40, 20), buttons=[1], modifiers=ctrl, press_event=press, last_event=last
+    )
+    assert tuple(image.contrast_limits) != limits
+    canvas.events.key_press(key=keys.ESCAPE, modifiers=ctrl)
+    assert tuple(image.contrast_limits) == limits
+    # the rest of the drag changes nothing and still reaches no brush
+    last = canvas.events.mouse_move(
+        pos=start + (80, 40), buttons=[1], modifiers=ctrl, press_event=press, last_event=last
+    )
+    canvas.events.mouse_release(
+        pos=start + (80, 40), button=1, modifiers=ctrl, press_event=press, last_event=last
+    )
+    qtbot.wait(10)
+    assert tuple(image.contrast_limits) == limits
+    np.testing.assert_array_equal(np.asarray(labels.data), before)

@@ -10,19 +10,21 @@ Two ways to drag the contrast of a CT or MR image on the canvas:
 
 The drag maps as Slicer's (:func:`napari_medseg.window_presets.dragged_window`):
 right widens the window, up raises the level, one pixel = the image's value range
-over the view's smaller side. The image adjusted is the selected image layer, or,
-when another kind of layer is selected (painting on a labels layer), the top
-visible image under the cursor. The contrast range grows with the window (napari's
-``contrast_limits`` setter widens ``contrast_limits_range``), and at the start of
-a drag it is widened to the image's values, so a window opened narrower than the
-data (a file's DICOM window) can be dragged out to all of them.
+over the view's smaller side; Escape during the drag puts the window back. The
+image adjusted is the selected image layer, or, when another kind of layer is
+selected (painting on a labels layer), the top visible image under the cursor.
+The contrast range grows with the window (napari's ``contrast_limits`` setter
+widens ``contrast_limits_range``), and at the start of a drag it is widened to the
+image's values, so a window opened narrower than the data (a file's DICOM window)
+can be dragged out to all of them.
 
 Why Ctrl: napari 0.9 gives Alt to the labels brush size (mouse move) and to the
 zoom box (Alt-drag in pan/zoom mode), Shift to points/shapes selection and to the
-3D plane drag, and vispy's cameras pan or rotate only on an unmodified drag (Shift
-pans in 3D); Ctrl is used only by mouse-wheel slice scrolling (not a drag), Points'
-select mode (where Shift does the same) and the transform box (left alone here).
-3D Slicer also puts its alternative window/level drag on Ctrl.
+3D plane drag (and the linked views' crosshair), and vispy's cameras pan or rotate
+only on an unmodified drag (Shift pans in 3D); Ctrl is used only by mouse-wheel
+slice scrolling (not a drag), Points' select mode (where Shift does the same) and
+the transform box (left alone here). 3D Slicer also puts its alternative
+window/level drag on Ctrl.
 
 Why the vispy canvas: napari runs the viewer's drag callbacks *and then* the
 selected layer's (``VispyCanvas._process_mouse_event``), whatever the first did, so
@@ -35,7 +37,6 @@ through untouched. No undo step is recorded (a window is a view setting).
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -47,8 +48,6 @@ from napari_medseg._napari.cursor_status import voxel_index
 from napari_medseg._napari.history import scene_canvas, unwrapped_viewer
 from napari_medseg._napari.layers import is_helper_layer
 from napari_medseg.window_presets import dragged_window, window_limits
-
-log = logging.getLogger(__name__)
 
 #: The key that switches the W/L mode on and off (napari 0.9 binds no plain W).
 MODE_KEY = "W"
@@ -125,6 +124,8 @@ class _Drag:
         self.layer = layer
         self.start = np.asarray(pos, dtype=float)[:2]
         self.window = window_of(layer)
+        self.limits = tuple(layer.contrast_limits)
+        self.cancelled = False
         self.range = value_range(layer)
         self.view_pixels = view_pixels
         low, high = (float(v) for v in layer.contrast_limits_range)
@@ -142,6 +143,11 @@ class _Drag:
             low, high = window_limits(center, width)
         self.layer.contrast_limits = (low, high)
         return center, width
+
+    def cancel(self) -> None:
+        """Put the window back as it was when the drag started (Escape, as in Slicer)."""
+        self.cancelled = True
+        self.layer.contrast_limits = self.limits
 
 
 class WindowLevelTool(QObject):
@@ -234,6 +240,7 @@ class WindowLevelTool(QObject):
         )
         canvas.events.mouse_move.connect(self._on_move, position="first")
         canvas.events.mouse_release.connect(self._on_release, position="first")
+        canvas.events.key_press.connect(self._on_key, position="first")
         return True
 
     # ------------------------------------------------------------------ vispy events
@@ -268,8 +275,9 @@ class WindowLevelTool(QObject):
             self._drag = None
             return
         drag = self._drag
-        center, width = drag.move(event.pos)
-        self.window_changed.emit(drag.layer, center, width)
+        if not drag.cancelled:  # (a cancelled drag still keeps its moves from napari)
+            center, width = drag.move(event.pos)
+            self.window_changed.emit(drag.layer, center, width)
         event.handled = True
         event.blocked = True
 
@@ -280,6 +288,15 @@ class WindowLevelTool(QObject):
             self._drag = None
             event.handled = True
             event.blocked = True
+
+    def _on_key(self, event: Any) -> None:
+        drag = self._drag
+        if drag is None or drag.cancelled or event.key != "Escape":
+            return
+        drag.cancel()
+        self.window_changed.emit(drag.layer, *window_of(drag.layer))
+        event.handled = True
+        event.blocked = True
 
 
 _TOOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
