@@ -253,6 +253,10 @@ def test_label_boxes_beyond_one_pass_and_for_wide_values():
     assert boxes == {2: (slice(4, 5), slice(5, 6), slice(0, 1)),
                      70000: (slice(1, 3), slice(2, 4), slice(3, 8))}  # fmt: skip
     assert meshing.label_boxes(array, [2]) == {2: boxes[2]}
+    small = np.where(array == 70000, 5, array).astype(np.uint8)  # one pass, both orders
+    expected = {2: boxes[2], 5: boxes[70000]}
+    assert meshing.label_boxes(small) == expected
+    assert meshing.label_boxes(np.asfortranarray(small)) == expected  # NIfTI's order
     assert meshing.label_boxes(np.zeros((2, 2, 2), np.uint8)) == {}
 
 

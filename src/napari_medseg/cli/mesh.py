@@ -75,8 +75,8 @@ def cmd_mesh(args: argparse.Namespace) -> int:
     from napari_medseg.io.mesh_files import mesh_file_name, write_mesh
     from napari_medseg.io.reader import read_scan
     from napari_medseg.labels.classes import default_name
-    from napari_medseg.labels.maps import as_label_array, present_labels
-    from napari_medseg.labels.mesh import label_meshes
+    from napari_medseg.labels.maps import as_label_array
+    from napari_medseg.labels.mesh import label_boxes, label_meshes
 
     folder = Path(args.output)
     if folder.exists() and not folder.is_dir():
@@ -86,7 +86,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     classes = _classes(labels, args.labels, args.names, chosen=bool(args.select))
     array = as_label_array(labels.array, args.labels)
-    values = args.select or [int(v) for v in present_labels(array)]
+    values = args.select or list(label_boxes(array))  # one pass, in memory order
     if not values:
         raise ScanWriteError(args.labels, "holds no label (only background, 0): nothing to mesh.")
     names = {v: classes.get(v) or default_name(v) for v in values}
