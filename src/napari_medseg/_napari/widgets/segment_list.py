@@ -713,7 +713,7 @@ class SegmentListWidget(QWidget):
             self._report_error("Show 3D", f"every label of '{layer.name}' is hidden")
             return
         volume = built.volume
-        volume.array = np.array(volume.array)  # a copy: painting goes on meanwhile
+        volume.array = np.array(volume.array, order="C")  # a copy: painting goes on meanwhile
         job = _Surfaces(kind="surfaces", layer=layer, started=time.perf_counter())
         self._surface_slot.start(  # a newer build replaces a running one
             job,
