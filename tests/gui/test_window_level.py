@@ -16,7 +16,7 @@ from _helpers import dock, open_sample, save_nifti, voxel_world
 from geometry_cases import make_affine
 from qtpy.QtCore import QEvent, QPointF, Qt
 from qtpy.QtGui import QMouseEvent
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QLabel
 from vispy.util import keys
 
 from napari_medseg._napari.history import scene_canvas
@@ -264,6 +264,9 @@ def test_status_names_hu_and_label_whichever_layer_is_selected(
         text = status["coordinates"] if isinstance(status, dict) else status
         for part in expected:
             assert part in text, (selected.name, text)
+    # the status bar itself shows it (the window's own rendering of viewer.status)
+    shown = [label.text() for label in viewer.window._qt_window.statusBar().findChildren(QLabel)]
+    assert any(all(part in text for part in expected) for text in shown), shown
     # several layers selected: napari's status is a string; the parts follow it
     viewer.layers.selection.update({image, labels})
     viewer.update_status_from_cursor()
@@ -339,3 +342,43 @@ def test_escape_puts_the_window_back(chest, qtbot):
     qtbot.wait(10)
     assert tuple(image.contrast_limits) == limits
     np.testing.assert_array_equal(np.asarray(labels.data), before)
+
+
+def test_an_extra_view_adjusts_the_layer_it_shows(chest, qtbot):
+    """A layout's extra canvas (a QtViewer of its own model showing a copy of the scan)
+    adjusts the viewer's layer through ``source_of``, as linked views need."""
+    from napari.components import ViewerModel
+    from napari.qt import QtViewer
+
+    from napari_medseg._napari.window_level import window_level_tool
+
+    viewer, image, _, _ = chest
+    model = ViewerModel(title="coronal")
+    extra = QtViewer(model, show_welcome_screen=False)
+    qtbot.addWidget(extra)
+    extra.resize(400, 300)
+    extra.show()
+    copy = model.add_image(image.data, scale=image.scale, translate=image.translate)
+    model.reset_view()
+    tool = window_level_tool(viewer)
+    assert tool.attach(extra, model, source_of=lambda layer: image if layer is copy else None)
+    assert not tool.attach(extra, model)  # once per canvas
+    qtbot.wait(50)  # (the canvas takes its size)
+    copy_limits, window = tuple(copy.contrast_limits), _window(image)
+    canvas = scene_canvas(extra)
+    pixels = min(canvas.size)
+    start = np.array([canvas.size[0] // 2, canvas.size[1] // 2])
+    ctrl = (keys.CONTROL,)
+    canvas.events.mouse_move(pos=start, modifiers=ctrl)
+    qtbot.wait(30)
+    press = canvas.events.mouse_press(pos=start, button=1, buttons=[1], modifiers=ctrl)
+    move = canvas.events.mouse_move(
+        pos=start + (30, -20), buttons=[1], modifiers=ctrl, press_event=press, last_event=press
+    )
+    canvas.events.mouse_release(
+        pos=start + (30, -20), button=1, modifiers=ctrl, press_event=press, last_event=move
+    )
+    np.testing.assert_allclose(
+        _window(image), _expected_window(image, window, 30.0, -20.0, pixels), rtol=1e-9
+    )
+    assert tuple(copy.contrast_limits) == copy_limits  # the copy follows only if linked
