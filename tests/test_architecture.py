@@ -189,7 +189,7 @@ def test_the_package_root_stays_small():
 #: napari's private API: attributes of its objects whose names start with "_".
 PRIVATE_NAPARI = re.compile(
     r"\._(undo_history|redo_history|save_history|apply_mask_to_data|type_string|instances"
-    r"|qt_viewer|qt_window|slice_input|block_saving|scene_canvas)\b|\"_(apply_mask_to_data|instances"
+    r"|qt_viewer|qt_window|slice_input|block_saving|scene_canvas|append_to_undo_history)\b|\"_(apply_mask_to_data|instances"
     r"|undo_history|redo_history|save_history)\""
 )
 

@@ -126,7 +126,8 @@ def test_the_view_is_fitted_again_when_the_canvas_changes_size(make_napari_viewe
     from qtpy.QtCore import QObject
     from qtpy.QtWidgets import QWidget
 
-    from napari_medseg._napari.launch import _REFIT_NAME, make_viewer
+    from napari_medseg._napari.launch import make_viewer
+    from napari_medseg._napari.views import _REFIT_NAME
 
     viewer = make_napari_viewer(show=True)
     window = _main_window(viewer)

@@ -20,6 +20,10 @@ history atoms             what an edit touched (box,      the item that ``events
 ``Labels._apply_mask_to_  limiting the brush, eraser,     no paint filter or hook
 data``                    fill and polygon to an HU range
                           and away from locked labels
+                          (in every linked view)
+``Labels._append_to_      a stroke painted in a linked    no public way to add an item
+undo_history``            view joins the one undo         to a layer's history
+                          history of the viewer's layer
 ``Viewer._instances``     the open viewers: is a job's    ``napari.current_viewer()``
                           viewer still open; layers of    gives one viewer only; closing
                           every viewer for the writer     a viewer emits nothing public
@@ -287,6 +291,45 @@ def filter_painting(layer: Any, keep: PaintFilter, *, key: str = "") -> Callable
             delattr(target, _PAINT_HOOK)
 
     return stop
+
+
+def follow_paint_filters(layer: Any, source: Any) -> None:
+    """Let napari's painting on ``layer`` pass through the paint filters of ``source``.
+
+    For a layer that shows ``source``'s data array in another view (the linked views'
+    mirrors): the filters :func:`filter_painting` puts on ``source`` (the HU-range
+    brush, locked labels) are looked up at each paint, so ones added or stopped later
+    apply too. ``layer``'s own history records the stroke as napari does.
+    """
+    original = getattr(type(layer), _PAINT_HOOK).__get__(layer)
+    source_ref = weakref.ref(source)
+
+    def filtered(data, mask, new_label, slice_key):
+        target = source_ref()
+        hook = vars(target).get(_PAINT_HOOK) if target is not None else None
+        for each in list(getattr(hook, "paint_filters", {}).values()):
+            mask = each(data, mask, new_label, slice_key)
+        return original(data, mask, new_label, slice_key)
+
+    setattr(layer, _PAINT_HOOK, filtered)
+
+
+def move_newest_history_item(source: Any, target: Any) -> list | None:
+    """Move ``source``'s newest undo item onto ``target``'s undo history.
+
+    For two layers on one data array (a layer and its mirror in a linked view): a
+    stroke painted on ``source`` becomes ``target``'s newest undo step, its redo
+    history is cleared (a new edit, as napari does), and ``target`` announces it with
+    its own ``events.paint`` (napari's ``_append_to_undo_history``), as if painted
+    there. Returns the item moved (None when ``source`` had none).
+    """
+    undo = _undo(source)
+    if not undo:
+        return None
+    item = undo.pop()
+    _redo(target).clear()
+    target._append_to_undo_history(item)
+    return item
 
 
 # ------------------------------------------------------------------ viewers

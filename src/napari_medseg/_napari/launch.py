@@ -59,7 +59,7 @@ WORKFLOW_SHARE = 0.5
 SAMPLE_MODEL = "lungs-ct"
 
 
-def make_viewer(path: str | Path | None = None, viewer=None):
+def make_viewer(path: str | Path | None = None, viewer=None, linked_views: bool = True):
     """Open ``path`` (default: the sample chest CT) in a viewer and dock the widgets.
 
     The widgets are docked first and the view is fitted once the window has laid
@@ -73,6 +73,10 @@ def make_viewer(path: str | Path | None = None, viewer=None):
         Scan to open through the plugin's reader.
     viewer : napari.Viewer, optional
         Viewer to use; a new one is made when omitted.
+    linked_views : bool
+        Also show the coronal and sagittal views under the (axial) canvas, linked by a
+        crosshair (:mod:`~napari_medseg._napari.linked_views`); False: napari's single
+        view.
 
     Returns
     -------
@@ -80,7 +84,7 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     """
     import napari
 
-    from napari_medseg._napari.views import set_view
+    from napari_medseg._napari.views import refit_on_resize, set_view
 
     new_window = viewer is None
     if viewer is None:
@@ -108,6 +112,12 @@ def make_viewer(path: str | Path | None = None, viewer=None):
     set_view(viewer, "axial")  # also fits the view to the canvas
     show_slice_of_interest(viewer, layers)
     refit_on_resize(viewer, window)
+    if linked_views:
+        from napari_medseg._napari.linked_views import show_linked_views
+
+        views = show_linked_views(viewer)
+        _process_events()  # the dock takes its room: the views are fitted as they are
+        views.set_crosshair(viewer.dims.point)  # through the slice of interest
     return viewer
 
 
@@ -192,62 +202,6 @@ def _share_the_column(window: Any, docks: dict[str, Any]) -> None:
     window.resizeDocks([workflow, report], [top, column - top], Qt.Orientation.Vertical)
 
 
-def refit_on_resize(viewer: Any, window: Any) -> Any:
-    """Fit ``viewer``'s view again whenever its canvas changes size.
-
-    Only while the view is as the last fit left it: once the user zoomed or panned,
-    a resize keeps their view. Every fit (napari's Home button,
-    :func:`~napari_medseg._napari.views.set_view`, this one) emits
-    ``viewer.events.reset_view``; the camera it leaves is what "as fitted" means.
-
-    Parameters
-    ----------
-    viewer : napari.Viewer
-    window : QWidget
-        Its main window: the refitter lives (and goes) with it.
-
-    Returns
-    -------
-    QObject
-        The refitter (one per window; calling again returns the same).
-    """
-    from qtpy.QtCore import QObject, QTimer
-
-    class Refit(QObject):
-        def __init__(self) -> None:
-            super().__init__(window)
-            self.setObjectName(_REFIT_NAME)
-            self.viewer = viewer
-            self.fitted = self.camera()
-            self.timer = QTimer(self)
-            self.timer.setSingleShot(True)
-            self.timer.setInterval(0)  # once per burst of resize events
-            self.timer.timeout.connect(self.refit)
-            viewer.events.reset_view.connect(self.on_reset_view)
-            viewer.canvas.events.size.connect(self.on_size)
-
-        def camera(self) -> tuple[float, ...]:
-            camera = self.viewer.scene.camera
-            return (float(camera.zoom), *map(float, camera.center), *map(float, camera.angles))
-
-        def on_reset_view(self, *_: Any) -> None:
-            self.fitted = self.camera()
-
-        def on_size(self, *_: Any) -> None:
-            self.timer.start()
-
-        def still_fitted(self) -> bool:
-            return bool(np.allclose(self.camera(), self.fitted, rtol=1e-6, atol=1e-6))
-
-        def refit(self) -> None:
-            if len(self.viewer.layers) and self.still_fitted():
-                self.viewer.reset_view()
-
-    existing = window.findChild(QObject, _REFIT_NAME)
-    return existing if existing is not None else Refit()
-
-
-_REFIT_NAME = "napari_medseg_refit_on_resize"
 
 
 def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
@@ -310,12 +264,12 @@ def _process_events() -> None:
         app.processEvents()
 
 
-def launch_viewer(path: str | Path | None = None) -> None:
-    """Open the viewer and run the Qt event loop until the window closes."""
+def launch_viewer(path: str | Path | None = None, linked_views: bool = True) -> None:
+    """Open the viewer (:func:`make_viewer`) and run the Qt event loop until it closes."""
     import napari
     from qtpy.QtCore import QTimer
 
-    viewer = make_viewer(path)
+    viewer = make_viewer(path, linked_views=linked_views)
     window = viewer.window.dock_widgets[f"{DOCKED_WIDGETS[0][0]} ({PLUGIN})"].window()
     # the window manager decorates the window once it is mapped: fit the frame into
     # the screen again then (the view refits with the canvas)

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import napari
@@ -40,3 +42,62 @@ def set_view(viewer: napari.Viewer, plane: str) -> None:
     viewer.dims.order = tuple(lead + [offset + slider, offset + vertical, offset + horizontal])
     viewer.scene.camera.orientation2d = orientation
     viewer.reset_view()
+
+
+def refit_on_resize(viewer: Any, window: Any) -> Any:
+    """Fit ``viewer``'s view again whenever its canvas changes size.
+
+    Only while the view is as the last fit left it: once the user zoomed or panned,
+    a resize keeps their view. Every fit (napari's Home button,
+    :func:`~napari_medseg._napari.views.set_view`, this one) emits
+    ``viewer.events.reset_view``; the camera it leaves is what "as fitted" means.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer or napari.components.ViewerModel
+    window : QWidget
+        Its main window (or the widget holding its canvas): the refitter lives
+        (and goes) with it.
+
+    Returns
+    -------
+    QObject
+        The refitter (one per window; calling again returns the same).
+    """
+    from qtpy.QtCore import QObject, QTimer
+
+    class Refit(QObject):
+        def __init__(self) -> None:
+            super().__init__(window)
+            self.setObjectName(_REFIT_NAME)
+            self.viewer = viewer
+            self.fitted = self.camera()
+            self.timer = QTimer(self)
+            self.timer.setSingleShot(True)
+            self.timer.setInterval(0)  # once per burst of resize events
+            self.timer.timeout.connect(self.refit)
+            viewer.events.reset_view.connect(self.on_reset_view)
+            viewer.canvas.events.size.connect(self.on_size)
+
+        def camera(self) -> tuple[float, ...]:
+            camera = self.viewer.scene.camera
+            return (float(camera.zoom), *map(float, camera.center), *map(float, camera.angles))
+
+        def on_reset_view(self, *_: Any) -> None:
+            self.fitted = self.camera()
+
+        def on_size(self, *_: Any) -> None:
+            self.timer.start()
+
+        def still_fitted(self) -> bool:
+            return bool(np.allclose(self.camera(), self.fitted, rtol=1e-6, atol=1e-6))
+
+        def refit(self) -> None:
+            if len(self.viewer.layers) and self.still_fitted():
+                self.viewer.reset_view()
+
+    existing = window.findChild(QObject, _REFIT_NAME)
+    return existing if existing is not None else Refit()
+
+
+_REFIT_NAME = "napari_medseg_refit_on_resize"

@@ -220,11 +220,15 @@ def _segment_one(
     return written
 
 
-def open_in_napari(path: str | Path | None) -> None:
-    """Open napari with ``path`` (default: the sample) and the plugin's widgets; blocks."""
+def open_in_napari(path: str | Path | None, linked_views: bool = True) -> None:
+    """Open napari with ``path`` (default: the sample) and the plugin's widgets; blocks.
+
+    ``linked_views``: axial, coronal and sagittal views with a crosshair (False: napari's
+    single view; the Views dock switches either way later).
+    """
     from napari_medseg._napari.launch import launch_viewer
 
-    launch_viewer(path)
+    launch_viewer(path, linked_views=linked_views)
 
 
 def gui_unavailable_reason(timeout_s: float = 60.0) -> str:
@@ -252,7 +256,7 @@ def gui_unavailable_reason(timeout_s: float = 60.0) -> str:
 
 def cmd_view(args: argparse.Namespace) -> int:
     """``medseg view [PATH]``: open napari with a scan (default: the sample) and the widgets."""
-    open_in_napari(args.path)
+    open_in_napari(args.path, linked_views=not args.single_view)
     return 0
 
 
@@ -264,20 +268,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{reason}: running the headless demo.", flush=True)
         run_headless_demo(Path(args.out))
         return 0
-    open_in_napari(None)
+    open_in_napari(None, linked_views=not args.single_view)
     return 0
+
+
+_SINGLE_VIEW_HELP = (
+    "open napari's single view instead of linked axial, coronal and sagittal views "
+    "(the Views dock switches later)"
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``view`` and ``demo`` to the ``medseg`` sub-commands."""
     view = commands.add_parser("view", help="open napari with a scan and the plugin's widgets")
     view.add_argument("path", nargs="?", help="scan to open (default: the bundled sample)")
+    view.add_argument("--single-view", action="store_true", help=_SINGLE_VIEW_HELP)
     view.set_defaults(func=cmd_view)
 
     demo = commands.add_parser(
         "demo", help="the main job on the bundled sample (napari, or headless without a display)"
     )
     demo.add_argument("--headless", action="store_true", help="do not open napari")
+    demo.add_argument("--single-view", action="store_true", help=_SINGLE_VIEW_HELP)
     demo.add_argument(
         "--out", default="medseg-demo-output", help="folder for the headless demo's outputs"
     )
