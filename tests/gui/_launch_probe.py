@@ -55,6 +55,10 @@ def main(out_path: str, shot_path: str) -> None:
         "Report Export JSON": report.json_button,
         "Segment Run": docks["Segment (napari-medseg)"].run_button,
     }
+    from napari_medseg._napari.linked_views import linked_views_of
+
+    for plane, view in linked_views_of(viewer).views.items():  # the linked views' canvases
+        widgets[f"{plane} view"] = view.qt_viewer.canvas.native
     tabs = []
     for bar in window.findChildren(QTabBar):
         if bar.isVisible() and bar.count():

@@ -73,6 +73,10 @@ def test_the_launch_window_fits_the_screen(screen, artifacts, tmp_path):
     # every widget a user must reach is inside the window, and shown
     for name, rect in found["widgets"].items():
         assert _inside(rect, frame), (name, rect, frame)
+    # the linked coronal and sagittal views are there and big enough to work in
+    for plane in ("coronal", "sagittal"):
+        width, height = found["widgets"][f"{plane} view"][2:]
+        assert width >= 150 and height >= 150, (plane, width, height)
     # the tab titles are whole: not elided, each tab as wide as its title needs, and
     # all tabs inside their bar (no scrolling needed to see one)
     (tabs,) = [t for t in found["tabs"] if any(x.startswith("Segment") for x in t["titles"])]

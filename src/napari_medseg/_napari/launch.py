@@ -205,7 +205,9 @@ def _share_the_column(window: Any, docks: dict[str, Any]) -> None:
 
 
 def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
-    """Move the slider to the labelled region of ``layers``, else to their middle slice.
+    """Move the viewer's point to the labelled region of ``layers``, else to their middle.
+
+    The slider shows that slice; the linked views' crosshair starts at that point.
 
     Parameters
     ----------
@@ -218,7 +220,6 @@ def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
     layers = [layer for layer in layers if getattr(layer, "ndim", 0) >= 3]
     if not layers or viewer.dims.ndim < 3:
         return
-    axis = int(viewer.dims.order[-3])  # the world axis under the slider
     target = None
     for layer in layers:
         if not isinstance(layer, Labels) or getattr(layer, "multiscale", False):
@@ -234,7 +235,9 @@ def show_slice_of_interest(viewer: Any, layers: Sequence[Any]) -> None:
         target = np.asarray(first.data_to_world((shape[: first.ndim] - 1) / 2.0), dtype=float)
     offset = viewer.dims.ndim - len(target)
     point = list(viewer.dims.point)
-    point[axis] = float(target[axis - offset])
+    # the whole point, not only the slider's axis: the linked views' crosshair starts there
+    for index, value in enumerate(target):
+        point[offset + index] = float(value)
     viewer.dims.point = tuple(point)
 
 

@@ -68,6 +68,8 @@ CROSSHAIR_PIXELS = 1.5
 EXTRA_PLANES = ("coronal", "sagittal")
 #: Name of the dock that holds them.
 DOCK_NAME = "Linked views"
+#: Narrowest an extra view gets, pixels.
+MIN_VIEW_WIDTH = 150
 #: Share of the window's height the dock takes when it opens.
 DOCK_SHARE = 0.45
 #: Layer events that are not display properties to copy.
@@ -127,6 +129,10 @@ class _View:
         title.setObjectName(f"linked_{plane}_title")
         layout.addWidget(title)
         layout.addWidget(qt_viewer, 1)
+        # narrower than napari's slider row asks (237 px): both views fit under the
+        # canvas of a 1366 px wide window with the docks beside it
+        for widget in (qt_viewer, self.widget):
+            widget.setMinimumWidth(MIN_VIEW_WIDTH)
 
     @property
     def qt_viewer(self) -> Any:
