@@ -453,7 +453,8 @@ class LinkedViews(QSplitter):
         layers = [layer for layer in self.viewer.layers if layer.name != CROSSHAIR]
         if not layers:
             return
-        extent = self.viewer.layers.get_extent(layers).world  # (2, ndim): low, high
+        # (2, ndim): low, high; napari caches it; the crosshair's own lines lie inside it
+        extent = np.asarray(self.viewer.layers.extent.world)
         ndim = self.viewer.dims.ndim
         offset = ndim - 3
         centre = self.crosshair()

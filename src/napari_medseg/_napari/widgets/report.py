@@ -164,7 +164,8 @@ def _forget(viewer: Any, live: LiveReport, callbacks: list[Any], *_: Any) -> Non
     """Disconnect a closed widget's callbacks from the viewer and stop its live report."""
     emitters = [viewer.layers.events.inserted]
     for layer in viewer.layers:
-        emitters.append(layer.events.colormap)
+        if hasattr(layer.events, "colormap"):  # not every layer has one (the crosshair)
+            emitters.append(layer.events.colormap)
     for emitter in emitters:
         for callback in callbacks:
             emitter.disconnect(callback)
