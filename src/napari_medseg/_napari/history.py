@@ -57,6 +57,10 @@ labels.py``, ``napari/viewer.py``, ``napari/utils/_proxies.py``):
   position, so a handler connected later with ``position="first"`` runs before them
   and ``event.blocked`` stops them): read in the 0.9.0 and 0.9.2 sources
   (``napari/_qt/qt_main_window.py``, ``napari/_vispy/canvas.py``).
+* ``Labels._append_to_undo_history(item)`` (appends and emits ``events.paint`` with the
+  item), which the linked views use to move a stroke onto the viewer's layer, and
+  ``napari.qt.QtViewer(model, show_welcome_screen=...)``: the same in the 0.9.0 wheel and
+  the installed 0.9.2 (``tests/gui/test_linked_views.py`` ran on 0.9.2).
 * ``viewer.scene`` (its camera) is new in 0.9.0; the GUI tests and ``views.set_view``
   use it: on napari 0.8.0 (installed over 0.9.0 in the scratch environment) the tests
   stop with ``'Viewer' object has no attribute 'scene'``.
