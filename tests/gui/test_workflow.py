@@ -36,7 +36,12 @@ def test_segment_correct_measure_save(make_napari_viewer, qtbot, tmp_path, artif
     segment, tools = dock(viewer, "Segment"), dock(viewer, "Label tools")
     save, report = dock(viewer, "Save labels"), dock(viewer, "Report")
     presets = dock(viewer, "Window presets")
-    assert len(viewer.window.dock_widgets) == len(docked)
+    # and the linked coronal and sagittal views under the canvas
+    from napari_medseg._napari.linked_views import DOCK_NAME
+
+    assert set(viewer.window.dock_widgets) - {f"{name} (napari-medseg)" for name in docked} == {
+        DOCK_NAME
+    }
 
     # 1. segment with the model the sample window offers: real anatomy
     assert segment.model_choice.ref == "lungs-ct"
