@@ -93,6 +93,7 @@ def test_bad_prompts_are_one_clear_error(scan, tmp_path, capsys):
                  "--point", "900,0,0"]) == EXIT_BAD_INPUT
     error = capsys.readouterr().err
     assert "off the scan" in error and "900.0" in error and "Traceback" not in error
+    assert path.name in error  # the scan it is off
     assert not out.exists()
     assert main(["prompt", str(path), "-o", str(out)]) == EXIT_BAD_INPUT
     assert "--point" in capsys.readouterr().err

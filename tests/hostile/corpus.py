@@ -55,8 +55,8 @@ SAMPLES = REPO / "sample_scans"
 #: The entry points every case goes through unless it says otherwise.
 DEFAULT_ENTRIES = ("info", "convert", "segment", "report", "reader")
 #: Every entry point the runner knows (``open`` needs a display; ``probe`` is Python;
-#: ``mesh`` runs only the cases that name it).
-ENTRIES = (*DEFAULT_ENTRIES, "mesh", "open", "probe")
+#: ``mesh`` and ``prompt`` run only the cases that name them).
+ENTRIES = (*DEFAULT_ENTRIES, "mesh", "prompt", "open", "probe")
 
 #: Peak resident memory allowed for a tiny hostile file (MB): the issue's 1 GB.
 TINY_RSS_MB = 1024
@@ -1650,6 +1650,28 @@ def _(folder: Path, src: Sources) -> Built:
     return built
 
 
+@case(
+    "prompt_off_the_scan",
+    {"prompt": error(NAME, "off the scan")},
+    argv={"prompt": ("prompt", "{input}", "-o", "{case}/mask.nii.gz", "--point", "500,0,0")},
+)
+def _(folder: Path, src: Sources) -> Built:
+    """A ``medseg prompt`` click 500 mm away from a tiny scan."""
+    return tiny_pair(folder)
+
+
+@case(
+    "prompt_out_exists",
+    {"prompt": error("mask.nii.gz", "exist")},
+    argv={"prompt": ("prompt", "{input}", "-o", "{case}/mask.nii.gz", "--point", "15,15,12")},
+)
+def _(folder: Path, src: Sources) -> Built:
+    """The mask ``medseg prompt`` would write exists already (no --overwrite)."""
+    built = tiny_pair(folder)
+    (folder / "mask.nii.gz").write_bytes(b"previous mask")
+    return built
+
+
 @case("mesh_names_escape", {"mesh": ok(r"meshes/1_etc_passwd\.stl", r"meshes/2_31mred\.stl")})
 def _(folder: Path, src: Sources) -> Built:
     """Label names that are paths out of the folder, or escape sequences, in the sidecar."""
@@ -2023,6 +2045,8 @@ def command_line(one: Case, entry: str) -> tuple[str, ...]:
         return ("report", "{labels}", "--image", "{input}", *out)
     if entry == "mesh":
         return ("mesh", "{input}", "-o", "{out}/meshes")
+    if entry == "prompt":
+        return ("prompt", "{input}", "-o", "{out}/mask.nii.gz", "--point", "0,0,0")
     if entry == "probe":
         return ()
     raise ValueError(f"unknown entry point {entry!r}")

@@ -462,6 +462,8 @@ PRELOAD = {
     ),
     "report": ("napari_medseg.cli.entry", "napari_medseg.measure.report"),
     "mesh": ("napari_medseg.cli.entry", "napari_medseg.labels.mesh", "napari_medseg.io.mesh_files"),
+    "prompt": ("napari_medseg.cli.entry", "napari_medseg.interactive.session",
+               "napari_medseg.interactive.backends.seeded"),
     "reader": ("napari_medseg._napari.reader", "napari.utils.notifications"),
     "open": ("napari", "napari_medseg._napari.reader"),
     "probe": ("napari_medseg.cli.entry", "napari_medseg.models.zoo", "monai.apps.utils"),

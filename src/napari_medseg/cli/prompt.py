@@ -118,6 +118,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     import numpy as np
 
     from napari_medseg.interactive.backends import backend_entry, make_backend
+    from napari_medseg.interactive.prompts import PromptError
     from napari_medseg.interactive.session import PromptSession
     from napari_medseg.io.reader import read_scan
     from napari_medseg.io.save import SaveTargets, check_targets, save_segmentation
@@ -145,7 +146,10 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     session = PromptSession(volume, backend)
     steps = []
     for prompt in prompts:
-        update = session.add(prompt)
+        try:
+            update = session.add(prompt)
+        except PromptError as error:  # a prompt off this scan: say which scan
+            raise PromptError(f"{args.image}: {error}") from None
         steps.append({"prompt": prompt.kind if prompt.positive else f"negative {prompt.kind}",
                       "ras_mm": prompt.world_mm.round(3).tolist(),
                       "voxels": int(update.mask.sum()), "seconds": round(update.seconds, 3)})
