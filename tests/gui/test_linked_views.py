@@ -241,6 +241,38 @@ def test_a_new_array_and_an_undo_reach_every_view(linked):
         assert mirror.opacity == 0.25 and mirror.visible is False
 
 
+def test_scrolling_refreshes_no_mirror_while_edits_and_undo_do(linked, qtbot):
+    """A slice change of the axial view is not an edit: the other views keep their slices
+    (and no refresh feeds itself, which once redrew all three views on every turn of
+    the event loop); an edit written in place, a stroke and its undo reach them."""
+    viewer, views, image, labels, *_ = linked
+    mirrors = [views.mirror_of(labels, plane) for plane in ("coronal", "sagittal")]
+    refreshed = {id(mirror): 0 for mirror in mirrors}
+    for mirror in mirrors:
+        mirror.events.set_data.connect(
+            lambda event: refreshed.__setitem__(id(event.source), refreshed[id(event.source)] + 1))
+    qtbot.wait(20)
+    axis = viewer.dims.order[0]
+    for step in (1, 1, -1):
+        viewer.dims.set_current_step(axis, viewer.dims.current_step[axis] + step)
+        qtbot.wait(20)
+    assert set(refreshed.values()) == {0}
+
+    labels.data[2:4, 2:4, 2:4] = 5  # written in place, then refreshed (as a plugin would)
+    labels.refresh()
+    qtbot.waitUntil(lambda: min(refreshed.values()) >= 1, timeout=2000)
+    qtbot.wait(50)
+    assert set(refreshed.values()) == {1}  # once, not again and again
+
+    labels.selected_label = 3
+    labels.paint(np.array(labels.world_to_data(views.crosshair())), 3)
+    qtbot.waitUntil(lambda: min(refreshed.values()) >= 2, timeout=2000)
+    labels.undo()
+    qtbot.waitUntil(lambda: min(refreshed.values()) >= 3, timeout=2000)
+    qtbot.wait(50)
+    assert set(refreshed.values()) == {3}
+
+
 def test_layers_added_and_removed_follow(linked):
     viewer, views, image, labels, *_ = linked
     extra = viewer.add_labels(np.zeros(labels.data.shape, dtype=np.uint8), name="extra",

@@ -160,7 +160,10 @@ class LinkedViews(QSplitter):
         for view in self.views.values():
             self.addWidget(view.widget)
         self._syncing = False
-        self._pending_refresh: set[int] = set()
+        # id(layer): whether the viewer's layer itself is refreshed too (a stroke made in
+        # an extra view), not only its mirrors
+        self._pending_refresh: dict[int, bool] = {}
+        self._last_set_data: dict[int, tuple] = {}  # id(layer): (its slice, history key)
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(0)
@@ -225,11 +228,15 @@ class LinkedViews(QSplitter):
         """
         world = np.asarray(world, dtype=float)[-3:]
         offset = self.viewer.dims.ndim - 3
-        for plane, model in self.models().items():
-            if plane == moved_in or model.dims.ndim < 3:
-                continue
-            axis = offset + VIEWS[plane][0]
-            model.dims.set_point(axis, float(world[VIEWS[plane][0]]))
+        drawing, self._drawing = self._drawing, True  # the lines are drawn once, below
+        try:
+            for plane, model in self.models().items():
+                if plane == moved_in or model.dims.ndim < 3:
+                    continue
+                axis = offset + VIEWS[plane][0]
+                model.dims.set_point(axis, float(world[VIEWS[plane][0]]))
+        finally:
+            self._drawing = drawing
         self._draw_crosshair()
         return self.crosshair()
 
@@ -302,9 +309,10 @@ class LinkedViews(QSplitter):
         self._listen(layer.events.name, _PropertyCopy(self, layer, "name"))
         self._listen(layer.events.data, self._on_data)
         if _is_labels(layer):
-            for emitter in (layer.events.paint, layer.events.set_data,
-                            layer.events.labels_update):
+            for emitter in (layer.events.paint, layer.events.labels_update):
                 self._listen(emitter, self._on_edited)
+            self._listen(layer.events.set_data, self._on_set_data)
+            self._remember_slice(layer)
 
     def _link_labels(self, layer: Any, mirror: Any) -> None:
         """A stroke on ``mirror`` goes into ``layer``'s one undo history and filters."""
@@ -317,7 +325,8 @@ class LinkedViews(QSplitter):
                 history.move_newest_history_item(mirror, target)
 
         mirror.events.paint.connect(adopt)
-        mirror.events.labels_update.connect(lambda _event: self._schedule(layer))
+        mirror.events.labels_update.connect(
+            lambda _event: self._schedule(layer, source_too=True))
 
         def undo(_layer: Any) -> None:
             target = layer_ref()
@@ -339,6 +348,7 @@ class LinkedViews(QSplitter):
             # removed by the user, or by the viewer closing: not put back
             self._crosshair_gone.add("axial")
             return
+        self._last_set_data.pop(id(layer), None)
         for view in self.views.values():
             mirror = view.mirrors.pop(id(layer), None)
             if mirror is not None and mirror in view.model.layers:
@@ -370,22 +380,48 @@ class LinkedViews(QSplitter):
     def _on_edited(self, event: Any) -> None:
         self._schedule(event.source)
 
-    def _schedule(self, layer: Any) -> None:
-        """Refresh every view of ``layer`` once the event loop turns."""
-        self._pending_refresh.add(id(layer))
+    def _on_set_data(self, event: Any) -> None:
+        """napari emits ``set_data`` for a new slice and for a refresh alike (an undo, a
+        redo, an edit written in place): only the second changes what the other views
+        must show. A new slice is told by the layer's slice of the viewer's dims having
+        changed since its last ``set_data``; an undo or redo also by its history."""
+        if self._syncing:
+            return  # the refresh the views made themselves
+        layer = event.source
+        seen = self._last_set_data.get(id(layer))
+        now = self._remember_slice(layer)
+        if seen is not None and seen[0] != now[0] and seen[1] == now[1]:
+            return  # the viewer scrolled: the mirrors slice the same array themselves
+        self._schedule(layer)
+
+    def _remember_slice(self, layer: Any) -> tuple:
+        """Note the viewer's slice of ``layer`` and its history key; returns them."""
+        dims = self.viewer.dims
+        sliced_at = (tuple(dims.point[-layer.ndim:]), tuple(dims.order), dims.ndisplay,
+                     tuple(dims.thickness[-layer.ndim:]))
+        self._last_set_data[id(layer)] = (sliced_at, history.history_key(layer))
+        return self._last_set_data[id(layer)]
+
+    def _schedule(self, layer: Any, *, source_too: bool = False) -> None:
+        """Refresh the mirrors of ``layer`` (and ``layer`` itself when ``source_too``)
+        once the event loop turns."""
+        key = id(layer)
+        self._pending_refresh[key] = self._pending_refresh.get(key, False) or source_too
         if not self._refresh_timer.isActive():
             self._refresh_timer.start()
 
     def _refresh_pending(self) -> None:
-        pending, self._pending_refresh = self._pending_refresh, set()
-        for layer in list(self.viewer.layers):
-            if id(layer) not in pending:
-                continue
-            layer.refresh()
-            for view in self.views.values():
-                mirror = view.mirrors.get(id(layer))
-                if mirror is not None:
-                    mirror.refresh()
+        pending, self._pending_refresh = self._pending_refresh, {}
+        with self._sync():  # their set_data events are not edits to pass on again
+            for layer in list(self.viewer.layers):
+                if id(layer) not in pending:
+                    continue
+                if pending[id(layer)]:
+                    layer.refresh()
+                for view in self.views.values():
+                    mirror = view.mirrors.get(id(layer))
+                    if mirror is not None:
+                        mirror.refresh()
 
     def refresh_now(self) -> None:
         """Run the pending refreshes at once (tests and benchmarks)."""
@@ -471,8 +507,9 @@ class LinkedViews(QSplitter):
                 vector[offset + axis] = extent[1, offset + axis] - extent[0, offset + axis]
                 lines.append([start, vector])
             layer = self._crosshair_layer(plane)
-            if layer is not None:
-                layer.data = np.asarray(lines, dtype=float)
+            lines = np.asarray(lines, dtype=float)
+            if layer is not None and not np.array_equal(layer.data, lines):
+                layer.data = lines
 
     def _crosshair_drag(self, model: Any, event: Any) -> Iterator[None]:
         """Mouse drag callback of every view: a click or a Shift+drag moves the crosshair."""
