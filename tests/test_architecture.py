@@ -159,6 +159,7 @@ def test_the_core_depends_on_no_folder():
 LAYERS = (
     ("cli",),
     ("_napari",),
+    ("cohort",),
     ("interactive",),
     ("inference", "synthetic"),
     ("models", "measure"),
