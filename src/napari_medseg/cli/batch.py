@@ -52,21 +52,36 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from napari_medseg.models.registry import DEFAULT_MODEL
 
     parser = commands.add_parser(
-        "batch", help="segment a whole cohort on Dask: resumable, with a cohort table",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "batch",
+        help="segment a whole cohort on Dask: resumable, with a cohort table",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", metavar="INPUTS", help="cohort folder or CSV manifest")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                        help="output folder (one sub-folder per case)")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"as medseg segment's --model (default: {DEFAULT_MODEL})")
-    parser.add_argument("--workers", type=int,
-                        help="worker processes on this machine (default: one per core, "
-                        "one per GPU where there are GPUs); 0: in this process, no Dask")
-    parser.add_argument("--threads-per-worker", type=int, default=1,
-                        help="torch threads per worker (default 1)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                        help="run on an existing Dask cluster")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="output folder (one sub-folder per case)",
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"as medseg segment's --model (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on this machine (default: one per core, "
+        "one per GPU where there are GPUs); 0: in this process, no Dask",
+    )
+    parser.add_argument(
+        "--threads-per-worker", type=int, default=1, help="torch threads per worker (default 1)"
+    )
+    parser.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster"
+    )
     slurm = parser.add_argument_group("SLURM (dask-jobqueue)")
     slurm.add_argument("--slurm", action="store_true", help="run the workers as SLURM jobs")
     slurm.add_argument("--slurm-jobs", type=int, default=1, help="jobs to submit (default 1)")
@@ -76,28 +91,46 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     slurm.add_argument("--walltime", default="01:00:00", help="per job (default 01:00:00)")
     slurm.add_argument("--queue", help="SLURM partition")
     slurm.add_argument("--account", help="SLURM account")
-    slurm.add_argument("--dry-run", action="store_true",
-                       help="print the job script that would be submitted, and stop")
-    parser.add_argument("--part", metavar="I/N",
-                        help="run only part I of N (every N-th case from the I-th)")
-    parser.add_argument("--retry", type=int, default=2,
-                        help="retries of a crashed case (a killed worker, an unexpected "
-                        "error; default 2); a bad input is not retried")
-    parser.add_argument("--dicom-seg", action="store_true",
-                        help="also write a DICOM SEG for each DICOM case")
+    slurm.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the job script that would be submitted, and stop",
+    )
+    parser.add_argument(
+        "--part", metavar="I/N", help="run only part I of N (every N-th case from the I-th)"
+    )
+    parser.add_argument(
+        "--retry",
+        type=int,
+        default=2,
+        help="retries of a crashed case (a killed worker, an unexpected "
+        "error; default 2); a bad input is not retried",
+    )
+    parser.add_argument(
+        "--dicom-seg", action="store_true", help="also write a DICOM SEG for each DICOM case"
+    )
     parser.add_argument("--device", default="auto", help="as medseg segment's --device")
     parser.add_argument("--no-amp", action="store_true", help="float32 throughout")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation")
-    parser.add_argument("--trust-bundle", action="store_true",
-                        help="trust a MONAI bundle folder (as medseg segment)")
+    parser.add_argument(
+        "--trust-bundle",
+        action="store_true",
+        help="trust a MONAI bundle folder (as medseg segment)",
+    )
     parser.add_argument("--allow-gaps", action="store_true", help=ALLOW_GAPS_HELP)
     parser.set_defaults(func=cmd_batch)
     return parser
 
 
 def _slurm_options(args: argparse.Namespace) -> dict:
-    options = {"jobs": args.slurm_jobs, "cores": args.cores, "memory": args.memory,
-               "walltime": args.walltime, "processes": 1, "gpus": args.gpus}
+    options = {
+        "jobs": args.slurm_jobs,
+        "cores": args.cores,
+        "memory": args.memory,
+        "walltime": args.walltime,
+        "processes": 1,
+        "gpus": args.gpus,
+    }
     if args.queue:
         options["queue"] = args.queue
     if args.account:
@@ -122,18 +155,23 @@ class _CaseProgress:
         if self.tty:
             width = 30
             filled = int(round(width * finished / max(self.total, 1)))
-            self.stream.write(f"\rbatch [{'#' * filled}{'.' * (width - filled)}] "
-                              f"{eta_text(summary, self.total)}   ")
+            self.stream.write(
+                f"\rbatch [{'#' * filled}{'.' * (width - filled)}] "
+                f"{eta_text(summary, self.total)}   "
+            )
             if finished >= self.total:
                 self.stream.write("\n")
         else:
             seconds = outcome.get("seconds")
             took = f" in {seconds:.1f} s" if isinstance(seconds, float) else ""
-            self.stream.write(f"batch: {outcome['case_id']} {status}{took} "
-                              f"[{eta_text(summary, self.total)}]\n")
+            self.stream.write(
+                f"batch: {outcome['case_id']} {status}{took} [{eta_text(summary, self.total)}]\n"
+            )
         if status == "failed":
-            self.stream.write(f"{'' if not self.tty else chr(10)}batch: {outcome['case_id']} "
-                              f"failed: {outcome['error']}\n")
+            self.stream.write(
+                f"{'' if not self.tty else chr(10)}batch: {outcome['case_id']} "
+                f"failed: {outcome['error']}\n"
+            )
         self.stream.flush()
 
 
@@ -156,8 +194,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.slurm and args.scheduler:
         raise MedsegError("--slurm and --scheduler are two ways to get workers: give one")
     settings = BatchSettings(
-        model=args.model, device=args.device, amp=not args.no_amp, tta=args.tta,
-        trust_bundle=args.trust_bundle, allow_gaps=args.allow_gaps, dicom_seg=args.dicom_seg,
+        model=args.model,
+        device=args.device,
+        amp=not args.no_amp,
+        tta=args.tta,
+        trust_bundle=args.trust_bundle,
+        allow_gaps=args.allow_gaps,
+        dicom_seg=args.dicom_seg,
     )
     if args.slurm and args.dry_run:
         from napari_medseg.cohort.engine import slurm_cluster
@@ -184,26 +227,39 @@ def cmd_batch(args: argparse.Namespace) -> int:
     progress = _CaseProgress(len(cases))
     message = cli_advice
     if args.workers == 0 and not (args.scheduler or args.slurm):
-        summary = run_batch(cases, outdir, settings,
-                            partial(run_serial, retry=args.retry),
-                            on_outcome=progress, message=message)
+        summary = run_batch(
+            cases,
+            outdir,
+            settings,
+            partial(run_serial, retry=args.retry),
+            on_outcome=progress,
+            message=message,
+        )
     else:
         gpus = _gpu_count(args.device) if not (args.scheduler or args.slurm) else 0
-        workers = args.workers if args.workers is not None else (
-            gpus or max(1, _default_workers() // args.threads_per_worker))
+        workers = (
+            args.workers
+            if args.workers is not None
+            else (gpus or max(1, _default_workers() // args.threads_per_worker))
+        )
         options = DaskOptions(
-            workers=workers, threads_per_worker=args.threads_per_worker,
-            scheduler=args.scheduler, slurm=_slurm_options(args) if args.slurm else None,
-            gpus=gpus, retry=args.retry,
+            workers=workers,
+            threads_per_worker=args.threads_per_worker,
+            scheduler=args.scheduler,
+            slurm=_slurm_options(args) if args.slurm else None,
+            gpus=gpus,
+            retry=args.retry,
         )
         client, cluster = open_client(options)
         try:
-            where = args.scheduler or ("SLURM" if args.slurm else
-                                       f"{workers} local worker process(es)")
+            where = args.scheduler or (
+                "SLURM" if args.slurm else f"{workers} local worker process(es)"
+            )
             print(f"Dask: {where}; dashboard {client.dashboard_link}", file=sys.stderr)
             engine = partial(_run_on, client=client, options=options)
-            summary = run_batch(cases, outdir, settings, engine,
-                                on_outcome=progress, message=message)
+            summary = run_batch(
+                cases, outdir, settings, engine, on_outcome=progress, message=message
+            )
         finally:
             client.close()
             if cluster is not None:

@@ -58,11 +58,15 @@ class BatchSummary:
     def text(self) -> str:
         """The summary printed at the end."""
         total = len(self.done) + len(self.skipped) + len(self.failed)
-        line = (f"{total} cases: {len(self.done)} done, {len(self.skipped)} skipped (done "
-                f"before), {len(self.failed)} failed in {self.seconds:.1f} s")
+        line = (
+            f"{total} cases: {len(self.done)} done, {len(self.skipped)} skipped (done "
+            f"before), {len(self.failed)} failed in {self.seconds:.1f} s"
+        )
         if self.done:
-            line += (f"; {self.seconds / len(self.done):.1f} s per case segmented, "
-                     f"{self.throughput_per_hour:.0f} cases/hour")
+            line += (
+                f"; {self.seconds / len(self.done):.1f} s per case segmented, "
+                f"{self.throughput_per_hour:.0f} cases/hour"
+            )
         return line
 
 
@@ -74,8 +78,9 @@ def _write_failures(outdir: Path, failures: Sequence[dict]) -> None:
         target.unlink(missing_ok=True)
         return
     with atomic_output(target) as temp:
-        temp.write_text("".join(json.dumps(item, default=str) + "\n" for item in failures),
-                        encoding="utf-8")
+        temp.write_text(
+            "".join(json.dumps(item, default=str) + "\n" for item in failures), encoding="utf-8"
+        )
 
 
 def run_batch(
@@ -122,9 +127,14 @@ def run_batch(
             outcome["error"] = message(str(outcome.get("error", "")))
             summary.failed.append(case_id)
             case = by_id.get(case_id)
-            failures.append({"case_id": case_id, "kind": outcome.get("kind", "crashed"),
-                             "error": outcome["error"],
-                             "inputs": list(case.input_files()) if case else []})
+            failures.append(
+                {
+                    "case_id": case_id,
+                    "kind": outcome.get("kind", "crashed"),
+                    "error": outcome["error"],
+                    "inputs": list(case.input_files()) if case else [],
+                }
+            )
             _write_failures(out, failures)
         elif status == "skipped":
             summary.skipped.append(case_id)

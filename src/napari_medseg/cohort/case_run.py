@@ -76,13 +76,28 @@ class BatchSettings:
 
     def segmenter_options(self) -> dict[str, Any]:
         """The :class:`~napari_medseg.inference.segmenter.Segmenter` keyword arguments."""
-        return {"device": self.device, "amp": self.amp, "overlap": self.overlap,
-                "sw_batch_size": self.sw_batch_size, "tta": self.tta,
-                "trust_bundle": self.trust_bundle}
+        return {
+            "device": self.device,
+            "amp": self.amp,
+            "overlap": self.overlap,
+            "sw_batch_size": self.sw_batch_size,
+            "tta": self.tta,
+            "trust_bundle": self.trust_bundle,
+        }
 
     def recorded(self) -> dict[str, Any]:
         """What ``done.json`` records of the settings (and compares on a rerun)."""
         return asdict(self)
+
+
+def make_segmenter(settings: BatchSettings, device: str | None = None) -> Any:
+    """The :class:`~napari_medseg.inference.segmenter.Segmenter` of ``settings``."""
+    from napari_medseg.inference.segmenter import Segmenter
+
+    options = settings.segmenter_options()
+    if device is not None:
+        options["device"] = device
+    return Segmenter(settings.model, **options)
 
 
 def model_fingerprint(model: str) -> dict[str, str]:
@@ -128,8 +143,9 @@ def case_folder(outdir: str | os.PathLike, case: Case) -> Path:
     return Path(outdir) / case.case_id
 
 
-def expected_done(case: Case, settings: BatchSettings, model: Mapping[str, str],
-                  inputs_sha256: str) -> dict[str, Any]:
+def expected_done(
+    case: Case, settings: BatchSettings, model: Mapping[str, str], inputs_sha256: str
+) -> dict[str, Any]:
     """The part of ``done.json`` a rerun compares: inputs, model, settings."""
     return {
         "format": DONE_FORMAT,
@@ -208,9 +224,12 @@ def run_case(
 
     timings: dict[str, float] = {}
     tick = time.perf_counter()
-    volumes = [read_scan(image, series_key=case.series_key if i == 0 else None,
-                         allow_gaps=settings.allow_gaps)
-               for i, image in enumerate(case.images)]
+    volumes = [
+        read_scan(
+            image, series_key=case.series_key if i == 0 else None, allow_gaps=settings.allow_gaps
+        )
+        for i, image in enumerate(case.images)
+    ]
     reference = read_scan(case.reference) if case.reference else None
     timings["read"] = time.perf_counter() - tick
     source = volumes[0]
@@ -227,12 +246,21 @@ def run_case(
     targets = SaveTargets(folder / LABELS_NAME, dicom_seg=dicom_seg)
     protect = [*case.input_files(), *source.metadata.files]
     written = save_segmentation(
-        labels, targets, classes, model=result.provenance(), source=case.images[0],
-        protect=protect, overwrite=True,
+        labels,
+        targets,
+        classes,
+        model=result.provenance(),
+        source=case.images[0],
+        protect=protect,
+        overwrite=True,
     )
     report = build_report(
-        labels, source, reference, names={value: name for value, (name, _) in classes.items()},
-        lesions=True, model=result.provenance(),
+        labels,
+        source,
+        reference,
+        names={value: name for value, (name, _) in classes.items()},
+        lesions=True,
+        model=result.provenance(),
     )
     written += write_report(report, folder / REPORT_NAME, overwrite=True, protect=protect)
     timings["save_and_measure"] = time.perf_counter() - tick
@@ -261,6 +289,7 @@ __all__ = [
     "case_folder",
     "expected_done",
     "is_done",
+    "make_segmenter",
     "model_fingerprint",
     "read_done",
     "run_case",

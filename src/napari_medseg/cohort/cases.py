@@ -102,8 +102,11 @@ def find_cases(folder: str | os.PathLike) -> list[Case]:
     root = Path(folder)
     niftis = sorted(path for path in root.rglob("*") if path.is_file() and _is_nifti(path))
     cases = [
-        Case(case_id=_strip_nifti(str(path.relative_to(root)).replace(os.sep, "_")),
-             images=(str(path),), files=(str(path),))
+        Case(
+            case_id=_strip_nifti(str(path.relative_to(root)).replace(os.sep, "_")),
+            images=(str(path),),
+            files=(str(path),),
+        )
         for path in niftis
     ]
     dicom_cases = []
@@ -123,16 +126,22 @@ def find_cases(folder: str | os.PathLike) -> list[Case]:
         stem = root.name if relative == "." else relative.replace(os.sep, "_")
         for series in members:
             name = stem if len(members) == 1 else f"{stem}_series{series.number or 0}"
-            dicom_cases.append(Case(
-                case_id=name, images=(folder_of,),
-                series_key=series.key if len(members) > 1 else None,
-                files=tuple(series.files), is_dicom=True,
-            ))
+            dicom_cases.append(
+                Case(
+                    case_id=name,
+                    images=(folder_of,),
+                    series_key=series.key if len(members) > 1 else None,
+                    files=tuple(series.files),
+                    is_dicom=True,
+                )
+            )
     cases = _unique_ids([*cases, *dicom_cases])
     if not cases:
-        raise FileError(root, "holds no NIfTI file and no DICOM image series.",
-                        "Point medseg batch at the folder of the cohort's scans, or at a "
-                        "CSV manifest.")
+        raise FileError(
+            root,
+            "holds no NIfTI file and no DICOM image series.",
+            "Point medseg batch at the folder of the cohort's scans, or at a CSV manifest.",
+        )
     return sorted(cases, key=lambda case: case.case_id)
 
 
@@ -145,8 +154,9 @@ def _unique_ids(cases: Iterable[Case]) -> list[Case]:
         count = seen.get(base, 0) + 1
         seen[base] = count
         case_id = base if count == 1 else f"{base}-{count}"
-        out.append(Case(case_id, case.images, case.series_key, case.files, case.reference,
-                        case.is_dicom))
+        out.append(
+            Case(case_id, case.images, case.series_key, case.files, case.reference, case.is_dicom)
+        )
     return out
 
 
@@ -156,7 +166,7 @@ def _image_columns(header: Sequence[str]) -> list[str]:
     columns = [name for name in header if name == "image" or name.startswith("image_")]
 
     def order(name: str) -> int:
-        suffix = name[len("image_"):] if name != "image" else ""
+        suffix = name[len("image_") :] if name != "image" else ""
         return -1 if suffix == "" else int(suffix) if suffix.isdigit() else 10**6
 
     return sorted(columns, key=order)
@@ -185,9 +195,12 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         raise FileError(manifest, f"cannot be read as a CSV manifest ({error}).") from error
     columns = _image_columns(header)
     if not rows or not columns:
-        raise FileError(manifest, "has no rows with an 'image' column.",
-                        "Give columns case_id, image (or image_0000, image_0001... for "
-                        "several channels) and optionally reference.")
+        raise FileError(
+            manifest,
+            "has no rows with an 'image' column.",
+            "Give columns case_id, image (or image_0000, image_0001... for "
+            "several channels) and optionally reference.",
+        )
     cases, ids = [], set()
     for number, row in enumerate(rows, start=2):  # line 1 is the header
         images = []
@@ -206,13 +219,24 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         case_id = (row.get(ID_COLUMN) or "").strip() or _strip_nifti(Path(images[0]).name)
         safe = safe_name(case_id, "case")
         if safe in ids:
-            raise FileError(manifest, f"line {number}: case id {case_id!r} is used twice.",
-                            "Give every case its own id.")
+            raise FileError(
+                manifest,
+                f"line {number}: case id {case_id!r} is used twice.",
+                "Give every case its own id.",
+            )
         ids.add(safe)
         is_dicom = os.path.isdir(images[0]) or not Path(images[0]).name.lower().endswith(
-            (*NIFTI_SUFFIXES, ".nrrd", ".nhdr"))
-        cases.append(Case(case_id=safe, images=tuple(images), reference=reference,
-                          files=tuple(_files_under(images)), is_dicom=is_dicom))
+            (*NIFTI_SUFFIXES, ".nrrd", ".nhdr")
+        )
+        cases.append(
+            Case(
+                case_id=safe,
+                images=tuple(images),
+                reference=reference,
+                files=tuple(_files_under(images)),
+                is_dicom=is_dicom,
+            )
+        )
     return sorted(cases, key=lambda case: case.case_id)
 
 
@@ -220,8 +244,9 @@ def _files_under(paths: Iterable[str]) -> list[str]:
     files = []
     for item in paths:
         if os.path.isdir(item):
-            files += sorted(str(p) for p in Path(item).rglob("*")
-                            if p.is_file() and not p.name.startswith("."))
+            files += sorted(
+                str(p) for p in Path(item).rglob("*") if p.is_file() and not p.name.startswith(".")
+            )
         else:
             files.append(item)
     return files
@@ -237,9 +262,11 @@ def load_cases(inputs: str | os.PathLike) -> list[Case]:
         return find_cases(path)
     if path.suffix.lower() == ".csv":
         return read_manifest(path)
-    raise FileError(path, "is neither a folder nor a .csv manifest.",
-                    "Give the cohort's folder, or a CSV with columns case_id, image, "
-                    "reference.")
+    raise FileError(
+        path,
+        "is neither a folder nor a .csv manifest.",
+        "Give the cohort's folder, or a CSV with columns case_id, image, reference.",
+    )
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -257,7 +284,7 @@ def select_part(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     """Part ``index`` (1-based) of ``count``: the cases sorted by id, every ``count``-th
     from the ``index``-th. Parts are disjoint and together hold every case."""
     ordered = sorted(cases, key=lambda case: case.case_id)
-    return ordered[index - 1::count]
+    return ordered[index - 1 :: count]
 
 
 def hash_files(paths: Iterable[str | os.PathLike], chunk: int = 1 << 20) -> str:

@@ -27,30 +27,23 @@ from napari_medseg.cohort.case_run import (
     case_folder,
     expected_done,
     is_done,
+    make_segmenter,
     run_case,
 )
 from napari_medseg.cohort.cases import Case, hash_files
 from napari_medseg.errors import MedsegError
 
-#: Name of the worker plugin that holds the loaded model.
-PLUGIN_NAME = "napari-medseg-segmenter"
-
 #: ``on_outcome(outcome)``: called in the driver as each case ends.
 OutcomeCallback = Callable[[dict], None]
 
 
-def make_segmenter(settings: BatchSettings, device: str | None = None) -> Any:
-    """The :class:`~napari_medseg.inference.segmenter.Segmenter` of ``settings``."""
-    from napari_medseg.inference.segmenter import Segmenter
-
-    options = settings.segmenter_options()
-    if device is not None:
-        options["device"] = device
-    return Segmenter(settings.model, **options)
-
-
-def process_case(case: Case, settings: BatchSettings, model: Mapping[str, str],
-                 outdir: str, get_segmenter: Callable[[], Any]) -> dict:
+def process_case(
+    case: Case,
+    settings: BatchSettings,
+    model: Mapping[str, str],
+    outdir: str,
+    get_segmenter: Callable[[], Any],
+) -> dict:
     """Skip, run or fail one case; returns its outcome (``status``: ``skipped``,
     ``done`` or ``failed``; ``case_id``, ``seconds``, ``error``, ``warnings``).
 
@@ -71,8 +64,7 @@ def process_case(case: Case, settings: BatchSettings, model: Mapping[str, str],
         outcome.update(status="failed", kind="bad input", error=str(error))
     except OSError as error:  # a file that vanished or cannot be read: the case's problem
         name = f"{error.filename}: " if error.filename else ""
-        outcome.update(status="failed", kind="bad input",
-                       error=f"{name}{error.strerror or error}")
+        outcome.update(status="failed", kind="bad input", error=f"{name}{error.strerror or error}")
     outcome["seconds"] = time.perf_counter() - started
     return outcome
 
@@ -87,8 +79,14 @@ def _worker_name() -> str:
 
 
 # -- in this process --------------------------------------------------------------------
-def run_serial(cases: Iterable[Case], settings: BatchSettings, model: Mapping[str, str],
-               outdir: str, on_outcome: OutcomeCallback, retry: int = 0) -> None:
+def run_serial(
+    cases: Iterable[Case],
+    settings: BatchSettings,
+    model: Mapping[str, str],
+    outdir: str,
+    on_outcome: OutcomeCallback,
+    retry: int = 0,
+) -> None:
     """Run the cases one after another in this process (no Dask): for ``--workers 0``
     and SLURM job arrays with ``--part``. A crash is retried ``retry`` times."""
     loaded: list[Any] = []
@@ -109,15 +107,21 @@ def run_serial(cases: Iterable[Case], settings: BatchSettings, model: Mapping[st
 
 
 def _crash_outcome(case: Case, error: BaseException, attempts: int) -> dict:
-    return {"case_id": case.case_id, "status": "failed", "kind": "crashed",
-            "error": f"{type(error).__name__}: {error}", "attempts": attempts}
+    return {
+        "case_id": case.case_id,
+        "status": "failed",
+        "kind": "crashed",
+        "error": f"{type(error).__name__}: {error}",
+        "attempts": attempts,
+    }
 
 
 # -- on Dask ------------------------------------------------------------------------------
-def case_task(case: Case, settings: BatchSettings, model: Mapping[str, str],
-              outdir: str) -> dict:
+def case_task(case: Case, settings: BatchSettings, model: Mapping[str, str], outdir: str) -> dict:
     """A Dask task: :func:`process_case` with the worker's loaded model."""
     from distributed import get_worker
+
+    from napari_medseg.cohort.worker_plugin import PLUGIN_NAME
 
     plugin = get_worker().plugins[PLUGIN_NAME]
     return process_case(case, settings, model, outdir, plugin.segmenter)
@@ -160,7 +164,8 @@ def slurm_cluster(options: Mapping[str, Any]) -> Any:
         from dask_jobqueue import SLURMCluster
     except ImportError as error:
         raise MedsegError(
-            "--slurm needs dask-jobqueue: pip install 'napari-medseg[cohort]'") from error
+            "--slurm needs dask-jobqueue: pip install 'napari-medseg[cohort]'"
+        ) from error
     keywords = {key: value for key, value in options.items() if key != "jobs"}
     gpus = keywords.pop("gpus", 0)
     if gpus:
@@ -177,7 +182,8 @@ def open_client(options: DaskOptions) -> tuple[Any, Any]:
     except ImportError as error:
         raise MedsegError(
             "medseg batch runs on Dask distributed, which is not installed: pip install "
-            "'napari-medseg[cohort]' (or run in this process with --workers 0)") from error
+            "'napari-medseg[cohort]' (or run in this process with --workers 0)"
+        ) from error
     if not logging.getLogger().isEnabledFor(logging.INFO):  # medseg -v shows Dask's log
         logging.getLogger("distributed").setLevel(logging.WARNING)
     # a crashed case (its worker died) is rescheduled this many times, then fails
@@ -187,41 +193,58 @@ def open_client(options: DaskOptions) -> tuple[Any, Any]:
             return Client(options.scheduler, timeout="20s"), None
         except OSError as error:
             raise MedsegError(
-                f"--scheduler {options.scheduler}: no Dask scheduler answers there "
-                f"({error}).") from error
+                f"--scheduler {options.scheduler}: no Dask scheduler answers there ({error})."
+            ) from error
     if options.slurm is not None:
         cluster = slurm_cluster(options.slurm)
         cluster.scale(jobs=int(options.slurm.get("jobs", 1)))
         return Client(cluster), cluster
     workers = options.gpus or max(1, options.workers)
     cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True,
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
         dashboard_address=options.dashboard,
         resources={"GPU": 1} if options.gpus else None,
         # the workers' numpy/BLAS threads too, as torch's (set by the plugin)
-        env={"OMP_NUM_THREADS": str(options.threads_per_worker),
-             "MKL_NUM_THREADS": str(options.threads_per_worker)},
+        env={
+            "OMP_NUM_THREADS": str(options.threads_per_worker),
+            "MKL_NUM_THREADS": str(options.threads_per_worker),
+        },
     )
     return Client(cluster), cluster
 
 
-def run_dask(client: Any, cases: Iterable[Case], settings: BatchSettings,
-             model: Mapping[str, str], outdir: str, on_outcome: OutcomeCallback,
-             options: DaskOptions) -> None:
+def run_dask(
+    client: Any,
+    cases: Iterable[Case],
+    settings: BatchSettings,
+    model: Mapping[str, str],
+    outdir: str,
+    on_outcome: OutcomeCallback,
+    options: DaskOptions,
+) -> None:
     """Run the cases on ``client``'s workers, calling ``on_outcome`` as each ends."""
     from distributed import as_completed
 
-    from napari_medseg.cohort.worker_plugin import SegmenterPlugin
+    from napari_medseg.cohort.worker_plugin import PLUGIN_NAME, SegmenterPlugin
 
     client.register_plugin(
-        SegmenterPlugin(settings, options.threads_per_worker, options.gpus), name=PLUGIN_NAME)
+        SegmenterPlugin(settings, options.threads_per_worker, options.gpus), name=PLUGIN_NAME
+    )
     futures = {}
     resources = {"GPU": 1} if options.gpus or (options.slurm or {}).get("gpus") else None
     for case in cases:
         future = client.submit(
-            case_task, case, settings, dict(model), str(outdir),
+            case_task,
+            case,
+            settings,
+            dict(model),
+            str(outdir),
             key=f"medseg-case-{case.case_id}-{os.getpid()}-{time.time_ns()}",
-            retries=max(0, options.retry), pure=False, resources=resources,
+            retries=max(0, options.retry),
+            pure=False,
+            resources=resources,
         )
         futures[future] = case
     for future in as_completed(list(futures)):
@@ -236,7 +259,6 @@ def run_dask(client: Any, cases: Iterable[Case], settings: BatchSettings,
 __all__ = [
     "DaskOptions",
     "case_task",
-    "make_segmenter",
     "open_client",
     "process_case",
     "run_dask",

@@ -11,8 +11,10 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from napari_medseg.cohort.case_run import BatchSettings
-from napari_medseg.cohort.engine import PLUGIN_NAME, make_segmenter
+from napari_medseg.cohort.case_run import BatchSettings, make_segmenter
+
+#: Name of the worker plugin that holds the loaded model.
+PLUGIN_NAME = "napari-medseg-segmenter"
 
 
 class SegmenterPlugin(WorkerPlugin):
@@ -57,4 +59,4 @@ class SegmenterPlugin(WorkerPlugin):
         return self._segmenter
 
 
-__all__ = ["SegmenterPlugin"]
+__all__ = ["PLUGIN_NAME", "SegmenterPlugin"]
