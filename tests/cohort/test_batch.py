@@ -121,6 +121,7 @@ def test_outputs_equal_medseg_segment_case_by_case_and_a_bad_case_does_not_stop_
         assert float(row["volume_ml"]) == pytest.approx(count * voxel_ml, rel=1e-6)
         assert row["lesions"] != ""
     assert not list(out.rglob(".*.tmp"))
+    assert (out / "cohort_volumes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_rerun_skips_what_is_done_and_redoes_a_changed_input_or_model(tmp_path, model, capsys):
