@@ -317,3 +317,16 @@ def test_a_manifest_with_references_gives_dice_and_clear_errors(tmp_path, model,
     bad.write_text("case_id,image\nx,cohort/case0.nii.gz\nx,cohort/case1.nii.gz\n")
     assert main(["batch", str(bad), "-o", str(out), "--workers", "0"]) == 2
     assert "case id 'x' is used twice" in capsys.readouterr().err
+
+
+def test_an_output_folder_inside_the_cohort_is_not_taken_for_cases(tmp_path, model, capsys):
+    cohort = _cohort(tmp_path / "cohort", n_nifti=2, dicom=True, broken=False)
+    out = cohort / "results"
+    assert _batch(cohort, "-o", out, "--model", model, "--workers", 0, "--dicom-seg") == 0
+    assert "3 cases: 3 done" in capsys.readouterr().out
+    assert _batch(cohort, "-o", out, "--model", model, "--workers", 0, "--dicom-seg") == 0
+    assert "3 cases: 0 done, 3 skipped" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir() if p.is_dir()} == {"case0", "case1", "patient9_ct"}
+    capsys.readouterr()
+    assert _batch(cohort, "-o", cohort, "--model", model, "--workers", 0) == 2
+    assert "is the cohort folder itself" in capsys.readouterr().err

@@ -77,7 +77,9 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "one per GPU where there are GPUs); 0: in this process, no Dask",
     )
     parser.add_argument(
-        "--threads-per-worker", type=int, default=1, help="torch threads per worker (default 1)"
+        "--threads-per-worker",
+        type=int,
+        help="torch threads per worker (default 1; with --workers 0, torch's default)",
     )
     parser.add_argument(
         "--scheduler", metavar="tcp://HOST:PORT", help="run on an existing Dask cluster"
@@ -185,7 +187,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from napari_medseg.cohort.engine import DaskOptions, open_client, run_serial
     from napari_medseg.io.atomic import check_writable, refuse_source_overwrite
 
-    if args.threads_per_worker < 1:
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise MedsegError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
     if args.retry < 0:
         raise MedsegError(f"--retry must be >= 0, got {args.retry}")
@@ -213,9 +215,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 0
 
     outdir = args.output
-    refuse_source_overwrite(os.path.join(outdir, "cohort.csv"), [args.inputs])
-    check_writable(os.path.join(outdir, "cohort.csv"))
-    cases = load_cases(args.inputs)
+    inputs_folder = os.path.isdir(args.inputs)
+    if inputs_folder and os.path.realpath(outdir) == os.path.realpath(args.inputs):
+        raise MedsegError(
+            f"{shown_path(outdir)}: is the cohort folder itself; give the outputs a folder "
+            "of their own (it may lie inside the cohort folder)"
+        )
+    # the outputs are ours; a manifest is the user's (a folder's scans are protected case
+    # by case when written)
+    table = os.path.join(outdir, "cohort.csv")
+    refuse_source_overwrite(table, [] if inputs_folder else [args.inputs])
+    check_writable(table)
+    cases = load_cases(args.inputs, outdir=outdir)
     if args.part:
         index, count = parse_part(args.part)
         cases = select_part(cases, index, count)
@@ -231,20 +242,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
             cases,
             outdir,
             settings,
-            partial(run_serial, retry=args.retry),
+            partial(run_serial, retry=args.retry, torch_threads=args.threads_per_worker),
             on_outcome=progress,
             message=message,
         )
     else:
         gpus = _gpu_count(args.device) if not (args.scheduler or args.slurm) else 0
+        threads = args.threads_per_worker or 1
         workers = (
             args.workers
             if args.workers is not None
-            else (gpus or max(1, _default_workers() // args.threads_per_worker))
+            else (gpus or max(1, _default_workers() // threads))
         )
         options = DaskOptions(
             workers=workers,
-            threads_per_worker=args.threads_per_worker,
+            threads_per_worker=threads,
             scheduler=args.scheduler,
             slurm=_slurm_options(args) if args.slurm else None,
             gpus=gpus,

@@ -118,9 +118,8 @@ def model_fingerprint(model: str) -> dict[str, str]:
             return {"name": model, "weights_sha256": ""}  # loading it will say what is wrong
         spec, spec_path = found
         files = [spec_path]
-        weights = getattr(spec, "weights", None)
-        if weights and (spec_path.parent / weights).is_file():
-            files.append(spec_path.parent / weights)
+        if spec.weights and spec.weights_path.is_file():
+            files.append(spec.weights_path)
     elif path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     else:

@@ -79,13 +79,16 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES) and not path.name.startswith(".")
 
 
-def find_cases(folder: str | os.PathLike) -> list[Case]:
+def find_cases(folder: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[Case]:
     """Every NIfTI file and every DICOM series under ``folder`` (recursive), as cases.
 
     Parameters
     ----------
     folder : path
         The cohort folder.
+    exclude : path, optional
+        A folder whose files are not cases: the output folder, when it lies inside
+        ``folder`` (a rerun must not segment the label maps it wrote).
 
     Returns
     -------
@@ -100,7 +103,14 @@ def find_cases(folder: str | os.PathLike) -> list[Case]:
     from napari_medseg.io.dicom import index_dicom
 
     root = Path(folder)
-    niftis = sorted(path for path in root.rglob("*") if path.is_file() and _is_nifti(path))
+    skipped = Path(exclude).resolve() if exclude is not None else None
+
+    def wanted(path: Path) -> bool:
+        return skipped is None or not path.resolve().is_relative_to(skipped)
+
+    niftis = sorted(
+        path for path in root.rglob("*") if path.is_file() and _is_nifti(path) and wanted(path)
+    )
     cases = [
         Case(
             case_id=_strip_nifti(str(path.relative_to(root)).replace(os.sep, "_")),
@@ -116,7 +126,7 @@ def find_cases(folder: str | os.PathLike) -> list[Case]:
         series_list = []
     by_folder: dict[str, list] = {}
     for series in series_list:
-        if series.is_localizer:
+        if series.is_localizer or not wanted(Path(series.files[0])):
             continue
         common = Path(os.path.commonpath(series.files))
         folder_of = common if common.is_dir() else common.parent
@@ -252,14 +262,14 @@ def _files_under(paths: Iterable[str]) -> list[str]:
     return files
 
 
-def load_cases(inputs: str | os.PathLike) -> list[Case]:
-    """The cases of ``inputs``: a folder (:func:`find_cases`) or a ``.csv`` manifest
-    (:func:`read_manifest`)."""
+def load_cases(inputs: str | os.PathLike, outdir: str | os.PathLike | None = None) -> list[Case]:
+    """The cases of ``inputs``: a folder (:func:`find_cases`, leaving out ``outdir``) or
+    a ``.csv`` manifest (:func:`read_manifest`)."""
     path = Path(inputs)
     if not path.exists():
         raise FileError(path, "does not exist.")
     if path.is_dir():
-        return find_cases(path)
+        return find_cases(path, exclude=outdir)
     if path.suffix.lower() == ".csv":
         return read_manifest(path)
     raise FileError(

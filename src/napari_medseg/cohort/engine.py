@@ -86,9 +86,15 @@ def run_serial(
     outdir: str,
     on_outcome: OutcomeCallback,
     retry: int = 0,
+    torch_threads: int | None = None,
 ) -> None:
     """Run the cases one after another in this process (no Dask): for ``--workers 0``
-    and SLURM job arrays with ``--part``. A crash is retried ``retry`` times."""
+    and SLURM job arrays with ``--part``. A crash is retried ``retry`` times; torch gets
+    ``torch_threads`` threads when given (else its default)."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, torch_threads))
     loaded: list[Any] = []
 
     def get_segmenter() -> Any:
