@@ -58,8 +58,8 @@ def write_cohort_table(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path
 
 
 def write_volume_plot(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path | None:
-    """``OUTDIR/cohort_volumes.png``: each label's volume (mL) in every case, one column
-    of dots per label; None when matplotlib is missing or no case is done."""
+    """``OUTDIR/cohort_volumes.png``: each label's volume (mL) in every case, a box and
+    a dot per case for each label; None when matplotlib is missing or no case is done."""
     try:
         import matplotlib
 
@@ -82,10 +82,17 @@ def write_volume_plot(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path 
     names = sorted(by_label)
     figure = Figure(figsize=(max(4.0, 0.6 * len(names) + 2), 4.0), dpi=100)
     axes = figure.subplots()
-    for position, name in enumerate(names):
+    axes.boxplot(
+        [by_label[name] for name in names],
+        positions=range(len(names)),
+        widths=0.5,
+        showfliers=False,
+    )
+    for position, name in enumerate(names):  # every case as a dot over its label's box
         values = by_label[name]
-        spread = [position + 0.15 * ((i % 5) - 2) / 2 for i in range(len(values))]
-        axes.plot(spread, values, "o", alpha=0.6, markersize=4)
+        jitter = [position + 0.08 * ((i % 5) - 2) for i in range(len(values))]
+        axes.plot(jitter, values, "o", alpha=0.6, markersize=4)
+    axes.set_xlim(-0.6, len(names) - 0.4)
     axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
     axes.set_ylabel("volume (mL)")
     axes.set_title(f"Label volumes over {len({r['case_id'] for r in rows})} cases")
