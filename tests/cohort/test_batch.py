@@ -330,3 +330,56 @@ def test_an_output_folder_inside_the_cohort_is_not_taken_for_cases(tmp_path, mod
     capsys.readouterr()
     assert _batch(cohort, "-o", cohort, "--model", model, "--workers", 0) == 2
     assert "is the cohort folder itself" in capsys.readouterr().err
+
+
+def test_an_existing_scheduler_runs_a_multichannel_manifest(tmp_path, capsys):
+    """--scheduler: the cases run on a cluster started elsewhere; a two-channel model
+    reads image_0000 and image_0001 of each manifest row, as medseg segment reads two
+    inputs."""
+    from distributed import LocalCluster
+
+    two = write_unet_model(
+        tmp_path / "two", name="two", in_channels=2, out_channels=3, roi_size=(16, 16, 16)
+    )
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rows = ["case_id,image_0000,image_0001"]
+    for i in range(2):
+        affine = make_affine("LPS", spacing=(0.9, 0.9, 2.0))
+        for channel in range(2):
+            nib.save(
+                nib.Nifti1Image(_scan(10 * i + channel), affine),
+                folder / f"p{i}_{channel:04d}.nii.gz",
+            )
+        rows.append(f"p{i},scans/p{i}_0000.nii.gz,scans/p{i}_0001.nii.gz")
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        code = _batch(manifest, "-o", out, "--model", two, "--scheduler", cluster.scheduler_address)
+        workers = set(cluster.workers)
+    assert code == 0
+    printed = capsys.readouterr()
+    assert "2 cases: 2 done" in printed.out and cluster.scheduler_address in printed.err
+    assert len(workers) == 2
+    for i in range(2):
+        reference = tmp_path / f"p{i}_segment.nii.gz"
+        assert (
+            main(
+                [
+                    "segment",
+                    str(folder / f"p{i}_0000.nii.gz"),
+                    str(folder / f"p{i}_0001.nii.gz"),
+                    "-o",
+                    str(reference),
+                    "--model",
+                    str(two),
+                ]
+            )
+            == 0
+        )
+        assert np.array_equal(_labels(out / f"p{i}" / "labels.nii.gz")[0], _labels(reference)[0])
+        done = json.loads((out / f"p{i}" / "done.json").read_text())
+        assert [Path(p).name for p in done["inputs"]] == [f"p{i}_0000.nii.gz", f"p{i}_0001.nii.gz"]
