@@ -21,9 +21,8 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +33,7 @@ from napari_medseg._napari.jobs import Job
 from napari_medseg._napari.layer_volume import LayerGeometryError, LayerVolume, same_source_grid
 from napari_medseg._napari.layers import MEDSEG_KEY, geometry_from_metadata, labels_like
 from napari_medseg.errors import Cancelled
+from napari_medseg.inference.settings import SegmentSettings
 from napari_medseg.progress import raise_if_cancelled
 
 if TYPE_CHECKING:
@@ -45,57 +45,6 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------ segmenting
-@dataclass(frozen=True)
-class SegmentSettings:
-    """How to segment: the model and the inference options the widget sets.
-
-    The fields are the arguments of :class:`~napari_medseg.inference.segmenter.Segmenter`.
-
-    Attributes
-    ----------
-    model : str
-        Catalogue name or path (see :func:`napari_medseg.models.describe.describe_model`).
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-    amp : bool
-        Mixed precision on CUDA.
-    overlap : float or None
-        Sliding-window overlap in [0, 1); None: the model's.
-    sw_batch_size : int or None
-        Windows per network call; None: the model's.
-    tta : bool
-        Test-time augmentation (flips).
-    trust_bundle : bool
-        The user ticked "Trust this bundle".
-    """
-
-    model: str
-    device: str = "auto"
-    amp: bool = True
-    overlap: float | None = None
-    sw_batch_size: int | None = None
-    tta: bool = False
-    trust_bundle: bool = False
-
-    def cache_key(self) -> tuple:
-        """What makes two loaded Segmenters interchangeable.
-
-        A model file or folder also counts with its modification time, so an
-        updated model on disk is loaded again.
-        """
-        path = Path(self.model).expanduser()
-        stamp = path.stat().st_mtime_ns if path.exists() else None
-        return (
-            self.model,
-            stamp,
-            self.device,
-            self.amp,
-            self.overlap,
-            self.sw_batch_size,
-            self.tta,
-        )
-
-
 class SegmenterCache:
     """The last loaded :class:`~napari_medseg.inference.segmenter.Segmenter`, reused while the
     settings stay the same (thread-safe: the worker thread loads, the widget reads)."""
@@ -119,14 +68,12 @@ class SegmenterCache:
         ModelLoadError, ModelSpecError, BundleTrustError, DeviceError
             From :class:`~napari_medseg.inference.segmenter.Segmenter`.
         """
-        from napari_medseg.inference.segmenter import Segmenter
-
         key = settings.cache_key()
         with self._lock:
             if self.segmenter is not None and key == self._key:
                 return self.segmenter
             self.segmenter, self._key = None, None  # free the old network first
-            segmenter = Segmenter(**asdict(settings))  # its fields are Segmenter's arguments
+            segmenter = settings.make_segmenter()
             self.segmenter, self._key = segmenter, key
             return segmenter
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from napari_medseg.cohort.cases import Case, hash_files
 from napari_medseg.errors import MedsegError
+from napari_medseg.inference.settings import SegmentSettings
 
 #: Names of a case's outputs, in its folder.
 LABELS_NAME = "labels.nii.gz"
@@ -44,60 +45,25 @@ DONE_FORMAT = 1
 
 
 @dataclass(frozen=True)
-class BatchSettings:
-    """How every case of a run is segmented (the ``medseg segment`` options).
+class BatchSettings(SegmentSettings):
+    """How every case of a run is segmented: the Segment widget's settings
+    (:class:`~napari_medseg.inference.settings.SegmentSettings`: model, device, amp,
+    overlap, sw_batch_size, tta, trust_bundle) and what ``medseg batch`` adds.
 
     Attributes
     ----------
-    model : str
-        Catalogue name, spec JSON, TorchScript file, bundle or nnU-Net folder.
-    device : str
-        ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-    amp, tta, trust_bundle, allow_gaps : bool
-        As ``medseg segment``'s ``--no-amp`` (negated), ``--tta``, ``--trust-bundle``,
-        ``--allow-gaps``.
-    overlap : float or None
-        Sliding-window overlap; None: the model's.
-    sw_batch_size : int or None
-        Windows per network call; None: the model's.
+    allow_gaps : bool
+        Read a DICOM series with missing slices (``--allow-gaps``).
     dicom_seg : bool
         Also write a DICOM SEG for DICOM cases.
     """
 
-    model: str
-    device: str = "auto"
-    amp: bool = True
-    overlap: float | None = None
-    sw_batch_size: int | None = None
-    tta: bool = False
-    trust_bundle: bool = False
     allow_gaps: bool = False
     dicom_seg: bool = False
-
-    def segmenter_options(self) -> dict[str, Any]:
-        """The :class:`~napari_medseg.inference.segmenter.Segmenter` keyword arguments."""
-        return {
-            "device": self.device,
-            "amp": self.amp,
-            "overlap": self.overlap,
-            "sw_batch_size": self.sw_batch_size,
-            "tta": self.tta,
-            "trust_bundle": self.trust_bundle,
-        }
 
     def recorded(self) -> dict[str, Any]:
         """What ``done.json`` records of the settings (and compares on a rerun)."""
         return asdict(self)
-
-
-def make_segmenter(settings: BatchSettings, device: str | None = None) -> Any:
-    """The :class:`~napari_medseg.inference.segmenter.Segmenter` of ``settings``."""
-    from napari_medseg.inference.segmenter import Segmenter
-
-    options = settings.segmenter_options()
-    if device is not None:
-        options["device"] = device
-    return Segmenter(settings.model, **options)
 
 
 def model_fingerprint(model: str) -> dict[str, str]:
@@ -288,7 +254,6 @@ __all__ = [
     "case_folder",
     "expected_done",
     "is_done",
-    "make_segmenter",
     "model_fingerprint",
     "read_done",
     "run_case",

@@ -27,7 +27,6 @@ from napari_medseg.cohort.case_run import (
     case_folder,
     expected_done,
     is_done,
-    make_segmenter,
     run_case,
 )
 from napari_medseg.cohort.cases import Case, hash_files
@@ -99,7 +98,7 @@ def run_serial(
 
     def get_segmenter() -> Any:
         if not loaded:
-            loaded.append(make_segmenter(settings))
+            loaded.append(settings.make_segmenter())
         return loaded[0]
 
     for case in cases:

@@ -11,7 +11,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from napari_medseg.cohort.case_run import BatchSettings, make_segmenter
+from napari_medseg.cohort.case_run import BatchSettings
 
 #: Name of the worker plugin that holds the loaded model.
 PLUGIN_NAME = "napari-medseg-segmenter"
@@ -55,7 +55,7 @@ class SegmenterPlugin(WorkerPlugin):
             if self.gpus and self.settings.device in ("auto", "cuda"):
                 index = int(self.worker_name) if self.worker_name.isdigit() else 0
                 device = f"cuda:{index % self.gpus}"
-            self._segmenter = make_segmenter(self.settings, device)
+            self._segmenter = self.settings.make_segmenter(device)
         return self._segmenter
 
 

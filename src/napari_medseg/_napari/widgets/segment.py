@@ -48,7 +48,6 @@ from napari_medseg._napari.jobs import JobSlot
 from napari_medseg._napari.segment_job import (
     SegmenterCache,
     SegmentJob,
-    SegmentSettings,
     device_choices,
     is_cancelled,
     probe_devices,
@@ -56,6 +55,7 @@ from napari_medseg._napari.segment_job import (
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
 from napari_medseg._napari.widgets.scroll import scroll_body
 from napari_medseg.errors import MedsegError
+from napari_medseg.inference.settings import SegmentSettings
 from napari_medseg.models.describe import ModelChoice, describe_model
 
 if TYPE_CHECKING:

@@ -319,13 +319,25 @@ def noise_sd(image: np.ndarray, max_voxels: int = 2_000_000) -> float:
     return max(1.4826 * mad, 1e-6)
 
 
+def smoothing_sd(spacing_mm) -> tuple[float, float, float]:
+    """Gaussian SD per axis, in voxels: one voxel of the finest axis, in mm (between
+    half a voxel and one voxel of each axis)."""
+    import os
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    if os.environ.get("SG_ISO", "1") == "0":
+        return (1.0, 1.0, 1.0)
+    lo = float(os.environ.get("SG_LO", "0.5"))
+    return tuple(float(s) for s in np.clip(spacing.min() / spacing, lo, 1.0))
+
+
 def gradient_magnitude(image: np.ndarray, spacing_mm) -> np.ndarray:
     """|grad| of ``image`` per mm: Gaussian derivatives of one voxel's SD, float32."""
     total = np.zeros(image.shape, dtype=np.float32)
+    sigma = smoothing_sd(spacing_mm)
     for axis in range(3):
         order = [0, 0, 0]
         order[axis] = 1
-        derivative = ndimage.gaussian_filter(image, 1.0, order=order) / spacing_mm[axis]
+        derivative = ndimage.gaussian_filter(image, sigma, order=order) / spacing_mm[axis]
         total += derivative * derivative
     return np.sqrt(total)
 
@@ -424,12 +436,18 @@ def _dilate_mm(mask: np.ndarray, spacing_mm, reach_mm: float) -> np.ndarray:
     return ndimage.distance_transform_edt(~mask, sampling=spacing_mm) <= reach_mm
 
 
-def _looks_like_seeds(image, seeds, spread_floor, like_k) -> np.ndarray:
+def _looks_like_seeds(image, seeds, spread_floor, like_k, spacing_mm) -> np.ndarray:
     """Voxels within ``like_k`` robust SDs of the median around ``seeds`` (smoothed image)."""
-    values = image[ndimage.binary_dilation(seeds, iterations=2)]
+    import os
+    if os.environ.get("SG_NEAR", "1") == "1":
+        r = max(float(os.environ.get("SG_R", "0")), 2.0 * float(np.min(spacing_mm)))
+        values = image[_dilate_mm(seeds, spacing_mm, r)]
+    else:
+        values = image[ndimage.binary_dilation(seeds, iterations=2)]
     centre = float(np.median(values))
     spread = max(1.4826 * float(np.median(np.abs(values - centre))), spread_floor)
-    return np.abs(ndimage.gaussian_filter(image, 1.0) - centre) <= like_k * spread
+    smooth = ndimage.gaussian_filter(image, smoothing_sd(spacing_mm))
+    return np.abs(smooth - centre) <= like_k * spread
 
 
 def _unlikeness(image, seeds, spacing_mm, settings) -> tuple[np.ndarray, np.ndarray]:
@@ -443,11 +461,13 @@ def _unlikeness(image, seeds, spacing_mm, settings) -> tuple[np.ndarray, np.ndar
     like itself; an edge too weak for the gradient alone still costs a path that
     crosses into unlike tissue.
     """
-    near = _dilate_mm(seeds, spacing_mm, 2.0 * float(np.min(spacing_mm)))
+    import os
+    r = max(float(os.environ.get("SG_R2", "0")), 2.0 * float(np.min(spacing_mm)))
+    near = _dilate_mm(seeds, spacing_mm, r)
     values = image[near]
     centre = float(np.median(values))
     spread = max(1.4826 * float(np.median(np.abs(values - centre))), settings["level_noise"])
-    z = (ndimage.gaussian_filter(image, 1.0) - centre) / (settings["like_k"] * spread)
+    z = (ndimage.gaussian_filter(image, smoothing_sd(spacing_mm)) - centre) / (settings["like_k"] * spread)
     return 1.0 + settings["like_cost"] * z * z, np.abs(z) <= 1.0
 
 
@@ -538,7 +558,7 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
         grown = candidate & (d_new <= level)
         if reached_face:  # no edge in sight: grow only through voxels like the seeds
             like = _looks_like_seeds(image, positive_new, settings["level_noise"],
-                                     settings["like_k"])
+                                     settings["like_k"], spacing_mm)
             grown = _pieces_with(grown & like, positive_new)
         if like_new is not None:  # what a later click grew through voxels like it
             sure = grown & like_new & ~previous & ~negatives
