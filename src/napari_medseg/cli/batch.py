@@ -112,6 +112,8 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--dicom-seg", action="store_true", help="also write a DICOM SEG for each DICOM case"
     )
     parser.add_argument("--device", default="auto", help="as medseg segment's --device")
+    parser.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    parser.add_argument("--sw-batch-size", type=int, help="windows per network call")
     parser.add_argument("--no-amp", action="store_true", help="float32 throughout")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation")
     parser.add_argument(
@@ -189,6 +191,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise MedsegError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.sw_batch_size is not None and args.sw_batch_size < 1:
+        raise MedsegError(f"--sw-batch-size must be >= 1, got {args.sw_batch_size}")
     if args.retry < 0:
         raise MedsegError(f"--retry must be >= 0, got {args.retry}")
     if args.workers is not None and args.workers < 0:
@@ -199,6 +205,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         amp=not args.no_amp,
+        overlap=args.overlap,
+        sw_batch_size=args.sw_batch_size,
         tta=args.tta,
         trust_bundle=args.trust_bundle,
         allow_gaps=args.allow_gaps,
