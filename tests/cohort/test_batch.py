@@ -8,6 +8,7 @@ on real files written by nibabel and pydicom.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from geometry_cases import make_affine
 from model_factory import write_unet_model
 
 from napari_medseg.cli import main
+from napari_medseg.cohort.cases import hash_files
 from napari_medseg.synthetic.dicom_series import write_dicom_series
 
 pytest.importorskip("distributed")
@@ -100,7 +102,9 @@ def test_outputs_equal_medseg_segment_case_by_case_and_a_bad_case_does_not_stop_
         np.testing.assert_array_equal(ours[1], theirs[1])
         assert ours[2] == theirs[2]
         done = json.loads((out / case_id / "done.json").read_text())
-        assert done["model"]["weights_sha256"] and done["inputs_sha256"]
+        assert done["model"]["weights_sha256"] == hash_files([model, model.with_name("tiny3.pt")])
+        for item in done["inputs"]:  # every file read, with its own hash
+            assert item["sha256"] == hashlib.sha256(Path(item["path"]).read_bytes()).hexdigest()
         assert set(done["outputs"]) <= {p.name for p in (out / case_id).iterdir()}
     assert (out / "patient9_ct" / "labels_seg.dcm").is_file()  # a DICOM case: its SEG
     assert not (out / "case0" / "labels_seg.dcm").exists()  # a NIfTI case has nothing to reference
@@ -382,4 +386,7 @@ def test_an_existing_scheduler_runs_a_multichannel_manifest(tmp_path, capsys):
         )
         assert np.array_equal(_labels(out / f"p{i}" / "labels.nii.gz")[0], _labels(reference)[0])
         done = json.loads((out / f"p{i}" / "done.json").read_text())
-        assert [Path(p).name for p in done["inputs"]] == [f"p{i}_0000.nii.gz", f"p{i}_0001.nii.gz"]
+        assert [Path(p["path"]).name for p in done["inputs"]] == [
+            f"p{i}_0000.nii.gz",
+            f"p{i}_0001.nii.gz",
+        ]

@@ -10,7 +10,7 @@ into the case's own folder ``OUTDIR/<case_id>/``:
 ``labels_seg.dcm``      a DICOM SEG referencing the series (DICOM cases, on request)
 ``report.csv``          one row per label: volume, HU statistics, lesions, Dice/HD95
 ``report_lesions.csv``  one row per lesion
-``done.json``           written last: the inputs' SHA-256, the model and its weights'
+``done.json``           written last: each input file's SHA-256, the model and its weights'
                         SHA-256, the settings, timings and warnings
 ======================  ==============================================================
 
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from napari_medseg.cohort.cases import Case, hash_files
+from napari_medseg.cohort.cases import Case, hash_files, input_hashes
 from napari_medseg.errors import MedsegError
 from napari_medseg.inference.settings import SegmentSettings
 
@@ -109,14 +109,15 @@ def case_folder(outdir: str | os.PathLike, case: Case) -> Path:
 
 
 def expected_done(
-    case: Case, settings: BatchSettings, model: Mapping[str, str], inputs_sha256: str
+    case: Case, settings: BatchSettings, model: Mapping[str, str], inputs: list[dict]
 ) -> dict[str, Any]:
-    """The part of ``done.json`` a rerun compares: inputs, model, settings."""
+    """The part of ``done.json`` a rerun compares: the input files with their SHA-256
+    (``inputs``: ``[{"path", "sha256"}]``), the model with its weights' SHA-256, the
+    settings."""
     return {
         "format": DONE_FORMAT,
         "case_id": case.case_id,
-        "inputs": list(case.input_files()),
-        "inputs_sha256": inputs_sha256,
+        "inputs": inputs,
         "model": dict(model),
         "settings": settings.recorded(),
     }
@@ -147,7 +148,7 @@ def run_case(
     model: Mapping[str, str],
     outdir: str | os.PathLike,
     segmenter: Any,
-    inputs_sha256: str | None = None,
+    inputs: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Segment, save and measure one case into ``OUTDIR/<case_id>/``; returns its
     ``done.json`` (also written).
@@ -162,8 +163,9 @@ def run_case(
         The cohort's output folder.
     segmenter : Segmenter
         Loaded once per worker and reused for every case it runs.
-    inputs_sha256 : str, optional
-        The inputs' hash as the driver computed it (else computed here).
+    inputs : list of dict, optional
+        :func:`~napari_medseg.cohort.cases.input_hashes` of the case, when the caller has
+        them already (else computed here).
 
     Raises
     ------
@@ -182,8 +184,8 @@ def run_case(
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder, min_age_s=0.0)  # a killed worker's leftovers
     (folder / DONE_NAME).unlink(missing_ok=True)  # not done until it is written again
-    if inputs_sha256 is None:
-        inputs_sha256 = hash_files(case.input_files())
+    if inputs is None:
+        inputs = input_hashes(case)
     # a DICOM SEG references the series' images: NIfTI cases have none to reference
     dicom_seg = folder / DICOM_SEG_NAME if settings.dicom_seg and case.is_dicom else None
 
@@ -232,7 +234,7 @@ def run_case(
     timings["total"] = time.perf_counter() - started
 
     done = {
-        **expected_done(case, settings, model, inputs_sha256),
+        **expected_done(case, settings, model, inputs),
         "model_run": result.provenance(),
         "outputs": sorted({Path(path).name for path in written}),
         "timings_s": {key: round(value, 3) for key, value in timings.items()},

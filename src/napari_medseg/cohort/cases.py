@@ -297,24 +297,36 @@ def select_part(cases: Sequence[Case], index: int, count: int) -> list[Case]:
     return ordered[index - 1 :: count]
 
 
-def hash_files(paths: Iterable[str | os.PathLike], chunk: int = 1 << 20) -> str:
+def sha256_of_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's contents, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_files(paths: Iterable[str | os.PathLike]) -> str:
     """SHA-256 over the files' contents (and their order), hex."""
     digest = hashlib.sha256()
     for item in paths:
-        file_digest = hashlib.sha256()
-        with open(item, "rb") as handle:
-            while block := handle.read(chunk):
-                file_digest.update(block)
-        digest.update(file_digest.digest())
+        digest.update(bytes.fromhex(sha256_of_file(item)))
     return digest.hexdigest()
+
+
+def input_hashes(case: Case) -> list[dict[str, str]]:
+    """``[{"path", "sha256"}]`` of every file the case reads (reference included)."""
+    return [{"path": str(item), "sha256": sha256_of_file(item)} for item in case.input_files()]
 
 
 __all__ = [
     "Case",
     "find_cases",
     "hash_files",
+    "input_hashes",
     "load_cases",
     "parse_part",
     "read_manifest",
     "select_part",
+    "sha256_of_file",
 ]

@@ -29,7 +29,7 @@ from napari_medseg.cohort.case_run import (
     is_done,
     run_case,
 )
-from napari_medseg.cohort.cases import Case, hash_files
+from napari_medseg.cohort.cases import Case, input_hashes
 from napari_medseg.errors import MedsegError
 
 #: ``on_outcome(outcome)``: called in the driver as each case ends.
@@ -52,12 +52,12 @@ def process_case(
     started = time.perf_counter()
     outcome: dict[str, Any] = {"case_id": case.case_id, "worker": _worker_name()}
     try:
-        inputs_sha256 = hash_files(case.input_files())
-        expected = expected_done(case, settings, model, inputs_sha256)
+        inputs = input_hashes(case)
+        expected = expected_done(case, settings, model, inputs)
         if is_done(case_folder(outdir, case), expected):
             outcome.update(status="skipped", seconds=time.perf_counter() - started)
             return outcome
-        done = run_case(case, settings, model, outdir, get_segmenter(), inputs_sha256)
+        done = run_case(case, settings, model, outdir, get_segmenter(), inputs)
         outcome.update(status="done", warnings=done["warnings"])
     except MedsegError as error:
         outcome.update(status="failed", kind="bad input", error=str(error))
