@@ -187,3 +187,26 @@ def test_a_negative_click_only_takes_away():
     before = session.add(Prompt.point(_world(volume, (30, 36, 12)))).mask.copy()
     after = session.add(Prompt.point(_world(volume, (30, 36 + 13, 12)), positive=False)).mask
     assert not (after & ~before).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_first_click_keeps_the_end_slices_of_a_ball_on_thick_slices(seed):
+    """A ball of 12 mm radius on 0.8 x 0.8 x 6 mm voxels (brain MR slices): the first
+    click takes its first and last slices too. Smoothing one voxel along every axis,
+    the likeness test averaged tissue 6 mm away into each slice's value and the end
+    slices no longer looked like the click (Dice 0.96, 0.66, 0.79 for these seeds;
+    0.99, 0.88, 0.96 smoothing over the grid's finest step in mm)."""
+    spacing = np.array([0.8, 0.8, 6.0])
+    shape = (80, 80, 15)
+    grid = np.indices(shape).astype(np.float64)
+    centre = (np.array(shape) - 1) / 2
+    radius_mm = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing,
+                                                                   strict=True)))
+    truth = radius_mm <= 12.0
+    image = np.where(truth, 100.0, 0.0) + np.random.default_rng(seed).normal(0, 20, shape)
+    volume = Volume(image.astype(np.float32), np.diag([*spacing, 1.0]))
+    session = PromptSession(volume, make_backend("grow"))
+    run = run_clicks(session, truth, 1)
+    assert run.dice[0] >= 0.85
+    for k in np.flatnonzero(truth.any(axis=(0, 1)))[[0, -1]]:  # the end slices too
+        assert dice(session.mask[:, :, k], truth[:, :, k]) >= 0.7
