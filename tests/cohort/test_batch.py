@@ -390,3 +390,47 @@ def test_an_existing_scheduler_runs_a_multichannel_manifest(tmp_path, capsys):
             f"p{i}_0000.nii.gz",
             f"p{i}_0001.nii.gz",
         ]
+
+
+def test_a_manifest_picks_one_series_of_a_folder_that_holds_two(tmp_path, model, capsys):
+    folder = tmp_path / "study"
+    affine = make_affine("LPS", spacing=(0.7, 0.7, 2.5))
+    for number, seed in ((1, 3), (2, 4)):
+        write_dicom_series(
+            (_scan(seed) * 100).astype(np.int16),
+            affine,
+            folder,
+            series_uid=f"1.2.826.0.1.3680043.8.498.{number}",
+            series_number=number,
+            file_names=[f"s{number}_{k:03d}.dcm" for k in range(14)],
+            overwrite=number == 2,  # the second series goes into the same folder
+        )
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(
+        "case_id,image,series\nsecond,study,1.2.826.0.1.3680043.8.498.2\neither,study,\n"
+    )
+    out = tmp_path / "out"
+    assert _batch(manifest, "-o", out, "--model", model, "--workers", 0, "--dicom-seg") == 0
+    assert "2 cases: 1 done, 0 skipped (done before), 1 failed" in capsys.readouterr().out
+    reference = tmp_path / "second.nii.gz"
+    assert (
+        main(
+            [
+                "segment",
+                str(folder),
+                "--series",
+                "1.2.826.0.1.3680043.8.498.2",
+                "-o",
+                str(reference),
+                "--model",
+                str(model),
+            ]
+        )
+        == 0
+    )
+    assert np.array_equal(_labels(out / "second" / "labels.nii.gz")[0], _labels(reference)[0])
+    assert (out / "second" / "labels_seg.dcm").is_file()
+    (failure,) = map(json.loads, (out / "failures.jsonl").read_text().splitlines())
+    assert failure["case_id"] == "either" and "2 image series" in failure["error"]
+    assert "in the manifest's series column" in failure["error"]
+    assert "--series" not in failure["error"]  # batch has no such option

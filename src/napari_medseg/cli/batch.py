@@ -47,6 +47,15 @@ def _gpu_count(device: str) -> int:
         return 0
 
 
+def batch_advice(text: str) -> str:
+    """A core message said ``medseg batch``'s way: ``--allow-gaps`` as the CLI spells it,
+    and the series of a folder chosen in the manifest's ``series`` column (batch has no
+    ``--series``: a folder's series are its cases, a manifest row names one)."""
+    return cli_advice(text).replace(
+        "with --series (series_key=...)", "in the manifest's series column"
+    )
+
+
 def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``batch`` to the ``medseg`` sub-commands; returns its parser."""
     from napari_medseg.models.registry import DEFAULT_MODEL
@@ -244,7 +253,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
         _refuse_untrusted_bundle(args.model, False)
     progress = _CaseProgress(len(cases))
-    message = cli_advice
+    message = batch_advice
     if args.workers == 0 and not (args.scheduler or args.slurm):
         summary = run_batch(
             cases,

@@ -3,7 +3,8 @@
 A *case* is one scan to segment: a NIfTI file, or one DICOM series (a folder of DICOM
 files may hold several), or, in a manifest, the channel files of a multi-channel model
 (``image``, ``image_1``, ``image_2``... or ``image_0000``...). A manifest may also name a
-reference label map per case (``reference``), which the cohort table compares with.
+reference label map per case (``reference``), which the cohort table compares with, and
+the DICOM series of a folder that holds several (``series``).
 
 Case ids are file-name safe (:func:`~napari_medseg.io.atomic.safe_name`) and unique in a
 cohort: each names the case's output folder. A NIfTI file gives its name without the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +31,8 @@ from napari_medseg.io.atomic import safe_name
 
 #: File name endings of NIfTI scans.
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
-#: Manifest column of the case id; of the reference labels.
-ID_COLUMN, REFERENCE_COLUMN = "case_id", "reference"
+#: Manifest columns: the case id, the reference labels, the DICOM series of a folder.
+ID_COLUMN, REFERENCE_COLUMN, SERIES_COLUMN = "case_id", "reference", "series"
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,9 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     """The cases listed in a CSV manifest.
 
     Columns: ``case_id`` (optional: the first image's name), ``image`` or ``image_0000``,
-    ``image_0001``... (one per model channel), optional ``reference``. Relative paths are
-    taken from the manifest's folder.
+    ``image_0001``... (one per model channel), optional ``reference`` and ``series`` (the
+    series key or SeriesInstanceUID, for a DICOM folder holding several, as ``medseg info``
+    lists them). Relative paths are taken from the manifest's folder.
 
     Raises
     ------
@@ -242,6 +245,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
             Case(
                 case_id=safe,
                 images=tuple(images),
+                series_key=(row.get(SERIES_COLUMN) or "").strip() or None,
                 reference=reference,
                 files=tuple(_files_under(images)),
                 is_dicom=is_dicom,
@@ -298,7 +302,13 @@ def select_part(cases: Sequence[Case], index: int, count: int) -> list[Case]:
 
 
 def sha256_of_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's contents, hex."""
+    """SHA-256 of a file's contents, hex; ``""`` for what is not a regular file (a named
+    pipe would block the reader forever; reading the case says what is wrong with it)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return ""
+    except OSError:
+        return ""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
