@@ -284,7 +284,8 @@ def test_slurm_dry_run_prints_a_valid_job_script(tmp_path, capsys):
     ):
         assert line in script, line
     assert "#SBATCH --mem=" in script and "distributed.cli.dask_worker" in script
-    assert "--resources GPU=2" in script
+    assert "--resources GPU=1" in script  # one worker process per GPU of the job
+    assert "--nworkers 2" in script and "--nthreads 4" in script
     checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert checked.returncode == 0, checked.stderr
     assert not (tmp_path / "out").exists()  # nothing run, nothing written
@@ -434,3 +435,15 @@ def test_a_manifest_picks_one_series_of_a_folder_that_holds_two(tmp_path, model,
     assert failure["case_id"] == "either" and "2 image series" in failure["error"]
     assert "in the manifest's series column" in failure["error"]
     assert "--series" not in failure["error"]  # batch has no such option
+
+
+def test_a_worker_knows_its_gpu_from_its_name():
+    from napari_medseg.cohort.worker_plugin import worker_index
+
+    assert [worker_index(name) for name in ("0", "3", "SLURMCluster-12-1", "tcp-x", "")] == [
+        0,
+        3,
+        1,
+        0,
+        0,
+    ]

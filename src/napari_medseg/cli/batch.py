@@ -141,7 +141,9 @@ def _slurm_options(args: argparse.Namespace) -> dict:
         "cores": args.cores,
         "memory": args.memory,
         "walltime": args.walltime,
-        "processes": 1,
+        # one worker process per GPU, else one per --threads-per-worker cores: each runs
+        # one case at a time with its torch threads
+        "processes": args.gpus or max(1, args.cores // (args.threads_per_worker or 1)),
         "gpus": args.gpus,
     }
     if args.queue:

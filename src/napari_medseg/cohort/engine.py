@@ -129,7 +129,8 @@ def case_task(case: Case, settings: BatchSettings, model: Mapping[str, str], out
     from napari_medseg.cohort.worker_plugin import PLUGIN_NAME
 
     plugin = get_worker().plugins[PLUGIN_NAME]
-    return process_case(case, settings, model, outdir, plugin.segmenter)
+    with plugin.lock:  # one case at a time on the worker's one model
+        return process_case(case, settings, model, outdir, plugin.segmenter)
 
 
 @dataclass
@@ -175,7 +176,7 @@ def slurm_cluster(options: Mapping[str, Any]) -> Any:
     gpus = keywords.pop("gpus", 0)
     if gpus:
         keywords.setdefault("job_extra_directives", []).append(f"--gres=gpu:{gpus}")
-        keywords["worker_extra_args"] = ["--resources", f"GPU={gpus}"]
+        keywords["worker_extra_args"] = ["--resources", "GPU=1"]  # one process per GPU
     return SLURMCluster(**keywords)
 
 
@@ -234,11 +235,13 @@ def run_dask(
 
     from napari_medseg.cohort.worker_plugin import PLUGIN_NAME, SegmenterPlugin
 
+    # GPUs per machine: this one's (LocalCluster), or each SLURM job's
+    gpus = options.gpus or int((options.slurm or {}).get("gpus", 0) or 0)
     client.register_plugin(
-        SegmenterPlugin(settings, options.threads_per_worker, options.gpus), name=PLUGIN_NAME
+        SegmenterPlugin(settings, options.threads_per_worker, gpus), name=PLUGIN_NAME
     )
     futures = {}
-    resources = {"GPU": 1} if options.gpus or (options.slurm or {}).get("gpus") else None
+    resources = {"GPU": 1} if gpus else None
     for case in cases:
         future = client.submit(
             case_task,

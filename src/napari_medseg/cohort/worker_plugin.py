@@ -26,8 +26,15 @@ class SegmenterPlugin(WorkerPlugin):
     torch_threads : int
         ``torch.set_num_threads`` in the worker.
     gpus : int
-        GPUs on the worker's machine: worker ``n`` (its name in a LocalCluster) uses
-        ``cuda:n % gpus``; 0: the settings' device.
+        GPUs on the worker's machine: worker ``n`` uses ``cuda:n % gpus``, ``n`` being its
+        name in a LocalCluster (``"0"``, ``"1"``...) or the process number that ends a
+        dask-jobqueue worker's name (``"SLURMCluster-3-1"``); 0: the settings' device.
+
+    Notes
+    -----
+    A worker runs one case at a time (:attr:`lock`): a worker of an existing cluster may
+    have several threads, and the loaded model is one. Give workers as many threads as
+    torch should use (``dask worker --nthreads 1`` and ``--threads-per-worker``).
     """
 
     name = PLUGIN_NAME
@@ -38,12 +45,16 @@ class SegmenterPlugin(WorkerPlugin):
         self.gpus = gpus
         self.worker_name = ""
         self._segmenter: Any = None
+        self.lock: Any = None  # made in setup(), on the worker (a lock does not pickle)
 
     def setup(self, worker: Any) -> None:
+        import threading
+
         import torch
 
         torch.set_num_threads(max(1, self.torch_threads))
         self.worker_name = str(worker.name)
+        self.lock = threading.Lock()
 
     def teardown(self, worker: Any) -> None:
         self._segmenter = None
@@ -53,10 +64,17 @@ class SegmenterPlugin(WorkerPlugin):
         if self._segmenter is None:
             device = None
             if self.gpus and self.settings.device in ("auto", "cuda"):
-                index = int(self.worker_name) if self.worker_name.isdigit() else 0
-                device = f"cuda:{index % self.gpus}"
+                device = f"cuda:{worker_index(self.worker_name) % self.gpus}"
             self._segmenter = self.settings.make_segmenter(device)
         return self._segmenter
 
 
-__all__ = ["PLUGIN_NAME", "SegmenterPlugin"]
+def worker_index(name: str) -> int:
+    """The worker's number on its machine: a LocalCluster worker's name (``"1"``), or the
+    process number ending a dask-jobqueue worker's name (``"SLURMCluster-3-1"`` -> 1); 0
+    otherwise."""
+    last = str(name).rsplit("-", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+__all__ = ["PLUGIN_NAME", "SegmenterPlugin", "worker_index"]
