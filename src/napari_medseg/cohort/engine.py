@@ -193,7 +193,21 @@ def open_client(options: DaskOptions) -> tuple[Any, Any]:
     if not logging.getLogger().isEnabledFor(logging.INFO):  # medseg -v shows Dask's log
         logging.getLogger("distributed").setLevel(logging.WARNING)
     # a crashed case (its worker died) is rescheduled this many times, then fails
-    dask.config.set({"distributed.scheduler.allowed-failures": max(0, options.retry)})
+    threads = str(max(1, options.threads_per_worker))
+    dask.config.set(
+        {
+            "distributed.scheduler.allowed-failures": max(0, options.retry),
+            # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536 (memory handed back to
+            # the OS); glibc then maps and unmaps torch's large buffers on every call: a case
+            # took 1.08 s instead of 0.70 s in a worker here. Unset for the model's workers.
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+            # numpy's and torch's thread pools read these when they start: as many threads as
+            # the plugin gives torch
+            "distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": threads,
+            "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": threads,
+            "distributed.nanny.pre-spawn-environ.OPENBLAS_NUM_THREADS": threads,
+        }
+    )
     if options.scheduler:
         try:
             return Client(options.scheduler, timeout="20s"), None
@@ -212,11 +226,6 @@ def open_client(options: DaskOptions) -> tuple[Any, Any]:
         processes=True,
         dashboard_address=options.dashboard,
         resources={"GPU": 1} if options.gpus else None,
-        # the workers' numpy/BLAS threads too, as torch's (set by the plugin)
-        env={
-            "OMP_NUM_THREADS": str(options.threads_per_worker),
-            "MKL_NUM_THREADS": str(options.threads_per_worker),
-        },
     )
     return Client(cluster), cluster
 
