@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from napari_medseg.cli.common import ALLOW_GAPS_HELP, cli_advice
+from napari_medseg.cli.common import ALLOW_GAPS_HELP, check_window_options, cli_advice
 from napari_medseg.errors import MedsegError, shown_path
 
 DESCRIPTION = """\
@@ -197,15 +197,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from napari_medseg.cohort.batch import FAILURES_NAME, run_batch
     from napari_medseg.cohort.case_run import BatchSettings
     from napari_medseg.cohort.cases import load_cases, parse_part, select_part
-    from napari_medseg.cohort.engine import DaskOptions, open_client, run_serial
+    from napari_medseg.cohort.engine import DaskOptions, open_client, run_dask, run_serial
+    from napari_medseg.cohort.table import TABLE_NAME
     from napari_medseg.io.atomic import check_writable, refuse_source_overwrite
 
     if args.threads_per_worker is not None and args.threads_per_worker < 1:
         raise MedsegError(f"--threads-per-worker must be >= 1, got {args.threads_per_worker}")
-    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
-        raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.sw_batch_size is not None and args.sw_batch_size < 1:
-        raise MedsegError(f"--sw-batch-size must be >= 1, got {args.sw_batch_size}")
+    check_window_options(args)
     if args.retry < 0:
         raise MedsegError(f"--retry must be >= 0, got {args.retry}")
     if args.workers is not None and args.workers < 0:
@@ -242,7 +240,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         )
     # the outputs are ours; a manifest is the user's (a folder's scans are protected case
     # by case when written)
-    table = os.path.join(outdir, "cohort.csv")
+    table = os.path.join(outdir, TABLE_NAME)
     refuse_source_overwrite(table, [] if inputs_folder else [args.inputs])
     check_writable(table)
     cases = load_cases(args.inputs, outdir=outdir)
@@ -250,12 +248,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
         index, count = parse_part(args.part)
         cases = select_part(cases, index, count)
         print(f"part {index}/{count}: {len(cases)} cases", file=sys.stderr)
-    if args.trust_bundle is False:
-        from napari_medseg.cli.segment import _refuse_untrusted_bundle
+    from napari_medseg.cli.segment import _refuse_untrusted_bundle
 
-        _refuse_untrusted_bundle(args.model, False)
+    _refuse_untrusted_bundle(args.model, args.trust_bundle)
     progress = _CaseProgress(len(cases))
-    message = batch_advice
     if args.workers == 0 and not (args.scheduler or args.slurm):
         summary = run_batch(
             cases,
@@ -263,7 +259,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
             settings,
             partial(run_serial, retry=args.retry, torch_threads=args.threads_per_worker),
             on_outcome=progress,
-            message=message,
+            message=batch_advice,
         )
     else:
         gpus = _gpu_count(args.device) if not (args.scheduler or args.slurm) else 0
@@ -287,9 +283,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
                 "SLURM" if args.slurm else f"{workers} local worker process(es)"
             )
             print(f"Dask: {where}; dashboard {client.dashboard_link}", file=sys.stderr)
-            engine = partial(_run_on, client=client, options=options)
+            engine = partial(run_dask, client, options=options)
             summary = run_batch(
-                cases, outdir, settings, engine, on_outcome=progress, message=message
+                cases, outdir, settings, engine, on_outcome=progress, message=batch_advice
             )
         finally:
             client.close()
@@ -300,9 +296,3 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if summary.failed:
         print(f"failures: {shown_path(os.path.join(outdir, FAILURES_NAME))}")
     return 1 if summary.failed and not (summary.done or summary.skipped) else 0
-
-
-def _run_on(cases, settings, model, outdir, on_outcome, *, client, options) -> None:
-    from napari_medseg.cohort.engine import run_dask
-
-    run_dask(client, cases, settings, model, outdir, on_outcome, options)

@@ -33,9 +33,26 @@ def cli_advice(text: str, *, has_allow_gaps: bool = True) -> str:
     return text.replace(PYTHON_ALLOW_GAPS, option)
 
 
+def check_window_options(args) -> None:
+    """Refuse ``--overlap`` outside [0, 1) and ``--sw-batch-size`` below 1 (``medseg
+    segment`` and ``medseg batch``), before any work."""
+    from napari_medseg.errors import MedsegError
+
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
+    if args.sw_batch_size is not None and args.sw_batch_size < 1:
+        raise MedsegError(f"--sw-batch-size must be >= 1, got {args.sw_batch_size}")
+
+
 def format_spacing(values: Sequence[float]) -> str:
     """Voxel sizes as ``"0.7 x 0.7 x 1.25"`` (4 significant digits)."""
     return " x ".join(f"{v:.4g}" for v in values)
 
 
-__all__ = ["ALLOW_GAPS_HELP", "EXIT_BAD_INPUT", "cli_advice", "format_spacing"]
+__all__ = [
+    "ALLOW_GAPS_HELP",
+    "EXIT_BAD_INPUT",
+    "check_window_options",
+    "cli_advice",
+    "format_spacing",
+]

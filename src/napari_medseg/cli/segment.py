@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from napari_medseg.cli.common import ALLOW_GAPS_HELP, EXISTS_MESSAGE
+from napari_medseg.cli.common import ALLOW_GAPS_HELP, EXISTS_MESSAGE, check_window_options
 from napari_medseg.errors import MedsegError, shown_path
 
 #: Why a bundle folder needs --trust-bundle, shown when it is missing.
@@ -163,8 +163,6 @@ class _ProgressBar:
             print(f"{self.label}: {done}/{total} window batches", file=self.stream, flush=True)
 
 
-
-
 def label_volumes(result, volume) -> list[dict]:
     """Voxel count and volume (mL) of every label the model names or the result holds."""
     import numpy as np
@@ -249,10 +247,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     inputs = [*args.inputs, *model_files(args.model)]
     check_targets(targets, inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
     _refuse_untrusted_bundle(args.model, args.trust_bundle)
-    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
-        raise MedsegError(f"--overlap must be in [0, 1), got {args.overlap}")
-    if args.sw_batch_size is not None and args.sw_batch_size < 1:
-        raise MedsegError(f"--sw-batch-size must be >= 1, got {args.sw_batch_size}")
+    check_window_options(args)
     volumes = [
         read_scan(path, series_key=args.series, allow_gaps=args.allow_gaps) for path in args.inputs
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from napari_medseg.cohort.case_run import BatchSettings, model_fingerprint
 from napari_medseg.cohort.cases import Case
-from napari_medseg.cohort.table import write_cohort_table, write_volume_plot
+from napari_medseg.cohort.table import cohort_rows, write_cohort_table, write_volume_plot
 
 #: The failures of the last run, in OUTDIR.
 FAILURES_NAME = "failures.jsonl"
@@ -147,8 +147,9 @@ def run_batch(
 
     _write_failures(out, [])  # the last run's failures are redone (or fail again) now
     run(list(cases), settings, model, str(out), collect)
-    summary.table = write_cohort_table(out, cases)
-    summary.plot = write_volume_plot(out, cases)
+    columns, rows = cohort_rows(out, cases)  # every done case's report, read once
+    summary.table = write_cohort_table(out, columns, rows)
+    summary.plot = write_volume_plot(out, rows)
     summary.seconds = time.perf_counter() - started
     return summary
 

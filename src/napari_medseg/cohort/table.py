@@ -42,11 +42,11 @@ def cohort_rows(outdir: str | os.PathLike, cases: Iterable[Case]) -> tuple[list[
     return columns, rows
 
 
-def write_cohort_table(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path:
-    """Write ``OUTDIR/cohort.csv`` (atomically); returns its path."""
+def write_cohort_table(outdir: str | os.PathLike, columns: list[str], rows: list[dict]) -> Path:
+    """Write :func:`cohort_rows`'s ``columns`` and ``rows`` as ``OUTDIR/cohort.csv``
+    (atomically); returns its path."""
     from napari_medseg.io.atomic import atomic_output
 
-    columns, rows = cohort_rows(outdir, cases)
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -57,9 +57,10 @@ def write_cohort_table(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path
     return target
 
 
-def write_volume_plot(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path | None:
-    """``OUTDIR/cohort_volumes.png``: each label's volume (mL) in every case, a box and
-    a dot per case for each label; None when matplotlib is missing or no case is done."""
+def write_volume_plot(outdir: str | os.PathLike, rows: list[dict]) -> Path | None:
+    """``OUTDIR/cohort_volumes.png`` of :func:`cohort_rows`'s ``rows``: each label's
+    volume (mL) in every case, a box and a dot per case for each label; None when
+    matplotlib is missing or no case is done."""
     try:
         import matplotlib
 
@@ -69,7 +70,6 @@ def write_volume_plot(outdir: str | os.PathLike, cases: Iterable[Case]) -> Path 
         return None
     from napari_medseg.io.atomic import atomic_output
 
-    _, rows = cohort_rows(outdir, cases)
     by_label: dict[str, list[float]] = {}
     for row in rows:
         try:
