@@ -198,32 +198,6 @@ def _refuse_untrusted_bundle(model: str, trusted: bool) -> None:
         )
 
 
-def model_files(model: str) -> list[str]:
-    """The files and folders ``--model`` reads, to be protected from the outputs.
-
-    A bundle folder (protecting the files in it), a spec JSON and the weights it names,
-    a network file and the JSON spec beside it, or the folder of the default models
-    for one of their names. Found without loading anything: a spec that cannot be read
-    adds only itself (loading it will say what is wrong).
-    """
-    from napari_medseg.models.registry import default_specs
-    from napari_medseg.models.spec import ModelSpec
-
-    path = Path(model).expanduser()
-    if not path.exists():
-        spec_and_path = default_specs().get(model)
-        return [] if spec_and_path is None else [str(spec_and_path[1].parent)]
-    files = [str(path)]
-    if path.is_file() and path.suffix.lower() == ".json":
-        try:
-            files.append(str(ModelSpec.from_json(path).weights_path))
-        except (MedsegError, OSError, ValueError):
-            pass
-    elif path.is_file():
-        files.append(str(path.with_suffix(".json")))
-    return files
-
-
 def cmd_segment(args: argparse.Namespace) -> int:
     """``medseg segment INPUT... -o OUT.nii.gz``: labels on the scan's own grid."""
 
@@ -231,6 +205,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from napari_medseg.io.reader import read_scan
     from napari_medseg.io.save import SaveTargets, check_targets, save_segmentation
     from napari_medseg.labels.classes import classes_from_label_classes
+    from napari_medseg.models.registry import model_files
     from napari_medseg.volume import Volume
 
     out = Path(args.output)
@@ -244,7 +219,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     )
     # refused before reading or segmenting; the source check comes before "pass
     # --overwrite", which would not help. Every input is protected: scans and model.
-    inputs = [*args.inputs, *model_files(args.model)]
+    inputs = [*args.inputs, *map(str, model_files(args.model))]
     check_targets(targets, inputs, overwrite=args.overwrite, exists_message=EXISTS_MESSAGE)
     _refuse_untrusted_bundle(args.model, args.trust_bundle)
     check_window_options(args)

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_medseg.cohort.cases import Case, hash_files, input_hashes
-from napari_medseg.errors import MedsegError
 from napari_medseg.inference.settings import SegmentSettings
 
 #: Names of a case's outputs, in its folder.
@@ -67,39 +66,14 @@ class BatchSettings(SegmentSettings):
 
 
 def model_fingerprint(model: str) -> dict[str, str]:
-    """The model's name and the SHA-256 of the files it is made of.
+    """The model's name and the SHA-256 of the files it is made of
+    (:func:`~napari_medseg.models.registry.model_files`). Read once per run, before any
+    case."""
+    from napari_medseg.models.registry import model_files
 
-    A catalogue name: its spec JSON and weights file (models fetched elsewhere, as the
-    zoo's: their spec); a spec JSON: it and its weights; a network file: it and the JSON
-    beside it; a folder (bundle, nnU-Net): every file in it. Read once per run, before
-    any case.
-    """
-    from napari_medseg.models.registry import default_specs
-
-    path = Path(model).expanduser()
-    files: list[Path] = []
-    if not path.exists():
-        found = default_specs().get(model)
-        if found is None:
-            return {"name": model, "weights_sha256": ""}  # loading it will say what is wrong
-        spec, spec_path = found
-        files = [spec_path]
-        if spec.weights and spec.weights_path.is_file():
-            files.append(spec.weights_path)
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    else:
-        files = [path]
-        partner = path.with_suffix(".json")
-        if path.suffix.lower() == ".json":
-            try:
-                from napari_medseg.models.spec import ModelSpec
-
-                partner = ModelSpec.from_json(path).weights_path
-            except (MedsegError, OSError, ValueError):
-                partner = path
-        if partner != path and partner.is_file():
-            files.append(partner)
+    files = model_files(model)
+    if not files:
+        return {"name": model, "weights_sha256": ""}  # loading it will say what is wrong
     return {"name": model, "weights_sha256": hash_files(files)}
 
 
@@ -235,6 +209,8 @@ def run_case(
 
     done = {
         **expected_done(case, settings, model, inputs),
+        "images": list(case.images),  # what the case is, for `medseg finetune`
+        "series": case.series_key,
         "model_run": result.provenance(),
         "outputs": sorted({Path(path).name for path in written}),
         "timings_s": {key: round(value, 3) for key, value in timings.items()},

@@ -4,6 +4,8 @@ The catalogue lists, without importing torch:
 
 * the project's **default models**: every spec JSON in ``models/default/`` (weights
   ship in the package, see its ``MODEL_CARD.md``);
+* the user's own models (:mod:`napari_medseg.models.library`: models fine-tuned by
+  ``medseg finetune``, in ``MEDSEG_MODELS_DIR`` or ``~/.local/share/napari-medseg/models``);
 * the known **MONAI Model Zoo bundles** of :mod:`napari_medseg.models.zoo`, downloaded
   (and hash-checked) on first use.
 
@@ -49,8 +51,9 @@ class CatalogueEntry:
     name : str
         What ``--model`` takes, e.g. ``"phantom-abdomen-3d"`` or ``"spleen_ct_segmentation"``.
     kind : str
-        ``"default"`` (ships with the package) or ``"zoo"`` (MONAI Model Zoo bundle,
-        downloaded on first use).
+        ``"default"`` (ships with the package), ``"user"`` (the user's model library,
+        e.g. a fine-tuned model) or ``"zoo"`` (MONAI Model Zoo bundle, downloaded on
+        first use).
     title : str
         One line for menus.
     description : str
@@ -114,12 +117,23 @@ def default_specs(folder: str | Path | None = None) -> dict[str, tuple[ModelSpec
 
 def default_entries(folder: str | Path | None = None) -> list[CatalogueEntry]:
     """Catalogue entries of the default models in ``folder`` (default: the package's)."""
+    return _spec_entries(default_specs(folder), "default")
+
+
+def user_entries() -> list[CatalogueEntry]:
+    """Catalogue entries of the user's model library (:mod:`~napari_medseg.models.library`)."""
+    from napari_medseg.models.library import library_specs
+
+    return _spec_entries(library_specs(), "user")
+
+
+def _spec_entries(specs: dict[str, tuple[ModelSpec, Path]], kind: str) -> list[CatalogueEntry]:
     entries = []
-    for spec, path in default_specs(folder).values():
+    for spec, path in specs.values():
         entries.append(
             CatalogueEntry(
                 name=spec.name,
-                kind="default",
+                kind=kind,
                 title=spec.title,
                 description=spec.description,
                 modality=spec.modality,
@@ -171,8 +185,19 @@ def zoo_entries() -> list[CatalogueEntry]:
 
 
 def catalogue(default_dir: str | Path | None = None) -> list[CatalogueEntry]:
-    """Every model the catalogue offers: default models first, then zoo bundles."""
-    return default_entries(default_dir) + zoo_entries()
+    """Every model the catalogue offers: default models first, then the user's, then zoo
+    bundles (a user model named like a default model is left out: the default wins)."""
+    defaults = default_entries(default_dir)
+    taken = {entry.name for entry in defaults}
+    return defaults + [e for e in user_entries() if e.name not in taken] + zoo_entries()
+
+
+def named_spec(name: str, default_dir: str | Path | None = None) -> tuple[ModelSpec, Path] | None:
+    """The spec and spec file of a default or user model called ``name``, or None."""
+    from napari_medseg.models.library import library_specs
+
+    found = default_specs(default_dir).get(name)
+    return found if found is not None else library_specs().get(name)
 
 
 def find_entry(name: str, default_dir: str | Path | None = None) -> CatalogueEntry | None:
@@ -218,7 +243,8 @@ def load_model(
         ``fold_N/checkpoint_final.pth``; see :mod:`~napari_medseg.models.nnunet`),
         an existing ``.json`` spec file, an existing network file (``.ts``, ``.pt``,
         ``.pth``...) with a JSON spec of the same stem beside it, or a catalogue name
-        (default model, or zoo bundle: downloaded to ``cache_dir`` on first use). A
+        (default model, a model of the user's library, or zoo bundle: downloaded to
+        ``cache_dir`` on first use). A
         :class:`LoadedModel` is returned as is.
     trust_bundle : bool
         Allow a bundle folder outside the catalogue: its configs run Python code.
@@ -241,9 +267,9 @@ def load_model(
     path = Path(text).expanduser()
     if path.exists():
         return _load_path(path, trust_bundle)
-    specs = default_specs(default_dir)
-    if text in specs:
-        spec, spec_path = specs[text]
+    found = named_spec(text, default_dir)
+    if found is not None:
+        spec, spec_path = found
         return load_spec(spec, origin=str(spec_path))
     if text in {entry.name for entry in zoo_entries()}:
         from napari_medseg.models.zoo import load_known_bundle
@@ -301,3 +327,39 @@ def _load_path(path: Path, trust_bundle: bool) -> LoadedModel:
         f"({', '.join(NETWORK_SUFFIXES)}) with a JSON spec of the same name beside it.",
         SPEC_DOCS,
     )
+
+
+def model_files(ref: str | Path) -> list[Path]:
+    """The files a model reference is made of, found without loading anything.
+
+    A default or user model's name: its spec JSON and weights file; a spec JSON: it and
+    the weights it names; a network file: it and the JSON spec beside it; a folder (a
+    MONAI bundle, an nnU-Net folder): every file in it. A zoo name, or a reference that
+    names nothing: no files (loading it says what is wrong). A spec that cannot be read
+    gives only itself.
+
+    Used to keep outputs off the model's files (``medseg segment``) and to fingerprint
+    the model a cohort ran with (``medseg batch``'s ``done.json``).
+    """
+    path = Path(str(ref)).expanduser()
+    if not path.exists():
+        found = named_spec(str(ref))
+        if found is None:
+            return []
+        spec, spec_path = found
+        files = [spec_path]
+        if spec.weights and spec.weights_path.is_file():
+            files.append(spec.weights_path)
+        return files
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files = [path]
+    partner = path.with_suffix(".json")
+    if path.suffix.lower() == ".json":
+        try:
+            partner = ModelSpec.from_json(path).weights_path
+        except (ModelSpecError, OSError, ValueError):
+            partner = path
+    if partner != path and partner.is_file():
+        files.append(partner)
+    return files
