@@ -159,7 +159,7 @@ def test_the_core_depends_on_no_folder():
 LAYERS = (
     ("cli",),
     ("_napari",),
-    ("cohort",),
+    ("cohort", "training"),
     ("interactive",),
     ("inference", "synthetic"),
     ("models", "measure"),

@@ -18,14 +18,24 @@ import sys
 from collections.abc import Sequence
 
 from napari_medseg import __version__
-from napari_medseg.cli import batch, convert, demo, info, mesh, prompt, report, segment
+from napari_medseg.cli import (
+    batch,
+    convert,
+    demo,
+    finetune,
+    info,
+    mesh,
+    prompt,
+    report,
+    segment,
+)
 from napari_medseg.cli.common import EXIT_BAD_INPUT, cli_advice
 from napari_medseg.errors import MedsegError, shown_path
 
 logger = logging.getLogger(__name__)
 
 #: The sub-command modules, in the order ``medseg --help`` lists them.
-COMMAND_MODULES = (info, convert, demo, segment, batch, prompt, report, mesh)
+COMMAND_MODULES = (info, convert, demo, segment, batch, finetune, prompt, report, mesh)
 
 
 def build_parser() -> argparse.ArgumentParser:

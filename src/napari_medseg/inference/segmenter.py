@@ -190,7 +190,7 @@ def _is_torchscript(network) -> bool:
     return isinstance(network, torch.jit.ScriptModule)
 
 
-def _finite_copies(volumes: Sequence[Volume], nonfinite: Sequence[int]) -> list[Volume]:
+def finite_copies(volumes: Sequence[Volume], nonfinite: Sequence[int]) -> list[Volume]:
     """The channels with their NaN/inf voxels replaced by the channel's lowest finite
     value, in copies (channels without any are passed as they are)."""
     out = []
@@ -395,7 +395,7 @@ class Segmenter:
             if any(nonfinite) and count_nonfinite(prepared.image.detach().cpu().numpy()):
                 # this preprocessing kept them (a bundle's own transforms): hand it copies
                 del prepared
-                prepared = self.model.preprocess(_finite_copies(volumes, nonfinite))
+                prepared = self.model.preprocess(finite_copies(volumes, nonfinite))
         except ValueError as error:
             raise InputChannelsError(
                 source.metadata.source or "input", f"{error}.", self._channels_hint()
@@ -493,7 +493,7 @@ class Segmenter:
         )
         try:
             with torch.inference_mode():
-                out = self.model.runner(self.network, _finite_copies(volumes, nonfinite), request)
+                out = self.model.runner(self.network, finite_copies(volumes, nonfinite), request)
         except ValueError as error:
             raise InputChannelsError(
                 source.metadata.source or "input", f"{error}.", self._channels_hint()

@@ -34,7 +34,7 @@ fat, muscle, bowel, vessels and bone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -512,6 +512,7 @@ def make_phantom(
     spacing: tuple[float | None, float | None, float | None] | None = None,
     orientation: str | None = None,
     noise_sd: float | None = None,
+    organ_hu_shift: dict[str, float] | None = None,
 ) -> Phantom:
     """Make one synthetic abdominal CT with its labels, all drawn from ``seed``.
 
@@ -532,6 +533,12 @@ def make_phantom(
     noise_sd : float, optional
         Standard deviation of the Gaussian noise in HU, overriding the drawn one
         (5-25 HU).
+    organ_hu_shift : dict, optional
+        HU added to organs after they are drawn, for a domain the default models never
+        saw (e.g. ``{"liver": 60, "kidney_cortex": 40}``: a late arterial phase with a
+        bright liver). Keys ``"liver"``, ``"spleen"``, ``"kidney_cortex"``; the anatomy
+        and every other draw stay as without it, and lesions keep their contrast to
+        their host organ.
 
     Returns
     -------
@@ -564,6 +571,16 @@ def make_phantom(
     body = _draw_body(r)
     spine = _draw_spine(r, body, phase)
     organs = _draw_organs(r, body, spine, phase)
+    if organ_hu_shift:
+        unknown = set(organ_hu_shift) - {"liver", "spleen", "kidney_cortex"}
+        if unknown:
+            raise ValueError(f"organ_hu_shift: unknown organs {sorted(unknown)}")
+        organs = replace(
+            organs,
+            liver_hu=organs.liver_hu + float(organ_hu_shift.get("liver", 0.0)),
+            spleen_hu=organs.spleen_hu + float(organ_hu_shift.get("spleen", 0.0)),
+            cortex_hu=organs.cortex_hu + float(organ_hu_shift.get("kidney_cortex", 0.0)),
+        )
     lesions = _draw_lesions(r)
     bowel = _draw_bowel(r, body)
     spacing_mm = [
@@ -610,6 +627,7 @@ def make_phantom(
         noise_sd_hu=noise_sd,
         edge_mm=edge_mm,
         contrast_phase=phase,
+        organ_hu_shift=dict(organ_hu_shift or {}),
         shape_ras=list(grid.shape),
         tumour_voxels=int((canvas.labels == TUMOUR).sum()),
     )
