@@ -162,9 +162,9 @@ def describe_model(ref: str) -> ModelChoice:
     from napari_medseg.models import registry
 
     path = Path(str(ref)).expanduser()
-    specs = registry.default_specs()
-    if str(ref) in specs:
-        return _from_spec(str(ref), "catalogue", specs[str(ref)][0])
+    named = registry.named_spec(str(ref))  # a default model or one of the user's
+    if named is not None:
+        return _from_spec(str(ref), "catalogue", named[0])
     entry = registry.find_entry(str(ref))
     if entry is not None:  # a zoo bundle: channels known once it is downloaded
         from napari_medseg.models.zoo import bundle_cache_dir, get_entry

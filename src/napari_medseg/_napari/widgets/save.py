@@ -376,6 +376,10 @@ class SaveJob(Job):
         self.current = mark_saved(self.layer, path, edits=self.edits)
         name = base_name(self.layer)
         notify_info(f"saved {name} to {path}")
+        if self.kind == "nifti":
+            from napari_medseg._napari.app_events import app_events
+
+            app_events().labels_saved.emit(path)
         if not self.current:
             notify_warning(
                 f"{name} was edited while {path} was written; those edits are not in the file."

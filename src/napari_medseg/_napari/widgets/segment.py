@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medseg._napari.app_events import app_events
 from napari_medseg._napari.jobs import JobSlot
 from napari_medseg._napari.segment_job import (
     SegmenterCache,
@@ -149,6 +150,7 @@ class SegmentWidget(QWidget):
         # model
         self.model_combo = QComboBox(self)
         self._fill_models()
+        app_events().model_published.connect(self.refresh_models)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.model_combo.activated.connect(self._on_model_activated)
         self.model_info = QLabel(self)
@@ -262,6 +264,23 @@ class SegmentWidget(QWidget):
             self.model_combo.count() - 1, FOLDER_TIP, Qt.ItemDataRole.ToolTipRole
         )
         self.model_combo.addItem(FILE_ITEM, _DIALOG)
+
+    def refresh_models(self, *_: Any) -> None:
+        """List catalogue models that appeared since the widget was made (a model the
+        Train dock published), before the separator; the current choice stays."""
+        from napari_medseg.models.registry import catalogue
+
+        separator = next(
+            (i for i in range(self.model_combo.count()) if not self.model_combo.itemText(i)),
+            self.model_combo.count(),
+        )
+        for entry in catalogue():
+            if self.model_combo.findData(entry.name) >= 0:
+                continue
+            self.model_combo.insertItem(separator, entry.name, entry.name)
+            tip = entry.title + (f"\n{entry.description}" if entry.description else "")
+            self.model_combo.setItemData(separator, tip, Qt.ItemDataRole.ToolTipRole)
+            separator += 1
 
     @property
     def model_choice(self) -> ModelChoice:
