@@ -1,8 +1,7 @@
 """``medseg finetune``: a tiny real MONAI UNet fine-tuned on real files.
 
-The data are analytic shapes (a bright ball = class 1, a dimmer box = class 2 on a dark
-background, with noise) written as napari's Save widget writes corrected labels: the
-scan NIfTI, the labels NIfTI and its sidecar naming the scan. The parent is a tiny UNet
+The data are analytic shapes written as napari's Save widget writes corrected labels
+(``tests/training_factory.py``). The parent is a tiny UNet
 with seeded random weights (``tests/model_factory.py``), so a few epochs of training
 make it measurably better, and a learning rate of 1e-12 leaves it as it was.
 """
@@ -15,73 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model_factory import write_unet_model
+from training_factory import AFFINE, CLASSES, shapes_case, write_parent, write_saved
 
 from napari_medseg.errors import FileError, MedsegError
-from napari_medseg.io.nifti import write_nifti
 from napari_medseg.io.save import SaveTargets, save_segmentation
 from napari_medseg.training.settings import FinetuneSettings
-
-SHAPE = (24, 24, 20)
-AFFINE = np.diag([2.0, 2.0, 2.5, 1.0])
-CLASSES = {0: ("background", "#000000"), 1: ("class1", "#ff0000"), 2: ("class2", "#00ff00")}
-
-
-def shapes_case(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy scan with a ball (class 1) and a box (class 2) placed by ``seed``."""
-    rng = np.random.default_rng(seed)
-    grid = np.indices(SHAPE).astype(np.float32)
-    centre = rng.uniform([7, 7, 6], [16, 16, 13])
-    radius = rng.uniform(3.5, 6.0)
-    ball = ((grid - centre[:, None, None, None]) ** 2).sum(0) <= radius**2
-    labels = np.zeros(SHAPE, np.uint8)
-    labels[ball] = 1
-    corner = rng.integers([1, 1, 1], [6, 6, 5])
-    size = rng.integers(3, 6, size=3)
-    box = tuple(slice(c, c + s) for c, s in zip(corner, size, strict=True))
-    labels[box] = np.where(labels[box] == 0, 2, labels[box])
-    image = np.where(labels == 1, 80.0, np.where(labels == 2, 45.0, 5.0))
-    image = image + rng.normal(0, 6.0, SHAPE)
-    return image.astype(np.int16), labels
-
-
-def write_saved(folder: Path, seeds, classes=CLASSES, model=None) -> list[Path]:
-    """Save-widget pairs: ``caseN.nii.gz`` + ``caseN_labels.nii.gz`` + its sidecar."""
-    from napari_medseg.volume import Volume
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for seed in seeds:
-        image, labels = shapes_case(seed)
-        scan = folder / f"case{seed}.nii.gz"
-        write_nifti(scan, image, AFFINE)
-        target = folder / f"case{seed}_labels.nii.gz"
-        save_segmentation(
-            Volume(labels, AFFINE),
-            SaveTargets(target),
-            classes,
-            model={"name": "tiny", "settings": {}, "edited_by_hand": True}
-            if model is None
-            else model,
-            source=str(scan),
-        )
-        written.append(target)
-    return written
 
 
 @pytest.fixture
 def parent(tmp_path) -> Path:
-    from napari_medseg.models.spec import IntensitySpec
-
-    return write_unet_model(
-        tmp_path / "parent",
-        name="tiny",
-        out_channels=3,
-        roi_size=(16, 16, 16),
-        intensity=IntensitySpec(kind="scale_range", a_min=0.0, a_max=100.0, b_min=0.0, b_max=1.0),
-        license="MIT",
-        intended_use="tests only",
-    )
+    return write_parent(tmp_path / "parent")
 
 
 @pytest.fixture
@@ -337,7 +279,9 @@ def test_pairs_from_a_batch_output_folder(parent, tmp_path):
     assert len(found.skipped) == 1 and "case0" in found.skipped[0]
 
 
-def test_the_split_depends_on_the_files_and_seed_only(data):
+def test_the_split_depends_on_the_files_and_seed_only(data, tmp_path):
+    import shutil
+
     from napari_medseg.training.pairs import find_pairs, split_pairs
 
     pairs = find_pairs(data).pairs
@@ -346,6 +290,12 @@ def test_the_split_depends_on_the_files_and_seed_only(data):
     assert {p.key for p in val} == {p.key for p in again_val} and len(val) == 2
     assert {p.key for p in train} == {p.key for p in again_train}
     assert not {p.key for p in train} & {p.key for p in val}
+    # a moved copy of the data folder is split the same way
+    copy = shutil.copytree(data, tmp_path / "elsewhere" / data.name)
+    moved_val = split_pairs(find_pairs(copy).pairs, 0.34, seed=0)[1]
+    assert sorted(Path(p.labels).name for p in moved_val) == sorted(
+        Path(p.labels).name for p in val
+    )
     other = {p.key for p in split_pairs(pairs, 0.34, seed=1)[1]}
     seeds = [{p.key for p in split_pairs(pairs, 0.34, seed=s)[1]} for s in range(2, 8)]
     assert any(s != other for s in seeds)

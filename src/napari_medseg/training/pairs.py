@@ -69,8 +69,15 @@ class TrainingPair:
 
     @property
     def key(self) -> str:
-        """Stable identity of the pair (its files' paths), for the split."""
+        """Identity of the pair (its files' paths)."""
         return "\n".join((*self.images, self.labels))
+
+    @property
+    def split_key(self) -> str:
+        """What the split hashes: the labels file with its folder's name and the scans'
+        names, so the split stays when the data folder is moved or copied."""
+        labels = Path(self.labels)
+        return "\n".join((labels.parent.name, labels.name, *(Path(p).name for p in self.images)))
 
 
 @dataclass
@@ -202,6 +209,34 @@ def read_batch_folder(folder: Path) -> FoundPairs:
     return found
 
 
+def saved_pair(labels: str | os.PathLike) -> TrainingPair | str:
+    """The pair of a label map the Save widget wrote: its scan is the one its sidecar
+    names, beside it. Returns the pair, or why there is none (one line naming the file).
+    """
+    labels = Path(labels)
+    sidecar = _read_json(_sidecar_of(labels))
+    if sidecar is None or "labels" not in sidecar:
+        return f"{shown_path(labels)}: no JSON sidecar naming its classes and scan beside it."
+    model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
+    edited = bool(model.get("edited_by_hand"))
+    if model and not edited:
+        return f"{shown_path(labels)}: the model's output, not corrected by hand."
+    source = str(sidecar.get("source") or "")
+    scan = labels.parent / source if source else None
+    if scan is None or not scan.exists() or scan == labels:
+        return (
+            f"{shown_path(labels)}: the scan its sidecar names ({source or 'none'}) is "
+            "not beside it."
+        )
+    return TrainingPair(
+        images=(str(scan),),
+        labels=str(labels),
+        origin="save",
+        edited_by_hand=edited,
+        names=_sidecar_names(sidecar),
+    )
+
+
 def read_saved_folder(folder: Path) -> FoundPairs:
     """The label maps the Save widget wrote into ``folder`` (any depth), with their scans."""
     found = FoundPairs([])
@@ -209,31 +244,34 @@ def read_saved_folder(folder: Path) -> FoundPairs:
         sidecar = _read_json(_sidecar_of(labels))
         if sidecar is None or "labels" not in sidecar:
             continue  # a scan, or a label map without its sidecar
-        model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
-        edited = bool(model.get("edited_by_hand"))
-        if model and not edited:
-            found.skipped.append(
-                f"{shown_path(labels)}: the model's output, not corrected by hand."
-            )
-            continue
-        source = str(sidecar.get("source") or "")
-        scan = labels.parent / source if source else None
-        if scan is None or not source or not scan.exists() or scan == labels:
-            found.skipped.append(
-                f"{shown_path(labels)}: the scan its sidecar names ({source or 'none'}) is "
-                "not beside it."
-            )
-            continue
-        found.pairs.append(
-            TrainingPair(
-                images=(str(scan),),
-                labels=str(labels),
-                origin="save",
-                edited_by_hand=edited,
-                names=_sidecar_names(sidecar),
-            )
-        )
+        pair = saved_pair(labels)
+        if isinstance(pair, str):
+            found.skipped.append(pair)
+        else:
+            found.pairs.append(pair)
     return found
+
+
+def write_pairs_csv(path: str | os.PathLike, pairs: Sequence[TrainingPair]) -> Path:
+    """Write ``pairs`` as a CSV :func:`read_pairs_csv` reads (absolute paths), atomically.
+
+    Single-channel pairs only (``image``, ``labels``); the Train dock hands its chosen
+    pairs to a run this way.
+    """
+    from napari_medseg.io.atomic import atomic_output
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = max(len(p.images) for p in pairs) if pairs else 1
+    header = [IMAGE_COLUMN] if columns == 1 else [f"{IMAGE_COLUMN}_{i:04d}" for i in range(columns)]
+    with atomic_output(path) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*header, LABELS_COLUMNS[0]])
+            for pair in pairs:
+                images = [str(Path(p).resolve()) for p in pair.images]
+                writer.writerow([*images, str(Path(pair.labels).resolve())])
+    return path
 
 
 def find_pairs(data: str | os.PathLike) -> FoundPairs:
@@ -315,10 +353,11 @@ def split_pairs(
     pairs: Sequence[TrainingPair], val_fraction: float, seed: int
 ) -> tuple[list[TrainingPair], list[TrainingPair]]:
     """Training and validation pairs: the ``val_fraction`` (at least one, when there
-    are two pairs or more) whose seeded hash of :attr:`TrainingPair.key` is smallest.
+    are two pairs or more) whose seeded hash of :attr:`TrainingPair.split_key` is
+    smallest.
 
-    The split depends on the files and the seed only, so a resumed run, a DDP rank and
-    the model card all see the same one.
+    The split depends on the files' names and the seed only, so a resumed run, a DDP
+    rank, the model card and a rerun on a moved copy of the data all see the same one.
 
     Raises
     ------
@@ -334,7 +373,9 @@ def split_pairs(
             f"{len(pairs)} pair: at least 2 are needed to hold one out for validation "
             "(or give --val-fraction 0 with --val-data)."
         )
-    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}\n{p.key}".encode()).hexdigest())
+    ranked = sorted(
+        pairs, key=lambda p: (hashlib.sha256(f"{seed}\n{p.split_key}".encode()).hexdigest(), p.key)
+    )
     n_val = min(len(pairs) - 1, max(1, round(val_fraction * len(pairs))))
     chosen = {p.key for p in ranked[:n_val]}
     return [p for p in pairs if p.key not in chosen], [p for p in pairs if p.key in chosen]
@@ -348,5 +389,7 @@ __all__ = [
     "read_batch_folder",
     "read_pairs_csv",
     "read_saved_folder",
+    "saved_pair",
     "split_pairs",
+    "write_pairs_csv",
 ]
