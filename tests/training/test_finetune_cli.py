@@ -88,3 +88,46 @@ def test_options_are_checked_before_any_work(tmp_path, capsys):
     status = main(["finetune", "--model", "x", "--data", str(tmp_path), "--val-fraction", "1.5"])
     assert "the validation fraction must be in [0, 1), got 1.5" in capsys.readouterr().err
     assert status == 2
+
+
+def test_ctrl_c_keeps_the_best_checkpoint_and_resume_finishes(tmp_path, library):
+    """A real SIGINT to `medseg finetune` once epoch 1 is printed: exit status 130,
+    nothing published, the checkpoints kept; `--resume` finishes the run."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    parent = write_parent(tmp_path / "parent")
+    write_saved(tmp_path / "data", range(4))
+    medseg = str(Path(sys.executable).with_name("medseg"))
+    command = [
+        medseg, "finetune", "--model", str(parent), "--data", str(tmp_path / "data"),
+        "--name", "later", "--epochs", "40", "--steps-per-epoch", "40", "--lr", "0.03",
+        "--val-fraction", "0.5", "--patch-size", "16", "16", "16", "--device", "cpu",
+        "--patience", "0",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("epoch 1/40"):
+            process.send_signal(signal.SIGINT)
+            break
+    out = "".join(lines) + process.stdout.read()
+    assert process.wait(timeout=120) == 130, process.stderr.read()[-2000:]
+    assert "not published: cancelled after epoch" in out and "--resume continues" in out
+    run = library / ".training" / "later"
+    assert (run / "state.pt").is_file() and (run / "log.json").is_file()
+    assert not (library / "later").exists()
+
+    longer = command.index("--epochs") + 1
+    resumed = subprocess.run(
+        [*command[:longer], "3", *command[longer + 1 :], "--resume", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming later after epoch 1" in resumed.stderr
+    outcome = json.loads(resumed.stdout[resumed.stdout.index("\n{") + 1 :])
+    assert [r["epoch"] for r in outcome["history"]] == [0, 1, 2, 3]
+    assert outcome["name"] == "later" and not outcome["cancelled"]

@@ -167,8 +167,7 @@ def not_trainable_reason(spec) -> tuple[str, str]:
     when it can (no weights are loaded: the Train dock lists models with it)."""
     if spec.network.kind == "torchscript":
         return (
-            "is a TorchScript network: a compiled graph without its source cannot be "
-            "trained here.",
+            "is a TorchScript network: a compiled graph without its source cannot be trained here.",
             "Fine-tune the network's source model and export it again, or give its "
             "state_dict with a spec naming its MONAI class.",
         )
@@ -565,12 +564,14 @@ def run_finetune(
 
     history: list[dict] = []
     best = {"epoch": 0, "mean": float("nan"), "score": {}}
+    best_weights: dict = {}  # the best epoch's state_dict (CPU), kept in state.pt too
     parent_score: dict = {}
     first_epoch = 1
     state_path = run_dir / STATE_NAME
     if ranks.is_main and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         network.load_state_dict(state["network"])
+        best_weights.update(state["best_network"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
@@ -636,9 +637,10 @@ def run_finetune(
             "finished": finished,
         }
 
-    def validate(epoch: int, loss: float) -> bool:
-        """Score on rank 0; returns whether to stop early (shared with every rank)."""
-        stop = False
+    def validate(epoch: int, loss: float) -> tuple[bool, EpochRecord | None]:
+        """Score on rank 0; returns whether to stop early (shared with every rank) and
+        the epoch's record (rank 0), announced once the epoch's checkpoint is written."""
+        stop, record = False, None
         if ranks.is_main:
             network.eval()
             score = validation_dice(segmenter, val_read, class_names, cancel=cancel)
@@ -650,7 +652,9 @@ def run_finetune(
             if better:
                 best.update(epoch=epoch, mean=mean, score=score.to_dict())
                 if epoch > 0:
-                    _save_torch(run_dir / BEST_NAME, network.state_dict())
+                    best_weights.clear()
+                    best_weights.update({k: v.detach().cpu().clone() for k, v in
+                                         network.state_dict().items()})  # fmt: skip
             elapsed = time.perf_counter() - started
             done_epochs = epoch - first_epoch + 1
             eta = elapsed / done_epochs * (settings.epochs - epoch) if done_epochs > 0 else 0.0
@@ -658,17 +662,20 @@ def run_finetune(
                 epoch, settings.epochs, loss, score.per_class, mean, best["epoch"], elapsed, eta
             )
             history.append(record.to_dict())
-            if on_epoch is not None:
-                on_epoch(record)
             stop = bool(settings.patience) and epoch - best["epoch"] >= settings.patience
-        return bool(ranks.share(stop))
+        return bool(ranks.share(stop)), record
 
-    cancelled, epoch = False, first_epoch - 1
+    def announce(record: EpochRecord | None) -> None:
+        if record is not None and on_epoch is not None:
+            on_epoch(record)
+
+    cancelled, saved_epoch = False, first_epoch - 1  # the last epoch in state.pt
     try:
         if first_epoch == 1:
-            validate(0, float("nan"))
+            _, record = validate(0, float("nan"))
             if ranks.is_main:
                 _write_json(run_dir / LOG_NAME, log_state())
+            announce(record)
         for epoch in range(first_epoch, settings.epochs + 1):
             sampler.set_epoch(epoch)
             dataset.set_epoch(epoch)
@@ -687,7 +694,7 @@ def run_finetune(
                 losses.append(ranks.mean(float(loss.detach())))
                 if progress is not None and ranks.is_main:
                     progress((epoch - 1) * steps + step + 1, total_steps)
-            stop = validate(epoch, float(np.mean(losses)) if losses else float("nan"))
+            stop, record = validate(epoch, float(np.mean(losses)) if losses else float("nan"))
             if ranks.is_main:
                 _save_torch(
                     state_path,
@@ -697,18 +704,23 @@ def run_finetune(
                         "schedule": schedule.state_dict(),
                         "scaler": scaler.state_dict(),
                         "epoch": epoch,
+                        "best_network": best_weights,
                         "progress": json.dumps(
                             {"history": history, "best": best, "parent_score": parent_score}
                         ),
                     },
                 )
+                if best["epoch"] == epoch:  # a copy for the user; the state holds it too
+                    _save_torch(run_dir / BEST_NAME, best_weights)
                 _write_json(run_dir / LOG_NAME, log_state())
+            saved_epoch = epoch
+            announce(record)
             if stop:
                 say(f"no better validation Dice for {settings.patience} epochs: stopping early")
                 break
     except (Cancelled, KeyboardInterrupt):
+        # state.pt holds the last finished epoch (a write cut short leaves the one before)
         cancelled = True
-        epoch -= 1
     train_s = time.perf_counter() - started
 
     outcome = FinetuneOutcome(
@@ -719,13 +731,13 @@ def run_finetune(
         parent_score=parent_score,
         best_score=best.get("score", {}),
         best_epoch=int(best["epoch"]),
-        epochs_run=max(0, epoch),
+        epochs_run=max(0, saved_epoch),
         cancelled=cancelled,
         train_s=round(train_s, 1),
         history=history,
     )
     if ranks.is_main:
-        outcome = _conclude(outcome, settings, loaded, library, run_dir, log_state, best)
+        outcome = _conclude(outcome, loaded, library, run_dir, log_state, best, best_weights)
         _write_json(run_dir / OUTCOME_NAME, outcome.to_dict())
     ranks.close()
     return outcome
@@ -739,9 +751,8 @@ def _parent_facts(loaded) -> dict[str, Any]:
     }
 
 
-def _conclude(outcome, settings, loaded, library, run_dir, log_state, best) -> FinetuneOutcome:
+def _conclude(outcome, loaded, library, run_dir, log_state, best, weights) -> FinetuneOutcome:
     """Publish when the best epoch beats the parent; say why not otherwise."""
-    import torch
 
     from napari_medseg.training.publish import publish_model
 
@@ -760,10 +771,9 @@ def _conclude(outcome, settings, loaded, library, run_dir, log_state, best) -> F
             "held-out pairs: nothing published."
         )
         return outcome
-    state = torch.load(run_dir / BEST_NAME, map_location="cpu", weights_only=True)
     log = log_state(finished=True)
     spec_path = publish_model(
-        library, outcome.name, loaded, state, log,
+        library, outcome.name, loaded, weights, log,
         parent_score=outcome.parent_score, best_score=best["score"],
     )  # fmt: skip
     outcome.published = True

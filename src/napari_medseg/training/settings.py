@@ -109,9 +109,11 @@ class FinetuneSettings:
         return cls(**values)
 
     def learning(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the run it continues."""
+        """The settings a resumed run must share with the run it continues (the number
+        of epochs and the patience may change: a resumed run may go on for longer, its
+        learning-rate schedule stretched to the new end)."""
         keep = (
-            "model", "data", "epochs", "steps_per_epoch", "patches_per_case", "batch_size",
+            "model", "data", "steps_per_epoch", "patches_per_case", "batch_size",
             "val_fraction", "patch_size", "lr", "weight_decay", "seed", "dice_per_patch",
         )  # fmt: skip
         data = asdict(self)
