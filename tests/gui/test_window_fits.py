@@ -108,6 +108,21 @@ def test_docking_from_the_plugins_menu_keeps_the_window_size(make_napari_viewer,
     assert window.height() == LAPTOP_WINDOW[1]
 
 
+def test_the_train_dock_fits_beside_the_docks_of_its_loop(make_napari_viewer, qtbot):
+    """Correct, save, train, segment again: Segment, Save labels, Report and Train docked
+    together keep a laptop's window size; idle, Train is no taller than Segment."""
+    viewer = make_napari_viewer(show=True)
+    window = _main_window(viewer)
+    window.resize(*LAPTOP_WINDOW)
+    docked = {name: dock(viewer, name) for name in ("Segment", "Save labels", "Report", "Train")}
+    qtbot.waitUntil(lambda: window.height() == LAPTOP_WINDOW[1], timeout=5_000)
+    assert window.minimumSizeHint().height() <= LAPTOP_WINDOW[1]
+    train, segment = docked["Train"], docked["Segment"]
+    assert train.minimumSizeHint().height() <= segment.minimumSizeHint().height()
+    qtbot.wait(50)
+    assert window.height() == LAPTOP_WINDOW[1]
+
+
 def test_scrolled_widgets_keep_their_content_reachable(make_napari_viewer, qtbot):
     """In a short dock the content scrolls: the last control can be scrolled into view."""
     from qtpy.QtWidgets import QScrollArea

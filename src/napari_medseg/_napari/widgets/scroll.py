@@ -79,3 +79,32 @@ def scroll_body(widget: QWidget) -> QVBoxLayout:
 
 
 __all__ = ["MIN_VISIBLE_LINES", "VerticalScrollArea", "scroll_body"]
+
+
+def scrolled_with_footer(
+    widget: QWidget, boxes: list[QWidget], buttons: list[QWidget], below: list[QWidget]
+) -> None:
+    """Lay a job widget out: ``boxes`` (its choices) scroll; ``buttons`` in one row and
+    ``below`` them (progress, status...) stay in sight under the scroll area.
+
+    Parameters
+    ----------
+    widget : QWidget
+        A widget without a layout yet.
+    boxes, buttons, below : list of QWidget
+    """
+    from qtpy.QtWidgets import QHBoxLayout
+
+    layout = scroll_body(widget)
+    for box in boxes:
+        layout.addWidget(box)
+    layout.addStretch(1)
+    footer = QVBoxLayout()
+    footer.setContentsMargins(9, 0, 9, 9)
+    row = QHBoxLayout()
+    for button in buttons:
+        row.addWidget(button)
+    footer.addLayout(row)
+    for item in below:
+        footer.addWidget(item)
+    widget.layout().addLayout(footer)

@@ -35,7 +35,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -54,7 +53,7 @@ from napari_medseg._napari.segment_job import (
     probe_devices,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
-from napari_medseg._napari.widgets.scroll import scroll_body
+from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg.errors import MedsegError
 from napari_medseg.inference.settings import SegmentSettings
 from napari_medseg.models.describe import ModelChoice, describe_model
@@ -231,20 +230,13 @@ class SegmentWidget(QWidget):
         QFormLayout(output).addRow("Labels", self.output_combo)
 
         # the choices scroll; Run, the run's progress, Cancel and the status stay in sight
-        layout = scroll_body(self)
         self._inputs = (inputs, model, self.options, output)
-        for box in self._inputs:
-            layout.addWidget(box)
-        layout.addStretch(1)
-        footer = QVBoxLayout()
-        footer.setContentsMargins(9, 0, 9, 9)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        footer.addLayout(buttons)
-        footer.addWidget(self.progress_bar)
-        footer.addWidget(self.status)
-        self.layout().addLayout(footer)
+        scrolled_with_footer(
+            self,
+            list(self._inputs),
+            [self.run_button, self.cancel_button],
+            [self.progress_bar, self.status],
+        )
         self._update_state()
 
     # ------------------------------------------------------------------ models

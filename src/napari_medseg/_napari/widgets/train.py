@@ -46,7 +46,7 @@ from qtpy.QtWidgets import (
 
 from napari_medseg._napari.app_events import app_events
 from napari_medseg._napari.jobs import Job, JobSlot
-from napari_medseg._napari.widgets.scroll import scroll_body
+from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg._napari.widgets.training_chart import TrainingChart
 from napari_medseg.errors import MedsegError
 
@@ -181,20 +181,14 @@ class TrainWidget(QWidget):
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("New name", self.name_edit)
         form.addRow(self.resume_check)
-        layout = scroll_body(self)
-        for box in (model, data, options):
-            layout.addWidget(box)
-        layout.addStretch(1)
-        footer = QVBoxLayout()
-        footer.setContentsMargins(9, 0, 9, 9)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        footer.addLayout(buttons)
-        footer.addWidget(self.progress_bar)
-        footer.addWidget(self.chart)
-        footer.addWidget(self.status)
-        self.layout().addLayout(footer)
+        progress = QGroupBox("Loss and held-out Dice per epoch", self)
+        QVBoxLayout(progress).addWidget(self.chart)
+        scrolled_with_footer(
+            self,
+            [model, data, options, progress],
+            [self.start_button, self.cancel_button],
+            [self.progress_bar, self.status],
+        )
         self._update_state()
 
     # ------------------------------------------------------------------ choices
@@ -412,6 +406,8 @@ class TrainWidget(QWidget):
         busy = self._slot.busy
         self.start_button.setEnabled(not busy and len(self.chosen_pairs()) >= 2)
         self.cancel_button.setEnabled(busy)
+        self.cancel_button.setVisible(busy)  # idle, the dock is as short as Segment's
+        self.progress_bar.setVisible(busy)
         for control in (self.model_combo, self.pairs_list, self.add_button, self.epochs_spin):
             control.setEnabled(not busy)
 
