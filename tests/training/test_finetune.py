@@ -299,3 +299,31 @@ def test_the_split_depends_on_the_files_and_seed_only(data, tmp_path):
     other = {p.key for p in split_pairs(pairs, 0.34, seed=1)[1]}
     seeds = [{p.key for p in split_pairs(pairs, 0.34, seed=s)[1]} for s in range(2, 8)]
     assert any(s != other for s in seeds)
+
+
+def test_a_share_of_the_patches_lands_where_the_parent_was_corrected():
+    """``focus``: about that share of patches holds a corrected voxel; without it, a
+    small corrected corner is seldom seen."""
+    from napari_medseg.training.data import ModelGridCase, PatchDataset
+
+    shape = (40, 40, 40)
+    labels = np.zeros((1, *shape), np.uint8)
+    labels[0, 10:30, 10:30, 10:30] = 1  # the organ
+    image = np.zeros((1, *shape), np.float32)
+    corner = (slice(34, 37), slice(2, 5), slice(34, 37))  # what the user fixed
+    image[(0, *corner)] = 1000.0
+    marker = np.zeros(shape, bool)
+    marker[corner] = True
+    case = ModelGridCase(
+        image,
+        labels,
+        [np.flatnonzero(labels[0] == v) for v in (0, 1)],
+        corrected=np.flatnonzero(marker),
+    )
+
+    def share(focus: float) -> float:
+        patches = PatchDataset([case], (8, 8, 8), 2, slots=300, seed=0, focus=focus)
+        return float(np.mean([patches[i][0].max().item() > 500 for i in range(300)]))
+
+    assert share(0.0) < 0.05
+    assert 0.4 < share(0.5) < 0.6  # both classes present: the share is exact

@@ -66,6 +66,11 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     parser.add_argument(
+        "--focus", type=float, default=0.33, metavar="F",
+        help="share of patches centred where the parent's labels were corrected (0.33; 0: "
+        "by class only)",
+    )  # fmt: skip
+    parser.add_argument(
         "--dice-per-patch", action="store_true",
         help="Dice per patch, averaged (default: one Dice over the batch)",
     )  # fmt: skip
@@ -96,6 +101,7 @@ def settings_from_args(args: argparse.Namespace):
             amp=not args.no_amp,
             seed=args.seed,
             patience=args.patience,
+            focus=args.focus,
             dice_per_patch=args.dice_per_patch,
         )
     except ValueError as error:

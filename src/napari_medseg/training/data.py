@@ -10,9 +10,14 @@ are replaced as at inference (:func:`~napari_medseg.inference.segmenter.finite_c
 Patches are drawn by MONAI (``RandCropByLabelClassesd``: the centre on a voxel of a class
 drawn with equal odds among the classes the case holds, background included, so small
 classes such as a lesion are seen as often as the liver; this is MONAI's positive /
-negative sampling generalised to several classes), then augmented in intensity only
-(``RandScaleIntensityd``, ``RandShiftIntensityd``, ``RandGaussianNoised``): no flips,
-because left and right organs are different classes.
+negative sampling generalised to several classes). What makes it *learning from
+corrections*: a share of the patches (``focus``) is centred on the voxels where the
+parent model's labels differ from the corrected ones, the places the user had to fix,
+which in a whole scan are few (a tumour the lung mask left out is 1 % of the lung).
+Patches are then augmented in intensity only (``RandScaleIntensityd``,
+``RandShiftIntensityd``, ``RandGaussianNoised``, in units of the model's intensity range:
+5 % of a CT window is 25 HU of a 500 HU window), with no flips, because left and right
+organs are different classes.
 
 Every patch is a pure function of ``(seed, epoch, slot)`` (:class:`PatchDataset`), so
 the patches of a step are the same whichever process draws them: one process with a
@@ -22,7 +27,7 @@ batch of 2 and two DDP processes with a batch of 1 see the same data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,11 +62,15 @@ class ModelGridCase:
     indices : list of numpy.ndarray
         Flat voxel indices of each class value ``0..K-1`` (MONAI's
         ``map_classes_to_indices``), computed once.
+    corrected : numpy.ndarray
+        Flat voxel indices where the parent's labels differ from the corrected ones
+        (empty when not known).
     """
 
     image: np.ndarray
     labels: np.ndarray
     indices: list[np.ndarray]
+    corrected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def read_pair(
@@ -103,7 +112,11 @@ def read_pair(
 
 
 def to_model_grid(
-    preprocess: Any, read: ReadPair, patch: Sequence[int], n_classes: int
+    preprocess: Any,
+    read: ReadPair,
+    patch: Sequence[int],
+    n_classes: int,
+    parent_labels: np.ndarray | None = None,
 ) -> ModelGridCase:
     """Put a read pair on the model grid with the model's preprocessing.
 
@@ -117,6 +130,9 @@ def to_model_grid(
         to at least it, as the sliding window pads.
     n_classes : int
         Classes of the model, background included.
+    parent_labels : numpy.ndarray, optional
+        The parent model's labels of the scan, on the scan's grid: where they differ
+        from the corrected labels becomes :attr:`ModelGridCase.corrected`.
 
     Raises
     ------
@@ -145,12 +161,48 @@ def to_model_grid(
     image = np.ascontiguousarray(np.pad(image, pad))
     labels = np.ascontiguousarray(np.pad(labels[None], pad))
     indices = [np.asarray(i) for i in map_classes_to_indices(labels, n_classes)]
-    return ModelGridCase(image, labels, indices)
+    case = ModelGridCase(image, labels, indices)
+    if parent_labels is not None:
+        parent = resample_labels(
+            parent_labels, read.labels.affine, image.shape[1:], np.asarray(prepared.affine)
+        )
+        parent = np.pad(parent.astype(np.uint8)[None], pad)
+        case.corrected = np.flatnonzero(parent != labels)
+    return case
 
 
-def patch_transform(patch: Sequence[int], n_classes: int):
+def intensity_unit(spec, images: Sequence[np.ndarray]) -> float:
+    """The size of "one" in the model's input intensities, for the augmentations: the
+    width of ``scale_range``'s output, 1 for ``normalize`` (standard deviations), else
+    the 1st-99th percentile spread of the training images."""
+    intensity = spec.intensity
+    if intensity.kind == "scale_range":
+        return abs(float(intensity.b_max) - float(intensity.b_min)) or 1.0
+    if intensity.kind == "normalize":
+        return 1.0
+    values = np.concatenate([np.asarray(i).ravel()[:: max(1, i.size // 100_000)] for i in images])
+    low, high = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    return float(high - low) or 1.0
+
+
+def patch_transform(patch: Sequence[int], n_classes: int, unit: float = 1.0, focus: float = 0.0):
     """The MONAI transforms that draw and augment one patch from a :class:`ModelGridCase`
-    given as ``{"image", "label", "indices"}``."""
+    given as ``{"image", "label", "indices"}`` (``indices``: one list per class, then the
+    corrected voxels when ``focus`` > 0).
+
+    Parameters
+    ----------
+    patch : sequence of int
+    n_classes : int
+    unit : float
+        :func:`intensity_unit`.
+    focus : float
+        About this share of the patches is centred on corrected voxels (the share is
+        exact when the case holds every class), in [0, 1).
+    """
+    ratios = [1.0] * n_classes
+    if focus > 0:
+        ratios.append(n_classes * focus / (1.0 - focus))
     from monai.transforms import (
         Compose,
         RandCropByLabelClassesd,
@@ -165,14 +217,15 @@ def patch_transform(patch: Sequence[int], n_classes: int):
                 keys=["image", "label"],
                 label_key="label",
                 spatial_size=list(patch),
-                num_classes=n_classes,
+                ratios=ratios,
+                num_classes=len(ratios),
                 num_samples=1,
                 indices_key="indices",
                 warn=False,
             ),
-            RandScaleIntensityd(keys="image", factors=0.1, prob=0.5),
-            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
-            RandGaussianNoised(keys="image", std=0.02, prob=0.2),
+            RandScaleIntensityd(keys="image", factors=0.05, prob=0.5),
+            RandShiftIntensityd(keys="image", offsets=0.05 * unit, prob=0.5),
+            RandGaussianNoised(keys="image", std=0.01 * unit, prob=0.2),
         ],
         lazy=False,
     )
@@ -197,6 +250,8 @@ class PatchDataset:
         2 or 3.
     slice_axis : int
         For 2D models: the model-grid axis the network steps along.
+    unit, focus : float
+        See :func:`patch_transform`.
     """
 
     def __init__(
@@ -208,6 +263,8 @@ class PatchDataset:
         seed: int,
         spatial_dims: int = 3,
         slice_axis: int = 2,
+        unit: float = 1.0,
+        focus: float = 0.0,
     ) -> None:
         self.cases = list(cases)
         self.patch = tuple(int(p) for p in patch)
@@ -217,7 +274,8 @@ class PatchDataset:
         self.spatial_dims = spatial_dims
         self.slice_axis = slice_axis
         self.epoch = 0
-        self.transform = patch_transform(self.patch, n_classes)
+        self.focus = float(focus)
+        self.transform = patch_transform(self.patch, n_classes, unit, self.focus)
 
     def __len__(self) -> int:
         return self.slots
@@ -235,7 +293,7 @@ class PatchDataset:
         item = {
             "image": case.image,
             "label": case.labels,
-            "indices": case.indices,
+            "indices": case.indices + ([case.corrected] if self.focus > 0 else []),
         }
         out = self.transform(item)[0]
         image = torch.as_tensor(np.asarray(out["image"]), dtype=torch.float32)
@@ -251,6 +309,7 @@ __all__ = [
     "ModelGridCase",
     "PatchDataset",
     "ReadPair",
+    "intensity_unit",
     "patch_transform",
     "read_pair",
     "to_model_grid",

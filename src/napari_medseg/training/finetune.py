@@ -511,7 +511,19 @@ def run_finetune(
     say(f"{len(train_pairs)} training pairs, {len(val_pairs)} held out for validation")
     train_read = [read_pair(p, n_classes, model_names, spec.name) for p in train_pairs]
     val_read = [read_pair(p, n_classes, model_names, spec.name) for p in val_pairs]
-    train_cases = [to_model_grid(loaded.preprocess, r, patch, n_classes) for r in train_read]
+    from napari_medseg.inference.segmenter import Segmenter
+
+    # the parent as the user meets it; its network becomes the one trained (same object)
+    segmenter = Segmenter(loaded, device=str(device), amp=settings.amp)
+    train_cases = []
+    for read in train_read:
+        parent_labels = None
+        if settings.focus > 0:  # where the user corrected the parent
+            parent_labels = segmenter.predict(read.channels, cancel=cancel).labels
+        train_cases.append(to_model_grid(loaded.preprocess, read, patch, n_classes, parent_labels))
+    if settings.focus > 0:
+        corrected = sum(case.corrected.size for case in train_cases)
+        say(f"{corrected} model-grid voxels corrected in the training pairs")
     del train_read
 
     library = Path(settings.out).expanduser() if settings.out else default_library_dir()
@@ -540,7 +552,7 @@ def run_finetune(
     data_rows = data_list(train_pairs, val_pairs) if ranks.is_main else []
 
     torch.manual_seed(settings.seed)
-    network = loaded.network
+    network = segmenter.network  # loaded.network, on the device
     for parameter in network.parameters():
         parameter.requires_grad_(True)
     network.to(device)
@@ -588,11 +600,6 @@ def run_finetune(
         for tensor in network.state_dict().values():
             dist.broadcast(tensor, src=0)
 
-    from napari_medseg.inference.segmenter import Segmenter
-
-    segmenter = Segmenter(
-        dataclasses.replace(loaded, network=network), device=str(device), amp=settings.amp
-    )
     train_mode(network)
     trained = network
     if ranks.world > 1:
@@ -604,12 +611,13 @@ def run_finetune(
 
     from torch.utils.data import DataLoader, DistributedSampler
 
-    from napari_medseg.training.data import PatchDataset
+    from napari_medseg.training.data import PatchDataset, intensity_unit
     from napari_medseg.training.evaluate import validation_dice
 
     dataset = PatchDataset(
         train_cases, patch, n_classes, slots_per_rank * ranks.world, settings.seed,
         spec.spatial_dims, spec.slice_axis,
+        unit=intensity_unit(spec, [case.image for case in train_cases]), focus=settings.focus,
     )  # fmt: skip
     sampler = DistributedSampler(
         dataset, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=settings.seed

@@ -84,6 +84,8 @@ def model_card(spec, parent_spec, log: dict[str, Any], before: dict, after: dict
         f"- processes: {log['processes']}, device: {log['device']}, AMP: {log['amp']}",
         f"- patch {log['patch']} model voxels, batch {settings['batch_size']} per process, "
         f"{log['steps_per_epoch']} steps per epoch",
+        f"- patches: centred by class, about {settings.get('focus', 0):.0%} of them where the "
+        "parent's labels were corrected",
         f"- loss: {log['loss']}; optimiser: {log['optimiser']}; seed {settings['seed']}",
         f"- time: {history[-1]['elapsed_s'] if history else 0:.0f} s for {wall - 1} epochs "
         "(validation included)",

@@ -54,6 +54,9 @@ class FinetuneSettings:
         Seeds the split, the patches, the augmentations and torch.
     patience : int
         Stop after this many epochs without a better validation Dice (0 = never).
+    focus : float
+        About this share of the patches is centred on voxels where the parent model's
+        labels differ from the corrected ones (0 = sample by class only), in [0, 1).
     dice_per_patch : bool
         Dice of each patch averaged over the batch, instead of one Dice over the batch
         (MONAI's ``batch=True``, the default). Per patch, the loss of a batch is the mean
@@ -77,6 +80,7 @@ class FinetuneSettings:
     amp: bool = True
     seed: int = 0
     patience: int = 5
+    focus: float = 0.33
     dice_per_patch: bool = False
 
     def __post_init__(self) -> None:
@@ -93,6 +97,10 @@ class FinetuneSettings:
             problems.append(f"the learning rate must be > 0, got {self.lr}")
         if any(int(p) < 1 for p in self.patch_size):
             problems.append(f"patch sizes must be >= 1, got {self.patch_size}")
+        if not 0.0 <= self.focus < 1.0:
+            problems.append(
+                f"the share of patches on corrections must be in [0, 1), got {self.focus}"
+            )
         if self.patience < 0:
             problems.append(f"patience must be >= 0, got {self.patience}")
         if problems:
@@ -114,7 +122,8 @@ class FinetuneSettings:
         learning-rate schedule stretched to the new end)."""
         keep = (
             "model", "data", "steps_per_epoch", "patches_per_case", "batch_size",
-            "val_fraction", "patch_size", "lr", "weight_decay", "seed", "dice_per_patch",
+            "val_fraction", "patch_size", "lr", "weight_decay", "seed", "focus",
+            "dice_per_patch",
         )  # fmt: skip
         data = asdict(self)
         data["patch_size"] = list(self.patch_size)
