@@ -87,7 +87,7 @@ def table(rows: list[tuple[str, dict, dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--shift", type=float, default=-60.0, help="organ HU shift")
     parser.add_argument("--spacing", type=float, nargs=3, default=(2.0, 2.0, 3.0))
     parser.add_argument("--lr", type=float, default=3e-4)
