@@ -151,8 +151,9 @@ def to_model_grid(
     except ValueError as error:
         raise FileError(read.pair.images[0], f"the model cannot take this scan: {error}.") from None
     image = prepared.image.detach().cpu().numpy().astype(np.float32, copy=False)
+    grid = image.shape[1:]  # the model grid, before padding
     labels = resample_labels(
-        read.labels.array, read.labels.affine, image.shape[1:], np.asarray(prepared.affine)
+        read.labels.array, read.labels.affine, grid, np.asarray(prepared.affine)
     ).astype(np.uint8)
     pad = [(0, 0)] + [
         (max(0, p - n) // 2, max(0, p - n) - max(0, p - n) // 2)
@@ -164,7 +165,7 @@ def to_model_grid(
     case = ModelGridCase(image, labels, indices)
     if parent_labels is not None:
         parent = resample_labels(
-            parent_labels, read.labels.affine, image.shape[1:], np.asarray(prepared.affine)
+            parent_labels, read.labels.affine, grid, np.asarray(prepared.affine)
         )
         parent = np.pad(parent.astype(np.uint8)[None], pad)
         case.corrected = np.flatnonzero(parent != labels)
