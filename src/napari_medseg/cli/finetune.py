@@ -13,7 +13,8 @@ import sys
 from napari_medseg.errors import MedsegError
 
 DESCRIPTION = """\
-Fine-tune MODEL on corrected label maps and publish the result as a new model when its
+Fine-tune MODEL (a catalogue name, a spec JSON, or a MONAI bundle folder) on corrected
+label maps and publish the result as a new model when its
 Dice on held-out pairs beats MODEL's. DATA is a folder of label maps saved from napari
 (each with its JSON sidecar, beside the scan it names), a `medseg batch` output folder
 (the cases whose labels were corrected and saved again), or a CSV with image and labels
@@ -74,6 +75,10 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--dice-per-patch", action="store_true",
         help="Dice per patch, averaged (default: one Dice over the batch)",
     )  # fmt: skip
+    parser.add_argument(
+        "--trust-bundle", action="store_true",
+        help="MODEL is a MONAI bundle folder you trust (its configs run Python code)",
+    )  # fmt: skip
     parser.add_argument("--nproc", type=int, default=1, help="torchrun processes (DDP)")
     parser.add_argument("--resume", action="store_true", help="continue the last unfinished run")
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -102,6 +107,7 @@ def settings_from_args(args: argparse.Namespace):
             seed=args.seed,
             patience=args.patience,
             focus=args.focus,
+            trust_bundle=args.trust_bundle,
             dice_per_patch=args.dice_per_patch,
         )
     except ValueError as error:

@@ -165,6 +165,9 @@ def describe_model(ref: str) -> ModelChoice:
     named = registry.named_spec(str(ref))  # a default model or one of the user's
     if named is not None:
         return _from_spec(str(ref), "catalogue", named[0])
+    bundle = registry.library_bundle(str(ref))  # a fine-tuned bundle of the user's
+    if bundle is not None:
+        return _from_bundle(str(ref), "catalogue", bundle)
     entry = registry.find_entry(str(ref))
     if entry is not None:  # a zoo bundle: channels known once it is downloaded
         from napari_medseg.models.zoo import bundle_cache_dir, get_entry

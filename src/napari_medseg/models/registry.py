@@ -121,10 +121,34 @@ def default_entries(folder: str | Path | None = None) -> list[CatalogueEntry]:
 
 
 def user_entries() -> list[CatalogueEntry]:
-    """Catalogue entries of the user's model library (:mod:`~napari_medseg.models.library`)."""
-    from napari_medseg.models.library import library_specs
+    """Catalogue entries of the user's model library (:mod:`~napari_medseg.models.library`):
+    its spec models and its fine-tuned MONAI bundles."""
+    from napari_medseg.models.bundle_config import BundleError, read_bundle_info
+    from napari_medseg.models.library import library_bundles, library_specs
 
-    return _spec_entries(library_specs(), "user")
+    entries = _spec_entries(library_specs(), "user")
+    for name, folder in library_bundles().items():
+        try:
+            info = read_bundle_info(folder)
+        except BundleError as error:
+            logger.debug("skipping %s: %s", folder, error)
+            continue
+        entries.append(
+            CatalogueEntry(
+                name=name,
+                kind="user",
+                title=f"{info.name} (fine-tuned)",
+                description=info.description,
+                modality=info.modality,
+                labels=tuple(n for i, n in sorted(info.output_names.items()) if i != 0),
+                spatial_dims=3,
+                version=info.version,
+                location=str(folder),
+                license=str(info.metadata.get("license") or "unknown"),
+                intended_use=str(info.metadata.get("intended_use") or ""),
+            )
+        )
+    return entries
 
 
 def _spec_entries(specs: dict[str, tuple[ModelSpec, Path]], kind: str) -> list[CatalogueEntry]:
@@ -190,6 +214,13 @@ def catalogue(default_dir: str | Path | None = None) -> list[CatalogueEntry]:
     defaults = default_entries(default_dir)
     taken = {entry.name for entry in defaults}
     return defaults + [e for e in user_entries() if e.name not in taken] + zoo_entries()
+
+
+def library_bundle(name: str) -> Path | None:
+    """The folder of a fine-tuned bundle of the user's library called ``name``, or None."""
+    from napari_medseg.models.library import library_bundles
+
+    return library_bundles().get(name)
 
 
 def named_spec(name: str, default_dir: str | Path | None = None) -> tuple[ModelSpec, Path] | None:
@@ -271,6 +302,13 @@ def load_model(
     if found is not None:
         spec, spec_path = found
         return load_spec(spec, origin=str(spec_path))
+    bundle = library_bundle(text)
+    if bundle is not None:
+        from napari_medseg.models.bundle import load_bundle
+        from napari_medseg.models.library import bundle_unchanged
+
+        # published by medseg from a trusted parent: trusted while its code is unchanged
+        return load_bundle(bundle, trust=trust_bundle or bundle_unchanged(bundle))
     if text in {entry.name for entry in zoo_entries()}:
         from napari_medseg.models.zoo import load_known_bundle
 
@@ -342,6 +380,8 @@ def model_files(ref: str | Path) -> list[Path]:
     the model a cohort ran with (``medseg batch``'s ``done.json``).
     """
     path = Path(str(ref)).expanduser()
+    if not path.exists() and library_bundle(str(ref)) is not None:
+        path = library_bundle(str(ref))
     if not path.exists():
         found = named_spec(str(ref))
         if found is None:

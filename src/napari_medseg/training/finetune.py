@@ -7,9 +7,9 @@ NCCL on CUDA; a ``DistributedSampler`` shares each epoch's patches out; rank 0
 validates, writes and publishes):
 
 1. the parent model is loaded as for inference and must be trainable: a state_dict
-   network from a spec (the default models, converted networks, a spec + weights), not
-   TorchScript (no source to train), not an nnU-Net folder (its own trainer) nor a
-   MONAI bundle (its own train config) — each refusal says so;
+   network from a spec (the default models, converted networks, a spec + weights) or a
+   MONAI bundle (its own preprocessing transforms), not TorchScript (no source to
+   train), not an nnU-Net folder (its own trainer) — each refusal says so;
 2. the pairs (:mod:`~napari_medseg.training.pairs`) are split, read, checked against the
    model's classes, and the training pairs put on the model grid by the model's own
    preprocessing (:mod:`~napari_medseg.training.data`);
@@ -197,11 +197,12 @@ def check_trainable(loaded, ref: str) -> None:
             "is an nnU-Net model: it runs and trains with nnU-Net's own pipeline.",
             "Fine-tune it with nnUNetv2_train (-pretrained_weights) and load the result here.",
         )
-    if kind == "monai_bundle":
+    if kind == "monai_bundle" and loaded.details.get("weights_kind") == "torchscript":
         raise NotTrainableError(
             ref,
-            "is a MONAI bundle: its training is defined by its own configs/train.json.",
-            "Fine-tune it with `python -m monai.bundle run --config_file configs/train.json`.",
+            "is a MONAI bundle whose network is a TorchScript file: a compiled graph "
+            "without its source cannot be trained here.",
+            "Use the bundle's state_dict version (models/model.pt), or its configs/train.json.",
         )
     problem, fix = not_trainable_reason(loaded.spec)
     if problem:
@@ -493,7 +494,7 @@ def run_finetune(
             "published when it beats its parent on held-out pairs."
         )
 
-    loaded = load_model(settings.model)
+    loaded = load_model(settings.model, trust_bundle=settings.trust_bundle)
     check_trainable(loaded, settings.model)
     spec = loaded.spec
     model_names = spec.label_names

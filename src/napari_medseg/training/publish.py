@@ -42,17 +42,31 @@ def _dice_table(names: list[str], before: dict, after: dict) -> list[str]:
     return lines
 
 
-def model_card(spec, parent_spec, log: dict[str, Any], before: dict, after: dict) -> str:
-    """The model card's Markdown."""
+def parent_licence(parent) -> tuple[str, str]:
+    """The parent's licence (SPDX id or "unknown") and its notice file ("" if none): the
+    spec's, or for a bundle the licence file in its folder."""
+    spec = parent.spec
+    if parent.details.get("kind") == "monai_bundle":
+        from napari_medseg.models.licence import licence_of_folder
+
+        found = licence_of_folder(Path(parent.details["folder"]))
+        return found[0], Path(found[1]).name if found[1] else ""
+    return spec.license, Path(spec.license_file).name if spec.license_file else ""
+
+
+def model_card(name: str, parent, log: dict[str, Any], before: dict, after: dict) -> str:
+    """The model card's Markdown (``parent``: the LoadedModel fine-tuned)."""
+    parent_spec = parent.spec
+    licence, notice = parent_licence(parent)
     settings = log["settings"]
-    names = [label.name for label in spec.labels if label.value != 0]
+    names = [label.name for label in parent_spec.labels if label.value != 0]
     data = log["data"]
     history = log["history"]
     train_rows = [row for row in data if row["split"] == "train"]
     val_rows = [row for row in data if row["split"] == "validation"]
     wall = sum(1 for _ in history)
     lines = [
-        f"# {spec.name}",
+        f"# {name}",
         "",
         f"Fine-tuned from **{parent_spec.name}** ({parent_spec.title or parent_spec.name}) by "
         f"`medseg finetune` on {len(train_rows)} corrected label maps, validated on "
@@ -60,8 +74,8 @@ def model_card(spec, parent_spec, log: dict[str, Any], before: dict, after: dict
         "",
         "## Licence",
         "",
-        f"{spec.license}, inherited from the parent's weights"
-        + (f" (notice: `{spec.license_file}`)." if spec.license_file else "."),
+        f"{licence}, inherited from the parent's weights"
+        + (f" (notice: `{notice}`)." if notice else "."),
         f"Parent source: {parent_spec.source or 'not recorded'}.",
         "",
         "## Intended use",
@@ -139,47 +153,29 @@ def publish_model(
     FileError
         ``library/name`` exists already.
     """
-    import torch
-
-    from napari_medseg.models.build import sha256_file
-
     target = library / name
     if target.exists():
         raise FileError(target, "exists already: a published model is never replaced.")
     library.mkdir(parents=True, exist_ok=True)
-    parent_spec = parent.spec
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=library))
     try:
-        weights = staging / f"{name}.pt"
-        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, weights)
-        licence_file = ""
-        if parent_spec.license_file and parent_spec.resolve(parent_spec.license_file).is_file():
-            licence_file = Path(parent_spec.license_file).name
-            shutil.copyfile(parent_spec.resolve(parent_spec.license_file), staging / licence_file)
-        spec = dataclasses.replace(
-            parent_spec,
-            name=name,
-            title=f"{parent_spec.title or parent_spec.name}, fine-tuned ({name})",
-            description=f"{parent_spec.description} Fine-tuned from {parent_spec.name} on "
-            f"{sum(1 for r in log['data'] if r['split'] == 'train')} corrected label maps "
-            f"(see {CARD_NAME}).",
-            weights=weights.name,
-            weights_sha256=sha256_file(weights),
-            model_card=CARD_NAME,
-            license_file=licence_file,
-            source=f"fine-tuned from {parent_spec.name} (weights "
-            f"{parent.details.get('weights_sha256', '')[:16]}) by medseg finetune",
-            base_dir="",
-        )
-        spec.save_json(staging / f"{name}.json")
+        if parent.details.get("kind") == "monai_bundle":
+            spec_path = _write_bundle(staging, name, parent, state_dict, log)
+        else:
+            spec_path = _write_spec_model(staging, name, parent, state_dict, log)
         (staging / CARD_NAME).write_text(
-            model_card(spec, parent_spec, log, parent_score, best_score), encoding="utf-8"
+            model_card(name, parent, log, parent_score, best_score), encoding="utf-8"
         )
         (staging / LOG_NAME).write_text(
             json.dumps({**log, "parent_score": parent_score, "best_score": best_score},
                        indent=2, default=str) + "\n",
             encoding="utf-8",
         )  # fmt: skip
+        if parent.details.get("kind") == "monai_bundle":  # last: the card is not code
+            from napari_medseg.models.library import BUNDLE_MARKER, bundle_code_hashes
+
+            marker = {"parent": parent.source, "code_sha256": bundle_code_hashes(staging)}
+            (staging / BUNDLE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         os.chmod(staging, 0o755)
         try:
             os.rename(staging, target)  # fails if another run took the name meanwhile
@@ -188,7 +184,72 @@ def publish_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target / f"{name}.json"
+    return target / spec_path.relative_to(staging)
+
+
+def _save_weights(state_dict: dict, path: Path) -> str:
+    """Save a ``state_dict`` (on the CPU) to ``path``; return its SHA-256."""
+    import torch
+
+    from napari_medseg.models.build import sha256_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, path)
+    return sha256_file(path)
+
+
+def _write_bundle(staging: Path, name: str, parent, state_dict: dict, log: dict) -> Path:
+    """A copy of the parent bundle with the new weights where its config loads them, and
+    its metadata's version and changelog saying what was done; returns its metadata."""
+    folder = Path(parent.details["folder"])
+    weights = Path(parent.details["weights"]).relative_to(folder)
+    shutil.copytree(
+        folder, staging, dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "eval", "*.ts"),
+    )  # fmt: skip
+    _save_weights(state_dict, staging / weights)
+    metadata_path = staging / "configs" / "metadata.json"
+    metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+    version = f"{metadata.get('version', '0')}+ft.{time.strftime('%Y%m%d%H%M')}"
+    metadata["version"] = version
+    trained = sum(1 for r in log["data"] if r["split"] == "train")
+    changelog = metadata.get("changelog") if isinstance(metadata.get("changelog"), dict) else {}
+    metadata["changelog"] = {
+        version: f"fine-tuned by napari-medseg (medseg finetune) on {trained} corrected label "
+        f"maps as {name}; see {CARD_NAME}",
+        **changelog,
+    }
+    metadata_path.write_text(json.dumps(metadata, indent=4) + "\n", encoding="utf-8")
+    return metadata_path
+
+
+def _write_spec_model(staging: Path, name: str, parent, state_dict: dict, log: dict) -> Path:
+    """The parent's spec with the new name and weights (and its licence notice); returns
+    the spec file."""
+    parent_spec = parent.spec
+    weights = staging / f"{name}.pt"
+    digest = _save_weights(state_dict, weights)
+    licence_file = ""
+    if parent_spec.license_file and parent_spec.resolve(parent_spec.license_file).is_file():
+        licence_file = Path(parent_spec.license_file).name
+        shutil.copyfile(parent_spec.resolve(parent_spec.license_file), staging / licence_file)
+    spec = dataclasses.replace(
+        parent_spec,
+        name=name,
+        title=f"{parent_spec.title or parent_spec.name}, fine-tuned ({name})",
+        description=f"{parent_spec.description} Fine-tuned from {parent_spec.name} on "
+        f"{sum(1 for r in log['data'] if r['split'] == 'train')} corrected label maps "
+        f"(see {CARD_NAME}).",
+        weights=weights.name,
+        weights_sha256=digest,
+        model_card=CARD_NAME,
+        license_file=licence_file,
+        source=f"fine-tuned from {parent_spec.name} (weights "
+        f"{parent.details.get('weights_sha256', '')[:16]}) by medseg finetune",
+        base_dir="",
+    )
+    spec.save_json(staging / f"{name}.json")
+    return staging / f"{name}.json"
 
 
 __all__ = ["model_card", "publish_model"]

@@ -57,6 +57,9 @@ class FinetuneSettings:
     focus : float
         About this share of the patches is centred on voxels where the parent model's
         labels differ from the corrected ones (0 = sample by class only), in [0, 1).
+    trust_bundle : bool
+        The parent is a MONAI bundle outside the catalogue whose configs may run (they
+        run Python code).
     dice_per_patch : bool
         Dice of each patch averaged over the batch, instead of one Dice over the batch
         (MONAI's ``batch=True``, the default). Per patch, the loss of a batch is the mean
@@ -81,6 +84,7 @@ class FinetuneSettings:
     seed: int = 0
     patience: int = 5
     focus: float = 0.33
+    trust_bundle: bool = False
     dice_per_patch: bool = False
 
     def __post_init__(self) -> None:

@@ -68,7 +68,7 @@ class EpochRelay(QObject):
 def trainable_models() -> list[tuple[str, str]]:
     """``(name, tooltip)`` of the default and user models that can be fine-tuned
     (their specs read, no weights loaded)."""
-    from napari_medseg.models.library import library_specs
+    from napari_medseg.models.library import library_bundles, library_specs
     from napari_medseg.models.registry import DEFAULT_MODEL, default_specs
     from napari_medseg.training.finetune import not_trainable_reason
 
@@ -77,6 +77,8 @@ def trainable_models() -> list[tuple[str, str]]:
         for name, (spec, _) in specs.items():
             if not not_trainable_reason(spec)[0] and name not in {n for n, _ in found}:
                 found.append((name, spec.title or name))
+    found += [(name, f"fine-tuned MONAI bundle ({folder})") for name, folder in
+              library_bundles().items() if name not in {n for n, _ in found}]  # fmt: skip
     return sorted(found, key=lambda item: item[0] != DEFAULT_MODEL)
 
 
