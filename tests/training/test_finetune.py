@@ -329,3 +329,21 @@ def test_a_share_of_the_patches_lands_where_the_parent_was_corrected():
 
     assert share(0.0) < 0.05
     assert 0.4 < share(0.5) < 0.6  # both classes present: the share is exact
+
+
+def test_held_out_pairs_given_apart(parent, data, tmp_path):
+    from napari_medseg.training.finetune import run_finetune
+
+    held_out = tmp_path / "held_out"
+    write_saved(held_out, range(10, 13))
+    settings = settings_for(parent, data, tmp_path / "library", val_data=str(held_out), epochs=1)
+    outcome = run_finetune(settings)
+    log = json.loads((Path(outcome.run_dir) / "log.json").read_text())
+    splits = {Path(row["labels"]).name: row["split"] for row in log["data"]}
+    assert sorted(n for n, s in splits.items() if s == "train") == [
+        f"case{i}_labels.nii.gz" for i in range(6)
+    ]
+    assert sorted(n for n, s in splits.items() if s == "validation") == [
+        f"case{i}_labels.nii.gz" for i in range(10, 13)
+    ]
+    assert len(outcome.parent_score["dice_per_case"]) == 3

@@ -58,6 +58,10 @@ def register(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--val-fraction", type=float, default=0.2, help="share held out for validation (0.2)"
     )
     parser.add_argument(
+        "--val-data", default="", metavar="VAL",
+        help="held-out pairs of your own (folder or CSV): all of DATA trains",
+    )  # fmt: skip
+    parser.add_argument(
         "--patch-size", type=int, nargs="+", default=(), metavar="N",
         help="training patch in model voxels (default: the model's window)",
     )  # fmt: skip
@@ -94,6 +98,7 @@ def settings_from_args(args: argparse.Namespace):
         return FinetuneSettings(
             model=args.model,
             data=args.data,
+            val_data=args.val_data,
             out=args.out,
             name=args.name,
             epochs=args.epochs,

@@ -488,10 +488,10 @@ def run_finetune(
         torch.cuda.set_device(device)
     if not ranks.is_main:
         say = lambda text: None  # noqa: E731 - rank 0 speaks for the job
-    if settings.val_fraction <= 0:
+    if settings.val_fraction <= 0 and not settings.val_data:
         raise MedsegError(
-            "fine-tuning needs a validation split (--val-fraction > 0): a model is only "
-            "published when it beats its parent on held-out pairs."
+            "fine-tuning needs held-out pairs (--val-fraction > 0, or --val-data): a model "
+            "is only published when it beats its parent on them."
         )
 
     loaded = load_model(settings.model, trust_bundle=settings.trust_bundle)
@@ -505,10 +505,22 @@ def run_finetune(
     found = find_pairs(settings.data)
     for line in found.skipped:
         say(f"skipped {line}")
-    try:
-        train_pairs, val_pairs = split_pairs(found.pairs, settings.val_fraction, settings.seed)
-    except ValueError as error:
-        raise FileError(settings.data, f"{error}") from None
+    if settings.val_data:  # the user's own held-out pairs: all of DATA trains
+        held_out = find_pairs(settings.val_data)
+        for line in held_out.skipped:
+            say(f"skipped {line}")
+        keys = {pair.key for pair in held_out.pairs}
+        train_pairs = [pair for pair in found.pairs if pair.key not in keys]
+        val_pairs = held_out.pairs
+        if not train_pairs:
+            raise FileError(
+                settings.data, "holds only the --val-data pairs: none is left to train on."
+            )
+    else:
+        try:
+            train_pairs, val_pairs = split_pairs(found.pairs, settings.val_fraction, settings.seed)
+        except ValueError as error:
+            raise FileError(settings.data, f"{error}") from None
     say(f"{len(train_pairs)} training pairs, {len(val_pairs)} held out for validation")
     train_read = [read_pair(p, n_classes, model_names, spec.name) for p in train_pairs]
     val_read = [read_pair(p, n_classes, model_names, spec.name) for p in val_pairs]

@@ -371,7 +371,7 @@ def split_pairs(
     if len(pairs) < 2:
         raise ValueError(
             f"{len(pairs)} pair: at least 2 are needed to hold one out for validation "
-            "(or give --val-fraction 0 with --val-data)."
+            "(or give held-out pairs with --val-data)."
         )
     ranked = sorted(
         pairs, key=lambda p: (hashlib.sha256(f"{seed}\n{p.split_key}".encode()).hexdigest(), p.key)

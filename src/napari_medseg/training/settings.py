@@ -22,6 +22,9 @@ class FinetuneSettings:
         The parent: a catalogue name, a spec JSON or a network file with its spec.
     data : str
         Folder of saved corrections, ``medseg batch`` output folder, or CSV of pairs.
+    val_data : str
+        Held-out pairs given apart (a folder or CSV as ``data``): all of ``data`` then
+        trains and ``val_fraction`` is not used ("" = split ``data``).
     out : str
         The model library the new model is published into ("" = the default library,
         :func:`~napari_medseg.models.library.default_library_dir`); the run's working
@@ -69,6 +72,7 @@ class FinetuneSettings:
 
     model: str
     data: str
+    val_data: str = ""
     out: str = ""
     name: str = ""
     epochs: int = 20
@@ -125,7 +129,7 @@ class FinetuneSettings:
         of epochs and the patience may change: a resumed run may go on for longer, its
         learning-rate schedule stretched to the new end)."""
         keep = (
-            "model", "data", "steps_per_epoch", "patches_per_case", "batch_size",
+            "model", "data", "val_data", "steps_per_epoch", "patches_per_case", "batch_size",
             "val_fraction", "patch_size", "lr", "weight_decay", "seed", "focus",
             "dice_per_patch",
         )  # fmt: skip
