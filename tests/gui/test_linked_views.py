@@ -24,7 +24,6 @@ from napari.utils.interactions import (
 from qtpy.QtCore import Qt
 
 from napari_medseg._napari.linked_views import (
-    CROSSHAIR,
     DOCK_NAME,
     hide_linked_views,
     linked_views_of,
@@ -107,7 +106,7 @@ def test_three_views_of_the_same_layers_in_the_house_convention(linked):
         assert model.dims.ndisplay == 2, plane
         assert tuple(model.scene.camera.orientation2d) == orientation, plane
         names = [layer.name for layer in model.layers]
-        assert names == [image.name, labels.name, CROSSHAIR], (plane, names)
+        assert names == [image.name, labels.name], (plane, names)  # the crosshair is no layer
         # the same arrays, not copies
         assert views.mirror_of(labels, plane).data is labels.data
         assert views.mirror_of(image, plane).data is image.data
@@ -146,11 +145,16 @@ def test_a_click_moves_the_other_views_to_the_voxel_within_half_a_voxel(
     for plane in views.models():
         mirror = views.mirror_of(image, plane)
         assert mirror._slice.image.raw.max() == MARKER_HU, plane
-        lines = views._crosshair_layers[plane].data  # (2 lines, start/vector, 3)
-        for start, vector in lines:
-            moving = np.flatnonzero(vector)
+        lines = views.crosshair_segments(plane)  # (2 lines, start/end, 3) world mm
+        for start, end in lines:
+            moving = np.flatnonzero(end != start)
             fixed = [a for a in range(3) if a not in moving]
             np.testing.assert_allclose(start[fixed], crosshair[fixed])
+            np.testing.assert_allclose(end[fixed], crosshair[fixed])
+        # what the canvas draws: the lines in its scene, (x, y) = displayed axes reversed
+        displayed = list(views.models()[plane].dims.displayed)
+        drawn = views._crosshair_lines[plane].visual.pos
+        np.testing.assert_allclose(drawn, lines[:, :, displayed[::-1]].reshape(-1, 2), atol=1e-3)
 
 
 def test_a_click_on_an_extra_views_canvas_moves_the_crosshair_there(linked, qtbot):
@@ -273,6 +277,24 @@ def test_scrolling_refreshes_no_mirror_while_edits_and_undo_do(linked, qtbot):
     assert set(refreshed.values()) == {3}
 
 
+def _scene(viewer):
+    return viewer.window._qt_viewer.canvas.view.scene
+
+
+def test_the_crosshair_is_drawn_over_the_layers(linked, qtbot):
+    """Yellow pixels on the axial canvas along the crosshair, none without the views."""
+    viewer, views, *_ = linked
+    viewer.window._qt_window.show()
+
+    def yellow() -> int:
+        shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
+        return int(((shot[..., 0] > 180) & (shot[..., 1] > 150) & (shot[..., 2] < 90)).sum())
+
+    qtbot.waitUntil(lambda: yellow() > 100, timeout=5_000)
+    hide_linked_views(viewer)
+    qtbot.waitUntil(lambda: yellow() == 0, timeout=5_000)
+
+
 def test_layers_added_and_removed_follow(linked):
     viewer, views, image, labels, *_ = linked
     extra = viewer.add_labels(np.zeros(labels.data.shape, dtype=np.uint8), name="extra",
@@ -290,7 +312,8 @@ def test_hiding_returns_to_the_single_view(linked):
     viewer, views, image, labels, *_ = linked
     hide_linked_views(viewer)
     assert DOCK_NAME not in viewer.window.dock_widgets
-    assert CROSSHAIR not in [layer.name for layer in viewer.layers]
+    assert views.crosshair_segments("axial") is None
+    assert not any(node.__class__.__name__ == "Line" for node in _scene(viewer).children)
     assert linked_views_of(viewer) is None
     # no more mirroring
     labels.opacity = 0.3

@@ -34,8 +34,10 @@ follow it:
 Crosshair
 ---------
 One world point ``(s, p, l)`` mm: the axial view's slice gives ``s``, the coronal's ``p``,
-the sagittal's ``l``. Each view draws the two lines through it in its plane (a Vectors
-layer named :data:`CROSSHAIR`, in each view's own layer list). Scrolling changes only that
+the sagittal's ``l``. Each view draws the two lines through it in its plane, over its
+layers (:class:`~napari_medseg._napari.history.SceneLines`: a vispy line in the view's
+scene, moved by rewriting its vertex buffer; a napari Vectors layer rebuilt its shader on
+every move, which made a crosshair move miss the 100 ms goal). Scrolling changes only that
 view's slice (and so moves the lines in the other two); a click without dragging (in a
 mode that does not paint: napari's pan/zoom, or while holding Space, napari's own
 hold-to-pan) or a Shift+drag in pan/zoom mode moves the point under the mouse: the other
@@ -60,10 +62,8 @@ from napari_medseg._napari.views import VIEWS, refit_on_resize, set_view
 if TYPE_CHECKING:
     import napari
 
-#: Name of the crosshair layer in each view.
-CROSSHAIR = "crosshair"
-#: Width of its lines on the screen, pixels.
-CROSSHAIR_PIXELS = 1.5
+#: Colour and opacity of the crosshair's lines.
+CROSSHAIR_COLOR, CROSSHAIR_OPACITY = "#ffdd00", 0.8
 #: The planes of the extra views, in the dock from left to right.
 EXTRA_PLANES = ("coronal", "sagittal")
 #: Name of the dock that holds them.
@@ -92,7 +92,7 @@ def _is_labels(layer: Any) -> bool:
 def _is_mirrored(layer: Any) -> bool:
     from napari.layers import Image
 
-    return (isinstance(layer, Image) or _is_labels(layer)) and layer.name != CROSSHAIR
+    return isinstance(layer, Image) or _is_labels(layer)
 
 
 def _copied_properties(layer: Any) -> list[str]:
@@ -169,8 +169,8 @@ class LinkedViews(QSplitter):
         self._refresh_timer.setInterval(0)
         self._refresh_timer.timeout.connect(self._refresh_pending)
         self._disconnects: list[Callable[[], None]] = []
-        self._crosshair_layers: dict[str, Any] = {}
-        self._crosshair_gone: set[str] = set()
+        self._crosshair_lines: dict[str, Any] = {}  # plane: SceneLines
+        self._crosshair_segments: dict[str, np.ndarray] = {}  # plane: world (2, 2, ndim)
         self._drawing = False
         self._closed = False
 
@@ -188,8 +188,9 @@ class LinkedViews(QSplitter):
         viewer.mouse_drag_callbacks.append(self._crosshair_drag)
         self._disconnects.append(lambda: _remove(viewer.mouse_drag_callbacks,
                                                  self._crosshair_drag))
-        for plane, model in self.models().items():
-            self._listen(model.scene.camera.events.zoom, _CrosshairWidth(self, plane))
+        for plane in self.models():
+            self._listen(self.models()[plane].dims.events.ndisplay, self._on_point)
+            self._listen(self.models()[plane].dims.events.order, self._on_point)
         for view in self.views.values():
             refit_on_resize(view.model, view.widget)
         self._attach_window_level()
@@ -240,8 +241,13 @@ class LinkedViews(QSplitter):
         self._draw_crosshair()
         return self.crosshair()
 
+    def crosshair_segments(self, plane: str) -> np.ndarray | None:
+        """The two lines ``plane``'s view draws, world ``(2 lines, start/end, ndim)`` mm
+        (None while the view shows no crosshair: 3D, or no layer)."""
+        return self._crosshair_segments.get(plane)
+
     def close_views(self) -> None:
-        """Disconnect from the viewer and its layers; drop the crosshair layer."""
+        """Disconnect from the viewer and its layers; remove the crosshair."""
         if self._closed:
             return
         self._closed = True
@@ -249,10 +255,10 @@ class LinkedViews(QSplitter):
             disconnect()
         self._disconnects.clear()
         self._refresh_timer.stop()
-        self._crosshair_gone.update(self.models())
-        layer = self._crosshair_layers.pop("axial", None)
-        if layer is not None and layer in self.viewer.layers:
-            self.viewer.layers.remove(layer)
+        for lines in self._crosshair_lines.values():
+            lines.remove()
+        self._crosshair_lines.clear()
+        self._crosshair_segments.clear()
         for view in self.views.values():
             view.model.layers.clear()
             qt_viewer = view.qt_viewer
@@ -344,10 +350,6 @@ class LinkedViews(QSplitter):
 
     def _on_removed(self, event: Any) -> None:
         layer = event.value
-        if layer is self._crosshair_layers.get("axial"):
-            # removed by the user, or by the viewer closing: not put back
-            self._crosshair_gone.add("axial")
-            return
         self._last_set_data.pop(id(layer), None)
         for view in self.views.values():
             mirror = view.mirrors.pop(id(layer), None)
@@ -450,31 +452,16 @@ class LinkedViews(QSplitter):
     def _on_point(self, _event: Any) -> None:
         self._draw_crosshair()
 
-    def _crosshair_layer(self, plane: str) -> Any:
-        """The crosshair layer of ``plane``'s view, made on first use; None once it was
-        removed (by the user, or by the viewer closing: it is not put back)."""
-        layer = self._crosshair_layers.get(plane)
-        model = self.models()[plane]
-        if plane in self._crosshair_gone:
-            return None
-        if layer is not None and layer not in model.layers:
-            self._crosshair_gone.add(plane)
-            return None
-        if layer is None:
-            from napari.layers import Vectors
-
-            shown = [other for other in self.viewer.layers if other.name != CROSSHAIR]
-            units = shown[0].units if shown else None  # the same as the scan's: no warning
-            layer = Vectors(
-                np.zeros((0, 2, model.dims.ndim)), name=CROSSHAIR, vector_style="line",
-                edge_width=1.0, edge_color="#ffdd00", opacity=0.8, units=units,
-            )
-            selected = model.layers.selection.active
-            model.layers.append(layer)
-            model.layers.selection.active = selected
-            self._crosshair_layers[plane] = layer
-            _CrosshairWidth(self, plane)()
-        return layer
+    def _lines_of(self, plane: str) -> Any:
+        """``plane``'s crosshair lines, made on first use (None without a canvas)."""
+        lines = self._crosshair_lines.get(plane)
+        if lines is None:
+            view = self.viewer if plane == "axial" else self.views[plane].qt_viewer
+            if view is None or history.scene_node(view) is None:
+                return None
+            lines = history.SceneLines(view, CROSSHAIR_COLOR, CROSSHAIR_OPACITY)
+            self._crosshair_lines[plane] = lines
+        return lines
 
     def _draw_crosshair(self) -> None:
         if self._drawing or self._closed or self.viewer.dims.ndim < 3:
@@ -486,30 +473,32 @@ class LinkedViews(QSplitter):
             self._drawing = False
 
     def _draw_crosshair_lines(self) -> None:
-        layers = [layer for layer in self.viewer.layers if layer.name != CROSSHAIR]
-        if not layers:
-            return
-        # (2, ndim): low, high; napari caches it; the crosshair's own lines lie inside it
-        extent = np.asarray(self.viewer.layers.extent.world)
+        layers = list(self.viewer.layers)
+        # (2, ndim): low, high; napari caches it
+        extent = np.asarray(self.viewer.layers.extent.world) if layers else None
         ndim = self.viewer.dims.ndim
         offset = ndim - 3
         centre = self.crosshair()
         full_point = np.array(self.viewer.dims.point, dtype=float)
         full_point[offset:] = centre
         for plane, model in self.models().items():
-            if model.dims.ndim != ndim:
+            lines = self._lines_of(plane)
+            if extent is None or model.dims.ndim != ndim or model.dims.ndisplay != 2:
+                self._crosshair_segments.pop(plane, None)
+                if lines is not None:
+                    lines.show(None)
                 continue
-            lines = []
+            segments = []
             for axis in VIEWS[plane][1]:  # the plane's two screen axes
-                start = full_point.copy()
+                start, end = full_point.copy(), full_point.copy()
                 start[offset + axis] = extent[0, offset + axis]
-                vector = np.zeros(ndim)
-                vector[offset + axis] = extent[1, offset + axis] - extent[0, offset + axis]
-                lines.append([start, vector])
-            layer = self._crosshair_layer(plane)
-            lines = np.asarray(lines, dtype=float)
-            if layer is not None and not np.array_equal(layer.data, lines):
-                layer.data = lines
+                end[offset + axis] = extent[1, offset + axis]
+                segments.append([start, end])
+            segments = np.asarray(segments, dtype=float)
+            self._crosshair_segments[plane] = segments
+            if lines is not None:  # scene (x, y) = the displayed world axes, reversed
+                displayed = list(model.dims.displayed)
+                lines.show(segments[:, :, displayed[::-1]])
 
     def _crosshair_drag(self, model: Any, event: Any) -> Iterator[None]:
         """Mouse drag callback of every view: a click or a Shift+drag moves the crosshair."""
@@ -533,24 +522,6 @@ class LinkedViews(QSplitter):
             yield
         if shift or not dragged:  # (napari drops some moves: the release counts too)
             self.set_crosshair(event.position, moved_in=plane)
-
-
-class _CrosshairWidth:
-    """Keeps one view's crosshair :data:`CROSSHAIR_PIXELS` wide on screen at any zoom
-    (a Vectors layer's width is in world mm)."""
-
-    def __init__(self, views: LinkedViews, plane: str) -> None:
-        self.views = weakref.ref(views)
-        self.plane = plane
-
-    def __call__(self, _event: Any = None) -> None:
-        views = self.views()
-        if views is None:
-            return
-        layer = views._crosshair_layers.get(self.plane)
-        zoom = float(views.models()[self.plane].scene.camera.zoom)
-        if layer is not None and zoom > 0:
-            layer.edge_width = CROSSHAIR_PIXELS / zoom
 
 
 class _Flag:
@@ -667,7 +638,7 @@ def hide_linked_views(viewer: Any) -> None:
 
 
 __all__ = [
-    "CROSSHAIR",
+    "CROSSHAIR_COLOR",
     "LinkedViews",
     "hide_linked_views",
     "linked_views_of",
