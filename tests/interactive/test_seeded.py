@@ -48,8 +48,12 @@ def _world(volume, ijk):
 
 def _request(image, prompts, previous=None, cancel=None):
     return PromptRequest(
-        image=image, spacing_mm=SPACING, prompts=tuple(prompts), previous=previous,
-        scan_shape=image.shape, cancel=cancel,
+        image=image,
+        spacing_mm=SPACING,
+        prompts=tuple(prompts),
+        previous=previous,
+        scan_shape=image.shape,
+        cancel=cancel,
     )
 
 
@@ -200,8 +204,9 @@ def test_a_first_click_keeps_the_end_slices_of_a_ball_on_thick_slices(seed):
     shape = (80, 80, 15)
     grid = np.indices(shape).astype(np.float64)
     centre = (np.array(shape) - 1) / 2
-    radius_mm = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing,
-                                                                   strict=True)))
+    radius_mm = np.sqrt(
+        sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing, strict=True))
+    )
     truth = radius_mm <= 12.0
     image = np.where(truth, 100.0, 0.0) + np.random.default_rng(seed).normal(0, 20, shape)
     volume = Volume(image.astype(np.float32), np.diag([*spacing, 1.0]))
@@ -210,3 +215,44 @@ def test_a_first_click_keeps_the_end_slices_of_a_ball_on_thick_slices(seed):
     assert run.dice[0] >= 0.85
     for k in np.flatnonzero(truth.any(axis=(0, 1)))[[0, -1]]:  # the end slices too
         assert dice(session.mask[:, :, k], truth[:, :, k]) >= 0.7
+
+
+def test_a_negative_click_on_a_mask_with_no_edge_keeps_a_ball_around_the_positive_click():
+    """Pure noise, no edge anywhere: the first click grows to the crop's side and the
+    session may not widen it further; a negative click 10 mm away then leaves only what
+    lies nearer to the positive click, in every direction, in one piece (brain2 of the
+    bench: a faint tumour in a brain that looks like it)."""
+    shape = (72, 72, 24)
+    _, image = _scan([], shape=shape, noise=12.0, seed=3)
+    volume = Volume(image, np.diag([*SPACING, 1.0]))
+    session = PromptSession(volume, make_backend("grow"), margin_mm=20.0, max_grow=0)
+    click = np.array([36, 36, 12])
+    first = session.add(Prompt.point(_world(volume, click))).mask.copy()
+    negative = click + np.array([0, 10, 0])  # 8 mm away along j
+    reach = 10 * SPACING[1]
+    grid = np.indices(shape).astype(np.float64)
+    distance = np.sqrt(
+        sum(((g - c) * s) ** 2 for g, c, s in zip(grid, click, SPACING, strict=True))
+    )
+    beyond = distance > reach + 2 * SPACING[2]
+    assert (first & beyond).sum() > 1000  # it grew far
+    after = session.add(Prompt.point(_world(volume, negative), positive=False)).mask
+    assert after[tuple(click)]
+    assert not (after & ~first).any()
+    # what lay beyond the negative click's distance is gone (but for the refinement's
+    # band of a few voxels around the cut)
+    assert (after & beyond).sum() < 0.05 * (first & beyond).sum()
+    assert after.sum() < 0.2 * first.sum()
+    from scipy import ndimage
+
+    assert ndimage.label(after)[1] == 1
+
+
+def test_an_old_negative_click_far_from_the_mask_does_not_widen_the_crop():
+    truth = _ellipsoid((72, 72, 24), (20, 36, 12), (8.0, 8.0, 12.0))
+    volume, _ = _scan([(truth, 100.0)])
+    session = PromptSession(volume, make_backend("grow"), margin_mm=5.0)
+    session.add(Prompt.point(_world(volume, (20, 36, 12))))
+    session.add(Prompt.point(_world(volume, (66, 36, 12)), positive=False))  # far away
+    update = session.add(Prompt.point(_world(volume, (22, 36, 12))))
+    assert update.crop[0].stop < 60  # the crop holds the object, not the old click

@@ -4,9 +4,11 @@
 undo, and the current mask on the scan's own grid. Each :meth:`PromptSession.add`:
 
 1. turns the prompt into voxel indices of the scan (:func:`~.prompts.to_voxels`);
-2. picks a crop: the box around every prompt vertex and the current mask, widened by
-   ``margin_mm`` on each side and clipped to the scan (the whole scan for a backend
-   whose ``crops`` is False);
+2. picks a crop: the box around the positive prompts' vertices, the newest prompt's
+   and the current mask, widened by ``margin_mm`` on each side and clipped to the scan
+   (the whole scan for a backend whose ``crops`` is False); an older negative prompt
+   far from the mask (a leak already cut) would only widen the crop, and with it the
+   backend's grid;
 3. asks the backend for the mask in that crop, given every prompt and the previous mask
    (so a change refines the last result instead of starting over);
 4. when the mask touches a side of the crop that is not the scan's edge, widens that
@@ -65,8 +67,11 @@ class PromptUpdate:
 def _bounding_box(mask: np.ndarray):
     """``(low, high)`` voxel corners (inclusive) of the True voxels, or None."""
     across_k = mask.any(axis=2)  # two passes over the volume, not three
-    where = [np.flatnonzero(across_k.any(axis=1)), np.flatnonzero(across_k.any(axis=0)),
-             np.flatnonzero(mask.any(axis=(0, 1)))]
+    where = [
+        np.flatnonzero(across_k.any(axis=1)),
+        np.flatnonzero(across_k.any(axis=0)),
+        np.flatnonzero(mask.any(axis=(0, 1))),
+    ]
     if any(len(w) == 0 for w in where):
         return None
     return np.array([w[0] for w in where]), np.array([w[-1] for w in where])
@@ -139,8 +144,9 @@ class PromptSession:
         while True:
             raise_if_cancelled(cancel, "interactive segmentation cancelled")
             crop = tuple(slice(int(a), int(b) + 1) for a, b in zip(low, high, strict=True))
-            result = self._run_backend(crop, prompts, previous, cancel,
-                                       will_widen=grew < self.max_grow)
+            result = self._run_backend(
+                crop, prompts, previous, cancel, will_widen=grew < self.max_grow
+            )
             widen = self._sides_to_widen(result, low, high)
             if widen is None or grew >= self.max_grow:
                 break
@@ -181,14 +187,20 @@ class PromptSession:
         upper = np.asarray(self.volume.shape) - 1
         if not self.backend.crops:
             return np.zeros(3, dtype=int), upper
-        vertices = np.vstack([p.ijk for p in prompts])
+        # the positive prompts and the newest: an older negative one far from the mask
+        # (a cut of a leak already made) would only widen the crop and coarsen its grid
+        vertices = np.vstack(
+            [p.ijk for n, p in enumerate(prompts) if p.positive or n == len(prompts) - 1]
+        )
         low, high = np.floor(vertices.min(axis=0)), np.ceil(vertices.max(axis=0))
         box = _bounding_box(previous)
         if box is not None:
             low, high = np.minimum(low, box[0]), np.maximum(high, box[1])
         margin = self._margin_voxels()
-        return (np.clip(low - margin, 0, upper).astype(int),
-                np.clip(high + margin, 0, upper).astype(int))
+        return (
+            np.clip(low - margin, 0, upper).astype(int),
+            np.clip(high + margin, 0, upper).astype(int),
+        )
 
     def _sides_to_widen(self, result, low, high):
         """(low sides, high sides) boolean per axis the mask touches inside the scan."""

@@ -41,7 +41,18 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
    background seed than to the positive seeds and to the previous mask's core (its
    erosion, except the pieces the negative click falls in), and the parts of it
    beyond the positive seeds' most stable level set that touch that cell: a click in
-   a leak removes the leak up to the edge it came through. A negative prompt never
+   a leak removes the leak up to the edge it came through. When the first prompt found
+   no edge even on the widest crop the session allows (no barrier stood out, step 3,
+   and the session may not widen it again), there is no such edge to cut back to: the
+   object is taken to lie nearer (in mm) to the positive seeds than the negative click
+   in every direction, so the mask loses what lies as far or farther (a compactness
+   prior; its level sets are texture, so the parts beyond them are not taken), and
+   the pieces left apart from the positive seeds (brain2, a faint 18 mm tumour in a
+   brain that looks like it: Dice after 5 clicks 0.19 -> 0.27, after 10 0.19 -> 0.37,
+   with the session's crop no longer held wide by old negative clicks; each cut used
+   to take the side of a plane half way to the click, on a grid of 3.9 x 3.9 x 6.5 mm,
+   and left thin shells of the brain that the coarse grid did not see). A negative
+   prompt never
    adds a voxel (the refinement below re-decides its band, but only within the
    previous mask: on lung2 a negative click used to grow the tumour's rim).
 5. **Refine.** Inside the box of what the coarse mask changed (and two coarse voxels
@@ -118,8 +129,9 @@ def _on_grid(prompt: VoxelPrompt, factors) -> VoxelPrompt:
     if all(f == 1 for f in factors):
         return prompt
     factors = np.asarray(factors, dtype=np.float64)
-    return VoxelPrompt(prompt.kind, (prompt.ijk + 0.5) / factors - 0.5, prompt.positive,
-                       prompt.slice_axis)
+    return VoxelPrompt(
+        prompt.kind, (prompt.ijk + 0.5) / factors - 0.5, prompt.positive, prompt.slice_axis
+    )
 
 
 def _slice_index(prompt: VoxelPrompt, axis: int) -> tuple:
@@ -245,8 +257,9 @@ def block_mean(image: np.ndarray, factors) -> np.ndarray:
     if all(f == 1 for f in factors):
         return image
     total = _reduce_blocks(np.add, image, factors, dtype=np.float32)
-    counts = [np.diff(np.r_[np.arange(0, n, f), n]) for n, f in zip(image.shape, factors,
-                                                                     strict=True)]
+    counts = [
+        np.diff(np.r_[np.arange(0, n, f), n]) for n, f in zip(image.shape, factors, strict=True)
+    ]
     return total / (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :])
 
 
@@ -356,8 +369,7 @@ def geodesic_distance(cost: np.ndarray, seeds: np.ndarray, spacing_mm) -> np.nda
     return distance
 
 
-def stable_level(distance, candidate, faces, *, jump_k, may_reach_face, min_voxels=125,
-                 ratio=1.25):
+def stable_level(distance, candidate, faces, *, jump_k, may_reach_face, min_voxels=125, ratio=1.25):
     """The distance ``t`` whose level set ``candidate & (distance <= t)`` is most stable.
 
     The level sets are taken at volumes growing by ``ratio``; a step's barrier is
@@ -513,24 +525,34 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
     if negative_new.any() and previous.any():
         raise_if_cancelled(cancel, _CANCELLED)
         # the previous mask's core, less the pieces the negative click falls in, stays
-        core = _pieces_without(ndimage.binary_erosion(previous, iterations=core_voxels),
-                               negative_new)
+        core = _pieces_without(
+            ndimage.binary_erosion(previous, iterations=core_voxels), negative_new
+        )
         kept = ndimage.binary_dilation(core, iterations=core_voxels) & previous
         d_positive = geodesic_distance(cost, positive_old, spacing_mm)
         d_kept = np.minimum(d_positive, geodesic_distance(cost, core, spacing_mm))
         cell = previous & (d_negative < d_kept)
         # beyond the positive seeds' most stable level set, what touches the cell goes too
         candidate = (d_positive < d_negative) & np.isfinite(d_positive)
-        level, _ = stable_level(d_positive, candidate, faces, jump_k=settings["jump_k"],
-                                may_reach_face=False)
+        level, _ = stable_level(
+            d_positive, candidate, faces, jump_k=settings["jump_k"], may_reach_face=False
+        )
         inner = candidate & (d_positive <= level)
         # a level set much smaller than what the positive seeds hold is texture, not the
         # edge the leak came through: then only the cell goes
-        if inner.sum() >= settings["min_kept"] * (previous & candidate).sum():
+        if not settings["edgeless"] and (
+            inner.sum() >= settings["min_kept"] * (previous & candidate).sum()
+        ):
             beyond = previous & ~inner & ~kept
             pieces, _ = ndimage.label(beyond)
             hit = np.unique(pieces[cell])
             cell |= np.isin(pieces, hit[hit > 0])
+        if settings["edgeless"] and positive_old.any():
+            # no edge holds the mask: the object is taken to lie nearer to the positive
+            # seeds than the negative click, in every direction (a ball, in mm)
+            near = ndimage.distance_transform_edt(~positive_old, sampling=spacing_mm)
+            reach = float(np.min(near[negative_new]))
+            cell |= previous & (near >= reach)
         mask &= ~cell
     if positive_new.any():
         raise_if_cancelled(cancel, _CANCELLED)
@@ -557,8 +579,9 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
         )
         grown = candidate & (d_new <= level)
         if reached_face:  # no edge in sight: grow only through voxels like the seeds
-            like = _looks_like_seeds(image, positive_new, settings["level_noise"],
-                                     settings["like_k"], spacing_mm)
+            like = _looks_like_seeds(
+                image, positive_new, settings["level_noise"], settings["like_k"], spacing_mm
+            )
             grown = _pieces_with(grown & like, positive_new)
         if like_new is not None:  # what a later click grew through voxels like it
             sure = grown & like_new & ~previous & ~negatives
@@ -699,16 +722,23 @@ class SeededGrowBackend(PromptBackend):
         self.max_voxels = int(max_voxels)
         self.refine_grid_voxels = int(refine_grid_voxels)
         self.settings = {
-            "refine_voxels": int(refine_voxels), "alpha": float(alpha), "beta": float(beta),
-            "jump_k": float(jump_k), "like_k": float(like_k), "core_voxels": int(core_voxels),
-            "min_kept": 0.25, "like_cost": float(like_cost),
+            "refine_voxels": int(refine_voxels),
+            "alpha": float(alpha),
+            "beta": float(beta),
+            "jump_k": float(jump_k),
+            "like_k": float(like_k),
+            "core_voxels": int(core_voxels),
+            "min_kept": 0.25,
+            "like_cost": float(like_cost),
         }
         self._noise: dict[int, float] = {}
         self._coarse: tuple | None = None
+        self._edgeless: dict = {}
 
     def reset(self) -> None:
         self._noise.clear()
         self._coarse = None
+        self._edgeless = {}
 
     def close(self) -> None:
         self.reset()
@@ -740,10 +770,25 @@ class SeededGrowBackend(PromptBackend):
         level_previous = block_mean(previous, coarse_factors) > 0.5
         faces = inner_faces(level_image.shape, request.offset, shape, request.scan_shape or shape)
         settings["level_noise"] = settings["noise"] / np.sqrt(np.prod(coarse_factors))
+        first = request.prompts[0]
+        first_key = (
+            request.scan_key,
+            first.kind,
+            first.positive,
+            tuple(np.round(first.ijk + np.asarray(request.offset), 3).ravel()),
+        )
+        settings["edgeless"] = self._edgeless.get(first_key, False)
         mask, reached_face, sure = coarse_update(
-            level_image, level_seeds, level_previous, spacing * coarse_factors, faces, settings,
+            level_image,
+            level_seeds,
+            level_previous,
+            spacing * coarse_factors,
+            faces,
+            settings,
             request.cancel,
         )
+        if len(request.prompts) == 1:  # whether the first prompt found no edge (step 4)
+            self._edgeless = {first_key: bool(reached_face and not request.will_widen)}
         # what changed, and around the newest prompt (refined there even when the coarse
         # grid is too coarse to see it)
         changed = ndimage.binary_dilation(
@@ -777,8 +822,13 @@ class SeededGrowBackend(PromptBackend):
             region = upsample(changed, coarse_factors, finer, level_shape, low)
             width = 1.5 * max(c / f for c, f in zip(factors, finer, strict=True))
             refined, count = refine_band(
-                block_mean(sub_image, finer), up, block_max(sub_seeds, finer), region,
-                spacing * finer, width, settings,
+                block_mean(sub_image, finer),
+                up,
+                block_max(sub_seeds, finer),
+                region,
+                spacing * finer,
+                width,
+                settings,
             )
             if count is None:
                 break
@@ -792,8 +842,12 @@ class SeededGrowBackend(PromptBackend):
         out[native_box] = np.where(region, sub_mask, previous[native_box])
         if not request.prompts[-1].positive:  # a negative prompt only takes away
             out &= previous
+            if settings["edgeless"]:  # and leaves no piece apart from the positive seeds
+                codes = prompt_seeds(request.prompts, shape)
+                positive = (codes == OLD_OBJECT) | (codes == NEW_OBJECT)
+                if (positive & out).any():
+                    out = _pieces_with(out, positive)
         if reached_face:  # make sure the session sees the object reach the crop's side
             sides = inner_faces(shape, request.offset, shape, request.scan_shape or shape)
             out |= sides & upsample(mask, coarse_factors, (1, 1, 1), shape)
         return out
-
