@@ -193,6 +193,23 @@ def test_a_negative_click_only_takes_away():
     assert not (after & ~before).any()
 
 
+def test_a_positive_click_only_adds():
+    shape = (72, 72, 24)
+    bright = _ellipsoid(shape, (30, 36, 12), (12.0, 12.0, 20.0))
+    faint = _ellipsoid(shape, (44, 36, 12), (9.0, 9.0, 15.0)) & ~bright
+    _, image = _scan([(bright, 100.0), (faint, 45.0)])
+    from scipy import ndimage
+
+    before = ndimage.binary_dilation(bright, iterations=2)  # with a rim of background
+    prompts = [
+        VoxelPrompt("point", np.array([[30.0, 36.0, 12.0]]), True),
+        VoxelPrompt("point", np.array([[47.0, 36.0, 12.0]]), True),
+    ]
+    after = make_backend("grow").segment(_request(image, prompts, previous=before))
+    assert not (before & ~after).any()  # the refinement's band keeps the rim
+    assert (after & faint).sum() > (before & faint).sum()  # and it adds
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_first_click_keeps_the_end_slices_of_a_ball_on_thick_slices(seed):
     """A ball of 12 mm radius on 0.8 x 0.8 x 6 mm voxels (brain MR slices): the first

@@ -68,7 +68,9 @@ One update, for the newest prompt (a positive prompt grows, a negative one cuts)
    local mean of the whole inside, which beside the bright part of a heterogeneous
    object would hand the faint part just clicked back to the outside. Everywhere else
    the previous mask is kept voxel for voxel: a new prompt changes only what it
-   reaches.
+   reaches. A positive prompt never takes a voxel away, as a negative one never adds
+   one (the refinement's band around a click on the dark part of brain1's tumour
+   handed bright tumour back to the outside: Dice after 5 clicks 0.61 -> 0.65).
 
 Why this method. Measured with the simulated user (``simulated_user.py``) through
 :class:`~napari_medseg.interactive.session.PromptSession` on 6 structures (the lung2 and
@@ -840,7 +842,9 @@ class SeededGrowBackend(PromptBackend):
         out = previous.copy()
         region = upsample(changed, coarse_factors, (1, 1, 1), sub_shape, low)
         out[native_box] = np.where(region, sub_mask, previous[native_box])
-        if not request.prompts[-1].positive:  # a negative prompt only takes away
+        if request.prompts[-1].positive:  # a positive prompt only adds
+            out |= previous
+        else:  # a negative prompt only takes away
             out &= previous
             if settings["edgeless"]:  # and leaves no piece apart from the positive seeds
                 codes = prompt_seeds(request.prompts, shape)
