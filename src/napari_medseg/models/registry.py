@@ -380,8 +380,8 @@ def model_files(ref: str | Path) -> list[Path]:
     the model a cohort ran with (``medseg batch``'s ``done.json``).
     """
     path = Path(str(ref)).expanduser()
-    if not path.exists() and library_bundle(str(ref)) is not None:
-        path = library_bundle(str(ref))
+    if not path.exists():
+        path = library_bundle(str(ref)) or path  # a fine-tuned bundle of the user's
     if not path.exists():
         found = named_spec(str(ref))
         if found is None:

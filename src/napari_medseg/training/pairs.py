@@ -31,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from napari_medseg.errors import FileError, shown_path
+from napari_medseg.io.nifti import NIFTI_SUFFIXES
+from napari_medseg.io.sidecar import sidecar_path
 
 #: Columns of a pairs CSV.
 IMAGE_COLUMN, LABELS_COLUMNS = "image", ("labels", "label", "reference")
 #: What a ``medseg batch`` case folder holds.
 BATCH_DONE, BATCH_LABELS = "done.json", "labels.nii.gz"
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
@@ -95,20 +96,18 @@ class FoundPairs:
     skipped: list[str] = field(default_factory=list)
 
 
-def _strip_nifti(name: str) -> str:
-    lower = name.lower()
-    for suffix in NIFTI_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _sidecar_model(sidecar: dict) -> dict:
+    """The sidecar's ``model`` entry ({} when it has none: labels drawn by hand)."""
+    model = sidecar.get("model")
+    return model if isinstance(model, dict) else {}
 
 
 def _sidecar_names(sidecar: dict) -> dict[int, str]:
@@ -156,8 +155,8 @@ def read_pairs_csv(path: str | os.PathLike) -> FoundPairs:
         for item in resolved:
             if not os.path.exists(item):
                 raise FileError(manifest, f"line {number}: {shown_path(item)} does not exist.")
-        sidecar = _read_json(_sidecar_of(Path(resolved[-1]))) or {}
-        model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
+        sidecar = _read_json(sidecar_path(Path(resolved[-1]))) or {}
+        model = _sidecar_model(sidecar)
         pairs.append(
             TrainingPair(
                 images=tuple(resolved[:-1]),
@@ -170,10 +169,6 @@ def read_pairs_csv(path: str | os.PathLike) -> FoundPairs:
     return FoundPairs(pairs)
 
 
-def _sidecar_of(labels: Path) -> Path:
-    return labels.with_name(_strip_nifti(labels.name) + ".json")
-
-
 def read_batch_folder(folder: Path) -> FoundPairs:
     """The corrected cases of a ``medseg batch`` output folder."""
     found = FoundPairs([])
@@ -184,8 +179,8 @@ def read_batch_folder(folder: Path) -> FoundPairs:
         if done is None or not labels.is_file():
             found.skipped.append(f"{shown_path(case)}: no readable done.json and labels.nii.gz.")
             continue
-        sidecar = _read_json(_sidecar_of(labels)) or {}
-        model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
+        sidecar = _read_json(sidecar_path(labels)) or {}
+        model = _sidecar_model(sidecar)
         if not model.get("edited_by_hand"):
             found.skipped.append(
                 f"{shown_path(labels)}: the model's output, not corrected by hand (save it "
@@ -209,15 +204,17 @@ def read_batch_folder(folder: Path) -> FoundPairs:
     return found
 
 
-def saved_pair(labels: str | os.PathLike) -> TrainingPair | str:
+def saved_pair(labels: str | os.PathLike, sidecar: dict | None = None) -> TrainingPair | str:
     """The pair of a label map the Save widget wrote: its scan is the one its sidecar
     names, beside it. Returns the pair, or why there is none (one line naming the file).
+    ``sidecar``: its sidecar's content when the caller read it already.
     """
     labels = Path(labels)
-    sidecar = _read_json(_sidecar_of(labels))
+    if sidecar is None:
+        sidecar = _read_json(sidecar_path(labels))
     if sidecar is None or "labels" not in sidecar:
         return f"{shown_path(labels)}: no JSON sidecar naming its classes and scan beside it."
-    model = sidecar.get("model") if isinstance(sidecar.get("model"), dict) else {}
+    model = _sidecar_model(sidecar)
     edited = bool(model.get("edited_by_hand"))
     if model and not edited:
         return f"{shown_path(labels)}: the model's output, not corrected by hand."
@@ -241,10 +238,10 @@ def read_saved_folder(folder: Path) -> FoundPairs:
     """The label maps the Save widget wrote into ``folder`` (any depth), with their scans."""
     found = FoundPairs([])
     for labels in sorted(p for p in folder.rglob("*") if p.name.lower().endswith(NIFTI_SUFFIXES)):
-        sidecar = _read_json(_sidecar_of(labels))
+        sidecar = _read_json(sidecar_path(labels))
         if sidecar is None or "labels" not in sidecar:
             continue  # a scan, or a label map without its sidecar
-        pair = saved_pair(labels)
+        pair = saved_pair(labels, sidecar)
         if isinstance(pair, str):
             found.skipped.append(pair)
         else:
