@@ -117,7 +117,7 @@ from napari_medseg.interactive.backends.base import PromptBackend, PromptRequest
 from napari_medseg.interactive.prompts import VoxelPrompt
 from napari_medseg.progress import raise_if_cancelled
 
-#: Seed codes; a coarse block keeps the highest code present (newest and negative win).
+#: Seed codes; where prompts overlap, the one drawn last (the newest) wins.
 OLD_OBJECT, OLD_BACKGROUND, NEW_OBJECT, NEW_BACKGROUND = 1, 2, 3, 4
 
 _CANCELLED = "interactive segmentation cancelled"
@@ -263,13 +263,6 @@ def block_mean(image: np.ndarray, factors) -> np.ndarray:
         np.diff(np.r_[np.arange(0, n, f), n]) for n, f in zip(image.shape, factors, strict=True)
     ]
     return total / (counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :])
-
-
-def block_max(codes: np.ndarray, factors) -> np.ndarray:
-    """The highest value of each block (seed codes: newest and negative win)."""
-    if all(f == 1 for f in factors):
-        return codes
-    return _reduce_blocks(np.maximum, codes, factors)
 
 
 def upsample(array: np.ndarray, coarse, fine, shape, start=(0, 0, 0)) -> np.ndarray:
@@ -596,6 +589,18 @@ def coarse_update(image, seeds, previous, spacing_mm, faces, settings, cancel=No
 # -- finer grids -----------------------------------------------------------------------------
 
 
+def _refine_seeds(prompts, shape, factors=(1, 1, 1)) -> np.ndarray:
+    """Seed codes of ``prompts`` on a refinement grid (:func:`prompt_seeds`), the newest
+    prompt's seeds made plain object / background seeds: past the coarse grid it is one
+    prompt among the others.
+
+    Drawn on the grid itself (a point lands in the block its voxel lies in), not reduced
+    from the scan's voxels: a 290 x 301 x 300 crop took 0.07 s per grid to reduce.
+    """
+    codes = prompt_seeds(prompts, shape, factors)
+    return np.where(codes >= NEW_OBJECT, codes - 2, codes).astype(np.uint8)
+
+
 def _label_edges(mask: np.ndarray) -> np.ndarray:
     """bool: voxels with a 6-neighbour of the other value."""
     edges = np.zeros(mask.shape, dtype=bool)
@@ -769,7 +774,10 @@ class SeededGrowBackend(PromptBackend):
         raise_if_cancelled(request.cancel, _CANCELLED)
         level_image = self._coarse_image(request, image, coarse_factors)
         level_seeds = prompt_seeds(request.prompts, level_image.shape, coarse_factors)
-        level_previous = block_mean(previous, coarse_factors) > 0.5
+        if had_previous:
+            level_previous = block_mean(previous, coarse_factors) > 0.5
+        else:
+            level_previous = np.zeros(level_image.shape, dtype=bool)
         faces = inner_faces(level_image.shape, request.offset, shape, request.scan_shape or shape)
         settings["level_noise"] = settings["noise"] / np.sqrt(np.prod(coarse_factors))
         first = request.prompts[0]
@@ -810,9 +818,7 @@ class SeededGrowBackend(PromptBackend):
         native_box = tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
         sub_image = image[native_box]
         sub_shape = sub_image.shape
-        # the newest prompt's seeds are plain object / background seeds from here on
-        sub_seeds = prompt_seeds(tuple(p.shifted(low) for p in request.prompts), sub_shape)
-        sub_seeds = np.where(sub_seeds >= NEW_OBJECT, sub_seeds - 2, sub_seeds).astype(np.uint8)
+        sub_prompts = tuple(p.shifted(low) for p in request.prompts)
         factors = ladder[0]
         sub_mask = upsample(mask, factors, factors, _grid_shape(sub_shape, factors), low)
         for finer in ladder[1:]:
@@ -826,7 +832,7 @@ class SeededGrowBackend(PromptBackend):
             refined, count = refine_band(
                 block_mean(sub_image, finer),
                 up,
-                block_max(sub_seeds, finer),
+                _refine_seeds(sub_prompts, level_shape, finer),
                 region,
                 spacing * finer,
                 width,
@@ -838,7 +844,7 @@ class SeededGrowBackend(PromptBackend):
         sub_mask = upsample(sub_mask, factors, (1, 1, 1), sub_shape)
         if sure.any():  # a later click's growth through voxels like it stays
             sub_mask |= upsample(sure, coarse_factors, (1, 1, 1), sub_shape, low)
-            sub_mask[sub_seeds == OLD_BACKGROUND] = False
+            sub_mask[_refine_seeds(sub_prompts, sub_shape) == OLD_BACKGROUND] = False
         out = previous.copy()
         region = upsample(changed, coarse_factors, (1, 1, 1), sub_shape, low)
         out[native_box] = np.where(region, sub_mask, previous[native_box])
