@@ -24,7 +24,10 @@ or ``--model`` given by the case), ``report`` (the case's file as the label map,
 ``--image``, ``--reference`` or ``--names``, by its :attr:`Case.role`), ``reader`` (the
 npe2 reader function, without a display), ``open`` (napari's ``viewer.open`` under a
 display: the GUI subset) and ``probe`` (a Python-level check a command line cannot
-make: two concurrent runs, an archive extraction).
+make: two concurrent runs, an archive extraction); ``mesh``, ``prompt`` and ``finetune``
+run only the cases that name them (``finetune``: the tiny parent model the case writes
+into its folder, ``--device cpu``, one epoch of one step, the new model's library in the
+output folder).
 
 Build the corpus by hand (``run_case.py`` runs it)::
 
@@ -55,8 +58,8 @@ SAMPLES = REPO / "sample_scans"
 #: The entry points every case goes through unless it says otherwise.
 DEFAULT_ENTRIES = ("info", "convert", "segment", "report", "reader")
 #: Every entry point the runner knows (``open`` needs a display; ``probe`` is Python;
-#: ``mesh`` and ``prompt`` run only the cases that name them).
-ENTRIES = (*DEFAULT_ENTRIES, "mesh", "prompt", "open", "probe")
+#: ``mesh``, ``prompt`` and ``finetune`` run only the cases that name them).
+ENTRIES = (*DEFAULT_ENTRIES, "mesh", "prompt", "finetune", "open", "probe")
 
 #: Peak resident memory allowed for a tiny hostile file (MB): the issue's 1 GB.
 TINY_RSS_MB = 1024
@@ -1999,6 +2002,172 @@ def _(folder: Path, src: Sources) -> Built:
     return tiny_pair(folder)
 
 
+# -- fine-tuning inputs (medseg finetune) --------------------------------------------------
+#: The parent every ``finetune`` case trains (its own copy, in the case folder).
+PARENT = "parent/tiny.json"
+
+
+def finetune_argv(library: str = "{out}/models", *more: str) -> tuple[str, ...]:
+    """``medseg finetune`` of the case's parent on ``{input}``, publishing into ``library``:
+    on the CPU, one epoch of one step (a run that gets to training takes about a second)."""
+    return (
+        "finetune", "--model", "{case}/" + PARENT, "--data", "{input}", "-o", library,
+        "--device", "cpu", "--epochs", "1", "--steps-per-epoch", "1", *more,
+    )  # fmt: skip
+
+
+def training_pairs(folder: Path, seeds=range(3), **options: object) -> list[Path]:
+    """The tiny 3-class parent (``parent/``) and Save-widget pairs in ``folder/data``.
+
+    As the fine-tuning tests make them (``tests/training_factory.py``): ``caseN.nii.gz``
+    (24 x 24 x 20 voxels), ``caseN_labels.nii.gz`` and its sidecar naming the scan and a
+    model output corrected by hand; the parent is a MONAI UNet of a few thousand
+    parameters whose classes (background, class1, class2) the labels use. Returns the
+    label maps written.
+    """
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from training_factory import write_parent, write_saved
+
+    write_parent(folder / "parent")
+    return write_saved(folder / "data", seeds, **options)
+
+
+def _read_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    image = nib.load(path)
+    return np.asarray(image.dataobj), image.affine
+
+
+@case("finetune_clean", {"finetune": ok(r"epoch 1/1", r"published")}, timeout_s=30.0)
+def _(folder: Path, src: Sources) -> Built:
+    """Three good saved corrections and the tiny parent: one epoch of one step (control)."""
+    training_pairs(folder)
+    return Built("data")
+
+
+@case("finetune_csv_no_labels_column", {"finetune": error(NAME, "'labels' column")})
+def _(folder: Path, src: Sources) -> Built:
+    """A pairs CSV whose columns are image and mask (no labels column)."""
+    written = training_pairs(folder)
+    rows = "".join(f"{p.name.replace('_labels', '')},{p.name}\n" for p in written)
+    (folder / "data" / "pairs.csv").write_text("image,mask\n" + rows)
+    return Built("data/pairs.csv")
+
+
+@case(
+    "finetune_csv_missing_scan",
+    {"finetune": error(NAME, r"line 3\b.*nope\.nii\.gz does not exist")},
+)
+def _(folder: Path, src: Sources) -> Built:
+    """A pairs CSV whose second row names a scan that is not there."""
+    training_pairs(folder)
+    rows = "case0.nii.gz,case0_labels.nii.gz\nnope.nii.gz,case1_labels.nii.gz\n"
+    (folder / "data" / "pairs.csv").write_text("image,labels\n" + rows)
+    return Built("data/pairs.csv")
+
+
+@case("finetune_data_missing", {"finetune": error(NAME, "does not exist")})
+def _(folder: Path, src: Sources) -> Built:
+    """--data names a folder that does not exist (the parent does)."""
+    training_pairs(folder, seeds=())
+    return Built("data/nowhere")
+
+
+@case("finetune_labels_shorter", {"finetune": error(NAME, "not on the grid of its scan")})
+def _(folder: Path, src: Sources) -> Built:
+    """One saved label map two slices shorter than its scan."""
+    written = training_pairs(folder)
+    labels, affine = _read_labels(written[0])
+    write_nifti(written[0], np.ascontiguousarray(labels[:, :, :-2]), affine)
+    return Built("data", name=written[0].name)
+
+
+@case("finetune_labels_shifted", {"finetune": error(NAME, "not on the grid of its scan")})
+def _(folder: Path, src: Sources) -> Built:
+    """One saved label map of the scan's shape, its origin moved 4 mm (a silent misfit)."""
+    written = training_pairs(folder)
+    labels, affine = _read_labels(written[1])
+    affine = affine.copy()
+    affine[0, 3] += 4.0
+    write_nifti(written[1], labels, affine)
+    return Built("data", name=written[1].name)
+
+
+@case("finetune_labels_unknown_class", {"finetune": error(NAME, r"label values \[7\]")})
+def _(folder: Path, src: Sources) -> Built:
+    """One saved label map with a voxel of 7, a class the 3-class parent does not have."""
+    written = training_pairs(folder)
+    labels, affine = _read_labels(written[2])
+    labels = labels.copy()
+    labels[0, 0, 0] = 7
+    write_nifti(written[2], labels, affine)
+    return Built("data", name=written[2].name)
+
+
+@case(
+    "finetune_nothing_usable",
+    {
+        "finetune": error(
+            NAME,
+            r"no \(scan, corrected labels\) pair",
+            r"case0_labels\.nii\.gz: the model's output, not corrected by hand",
+        )
+    },
+)
+def _(folder: Path, src: Sources) -> Built:
+    """A data folder of a scan, labels without a sidecar, an uncorrected model output, notes."""
+    training_pairs(folder, seeds=[0], model={"name": "tiny", "settings": {}})
+    write_nifti(folder / "data" / "case5_labels.nii.gz", tiny_labels())  # no sidecar
+    (folder / "data" / "notes.txt").write_text("corrections to do\n")
+    return Built("data")
+
+
+@case(
+    "finetune_sidecar_labels_list",
+    {"finetune": ok(r"skipped .*case0_labels\.nii\.gz: .*case0_labels\.json is not", "epoch 1")},
+    timeout_s=30.0,
+)
+def _(folder: Path, src: Sources) -> Built:
+    """One of three saved sidecars lists its class names instead of mapping values to them."""
+    training_pairs(folder)
+    sidecar = folder / "data" / "case0_labels.json"
+    content = json.loads(sidecar.read_text())
+    content["labels"] = ["background", "class1", "class2"]
+    sidecar.write_text(json.dumps(content))
+    return Built("data", name="case0_labels.json")
+
+
+@case("finetune_batch_done_bad", {"finetune": error(NAME, r"c0/done\.json", r"c1/done\.json")})
+def _(folder: Path, src: Sources) -> Built:
+    """A ``medseg batch`` folder whose done.json files give the scan as a number, a string."""
+    written = training_pairs(folder, seeds=[0, 1])
+    batch = folder / "batch"
+    for n, (labels, images) in enumerate(zip(written, (5, "case1.nii.gz"), strict=True)):
+        case_folder = batch / f"c{n}"
+        case_folder.mkdir(parents=True)
+        shutil.copy(labels, case_folder / "labels.nii.gz")
+        shutil.copy(labels.with_name(labels.name.replace(".nii.gz", ".json")),
+                    case_folder / "labels.json")  # fmt: skip
+        (case_folder / "done.json").write_text(json.dumps({"images": images}))
+    return Built("batch")
+
+
+@case(
+    "finetune_model_exists",
+    {"finetune": error(r"models/mine\b", "exists already")},
+    argv={"finetune": finetune_argv("{case}/models", "--name", "mine")},
+)
+def _(folder: Path, src: Sources) -> Built:
+    """--name mine where the model library holds a folder mine/ already (a model of the user's)."""
+    training_pairs(folder)
+    (folder / "models" / "mine").mkdir(parents=True)
+    (folder / "models" / "mine" / "mine.json").write_text('{"name": "mine"}')
+    return Built("data", name="mine")
+
+
 # -- today's known failures ----------------------------------------------------------------
 #: ``(case, entry point) -> what happens instead``: the runs that fail today. Each is a
 #: ``pytest.mark.xfail(strict=True)`` in ``test_hostile.py``, so the suite goes red when
@@ -2047,6 +2216,8 @@ def command_line(one: Case, entry: str) -> tuple[str, ...]:
         return ("mesh", "{input}", "-o", "{out}/meshes")
     if entry == "prompt":
         return ("prompt", "{input}", "-o", "{out}/mask.nii.gz", "--point", "0,0,0")
+    if entry == "finetune":
+        return finetune_argv()
     if entry == "probe":
         return ()
     raise ValueError(f"unknown entry point {entry!r}")

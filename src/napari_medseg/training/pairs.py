@@ -112,7 +112,8 @@ def _sidecar_model(sidecar: dict) -> dict:
 
 def _sidecar_names(sidecar: dict) -> dict[int, str]:
     names = {}
-    for value, name in (sidecar.get("labels") or {}).items():
+    labels = sidecar.get("labels")
+    for value, name in (labels if isinstance(labels, dict) else {}).items():
         try:
             names[int(value)] = str(name)
         except (TypeError, ValueError):
@@ -187,7 +188,8 @@ def read_batch_folder(folder: Path) -> FoundPairs:
                 "from napari after correcting it to use it)."
             )
             continue
-        images = [str(p) for p in done.get("images") or []]
+        images = done.get("images")
+        images = [str(p) for p in images] if isinstance(images, list) else []
         if not images or not all(os.path.exists(p) for p in images):
             found.skipped.append(f"{shown_path(done_path)}: the scan it names is not there.")
             continue
@@ -214,6 +216,11 @@ def saved_pair(labels: str | os.PathLike, sidecar: dict | None = None) -> Traini
         sidecar = _read_json(sidecar_path(labels))
     if sidecar is None or "labels" not in sidecar:
         return f"{shown_path(labels)}: no JSON sidecar naming its classes and scan beside it."
+    if not isinstance(sidecar["labels"], dict):
+        return (
+            f"{shown_path(labels)}: the 'labels' entry of its sidecar "
+            f'{sidecar_path(labels).name} is not a {{"value": "name"}} mapping.'
+        )
     model = _sidecar_model(sidecar)
     edited = bool(model.get("edited_by_hand"))
     if model and not edited:
@@ -291,7 +298,8 @@ def find_pairs(data: str | os.PathLike) -> FoundPairs:
     else:
         found = read_saved_folder(path)
     if not found.pairs:
-        reasons = "; ".join(found.skipped[:3]) or "no label map with a JSON sidecar in it"
+        reasons = "; ".join(line.rstrip(".") for line in found.skipped[:3])
+        reasons = reasons or "no label map with a JSON sidecar in it"
         raise FileError(
             path,
             f"holds no (scan, corrected labels) pair to train on: {reasons}.",
