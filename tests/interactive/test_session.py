@@ -78,3 +78,29 @@ def test_bad_prompts_and_methods_are_refused_by_name():
     with pytest.raises(BackendError, match="--checkpoint"):
         make_backend("sam2")
     assert next(iter(backend_names())) == "grow"
+
+
+def test_a_first_click_with_no_edge_anywhere_keeps_its_first_crop():
+    """Pure noise: the object reaches past every widened crop, so no edge was found and
+    the first click's mask is the part on its first crop (within ``margin_mm``, not all
+    of the scan that looks like it: brain2's tumour of the bench took the whole brain);
+    a second positive click farther out grows it on."""
+    shape = (120, 120, 40)
+    image = np.random.default_rng(4).normal(100.0, 5.0, shape).astype(np.float32)
+    volume = Volume(image, np.diag([1.0, 1.0, 2.5, 1.0]))
+    session = PromptSession(volume, make_backend("grow"), margin_mm=10.0, max_grow=2)
+    click = np.array([40, 60, 20])
+    update = session.add(Prompt.point(_world(volume.affine, click)))
+    margin = np.ceil(10.0 / np.array([1.0, 1.0, 2.5])).astype(int)
+    box = tuple(slice(int(c - m), int(c + m) + 1) for c, m in zip(click, margin, strict=True))
+    assert update.grew == 2 and update.crop == box
+    first = update.mask.copy()
+    outside = np.ones(shape, dtype=bool)
+    outside[box] = False
+    assert not (first & outside).any()
+    inner = first[box][1:-1, 1:-1, 1:-1]
+    assert first[box].sum() > inner.sum() > 200  # it grew to the crop's sides
+    farther = click + np.array([25, 0, 0])  # 25 mm away, beyond the first crop
+    grown = session.add(Prompt.point(_world(volume.affine, farther))).mask
+    assert grown[tuple(farther)] and not (first & ~grown).any()
+    assert (grown & outside).sum() > 2 * first.sum()
