@@ -123,6 +123,45 @@ def test_cancel_keeps_the_run_and_continue_finishes_it(
     assert train.chart.epochs == [2, 3, 4]  # the continued epochs
 
 
+def test_a_held_out_folder_checks_the_new_model_and_every_ticked_pair_trains(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, notes
+):
+    library = tmp_path / "library"
+    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(library))
+    viewer = make_napari_viewer(show=True)
+    train = dock(viewer, "Train")
+    write_saved(tmp_path / "train", range(2))
+    held = write_saved(tmp_path / "held", range(10, 13))
+    train.add_data(tmp_path / "train")
+    train.pairs_list.item(1).setCheckState(Qt.CheckState.Unchecked)
+    assert not train.start_button.isEnabled()  # one ticked pair cannot be split
+
+    (tmp_path / "empty").mkdir()
+    train.set_val_data(tmp_path / "empty")  # nothing usable: refused, by name
+    assert train.val_data == "" and any("empty" in note for note in notes)
+    train.set_val_data(tmp_path / "held")
+    assert train.val_data == str(tmp_path / "held")
+    assert "3 pairs" in train.val_data_label.text()
+    assert train.start_button.isEnabled() and not train.val_spin.isEnabled()
+
+    train.set_model_path(write_parent(tmp_path / "parent"))
+    train.epochs_spin.setValue(1)
+    train.name_edit.setText("tiny-held")
+    with qtbot.waitSignal(train.finished, timeout=TIMEOUT) as blocker:
+        train.start_button.click()
+    outcome = blocker.args[0]
+    rows = json.loads((Path(outcome.run_dir) / "log.json").read_text())["data"]
+    by_split = {split: {Path(r["labels"]).name for r in rows if r["split"] == split}
+                for split in ("train", "validation")}  # fmt: skip
+    assert by_split["train"] == {"case0_labels.nii.gz"}
+    assert by_split["validation"] == {p.name for p in held}
+    assert outcome.history and outcome.history[0]["epoch"] == 0
+
+    train.set_val_data("")  # back to a share of the ticked pairs
+    assert train.val_data == "" and train.val_spin.isEnabled()
+    assert not train.start_button.isEnabled()
+
+
 def _pair(train, row: int):
     """The training pair a row of the dock's list stands for."""
     return train.pairs_list.item(row).data(Qt.ItemDataRole.UserRole)

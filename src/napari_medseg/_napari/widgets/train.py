@@ -5,7 +5,9 @@ The dock offers the pairs there are: every labels layer saved since the viewer o
 come and go and by *Refresh*, and those of a folder or CSV added with *Add folder or
 CSV...* (a folder of saved corrections, a ``medseg batch`` output folder, or a CSV of
 image and labels columns). The ticked pairs, the parent model (the catalogue's trainable
-models, or a spec file) and the epochs, held-out share and learning rate make a
+models, or a spec file) and the epochs, held-out share (or *Held-out folder or CSV...*:
+pairs of the user's own to check the new model on, all ticked pairs then training) and
+learning rate make a
 :class:`~napari_medseg.training.settings.FinetuneSettings`; *Start* runs
 :func:`~napari_medseg.training.finetune.run_finetune` in a worker (the one job lifecycle,
 :mod:`~napari_medseg._napari.jobs`), with a progress bar over the steps, a live plot of
@@ -140,6 +142,17 @@ class TrainWidget(QWidget):
         self.val_spin.setSingleStep(0.05)
         self.val_spin.setValue(0.2)
         self.val_spin.setToolTip("Share of the pairs held out to decide whether it got better")
+        self.val_data = ""  # a folder or CSV of held-out pairs ("" = hold out a share)
+        self.val_data_button = QPushButton("Held-out folder or CSV...", self)
+        self.val_data_button.setToolTip(
+            "Check the new model on pairs of your own instead of a share of the ticked "
+            "ones (all ticked pairs then train): e.g. scans from another site or scanner"
+        )
+        self.val_data_button.clicked.connect(self._browse_val_data)
+        self.val_data_clear = QPushButton("Hold out a share", self)
+        self.val_data_clear.clicked.connect(lambda: self.set_val_data(""))
+        self.val_data_label = QLabel("", self)
+        self.val_data_label.setWordWrap(True)
         self.lr_spin = QDoubleSpinBox(self)
         self.lr_spin.setDecimals(6)
         self.lr_spin.setRange(1e-6, 1e-1)
@@ -180,6 +193,11 @@ class TrainWidget(QWidget):
         form = QFormLayout(options)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Held out", self.val_spin)
+        held_out = QHBoxLayout()
+        held_out.addWidget(self.val_data_button)
+        held_out.addWidget(self.val_data_clear)
+        form.addRow(held_out)
+        form.addRow(self.val_data_label)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("New name", self.name_edit)
         form.addRow(self.resume_check)
@@ -245,6 +263,38 @@ class TrainWidget(QWidget):
         self._extra += [pair for pair in found.pairs if pair.key not in known]
         self.refresh_pairs()
 
+    def _browse_val_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder of held-out label maps")
+        if folder:
+            self.set_val_data(folder)
+
+    def set_val_data(self, path: str | Path) -> None:
+        """Check the new model on the pairs of a folder or CSV (``""``: on a share of the
+        ticked pairs). A path with no usable pair is refused with a notification."""
+        from napari_medseg._napari.notifications import notify_error, notify_warnings
+        from napari_medseg.training.pairs import find_pairs
+
+        path = str(Path(path).expanduser()) if str(path) else ""
+        count = 0
+        if path:
+            try:
+                found = find_pairs(path)
+            except MedsegError as error:
+                notify_error(error)
+                return
+            notify_warnings(found.skipped)
+            count = len(found.pairs)
+        self.val_data = path
+        self.val_data_label.setText(
+            f"Held out: the {count} pair{'s' * (count != 1)} of {path}" if path else ""
+        )
+        self.val_data_label.setToolTip(path)
+        self._update_state()
+
+    def _pairs_needed(self) -> int:
+        """Ticked pairs a run needs: 2 to split, 1 with held-out pairs of their own."""
+        return 1 if self.val_data else 2
+
     def saved_pairs(self) -> list[Any]:
         """The pairs of the labels layers saved in this viewer."""
         from napari.layers import Labels
@@ -301,10 +351,12 @@ class TrainWidget(QWidget):
         from napari_medseg.training.settings import FinetuneSettings
 
         pairs = self.chosen_pairs()
-        if len(pairs) < 2:
+        if len(pairs) < self._pairs_needed():
             raise MedsegError(
                 "tick at least 2 corrected label maps: one or more is held out to check "
-                "that the new model is better."
+                "that the new model is better (or choose a held-out folder or CSV)."
+                if not self.val_data
+                else "tick at least 1 corrected label map to train on."
             )
         if not self.model_ref:
             raise MedsegError("choose the model to fine-tune.")
@@ -318,6 +370,7 @@ class TrainWidget(QWidget):
             name=self.name_edit.text().strip(),
             epochs=self.epochs_spin.value(),
             val_fraction=round(self.val_spin.value(), 4),
+            val_data=self.val_data,
             lr=self.lr_spin.value(),
         )
 
@@ -406,12 +459,16 @@ class TrainWidget(QWidget):
 
     def _update_state(self, *_: Any) -> None:
         busy = self._slot.busy
-        self.start_button.setEnabled(not busy and len(self.chosen_pairs()) >= 2)
+        self.start_button.setEnabled(not busy and len(self.chosen_pairs()) >= self._pairs_needed())
         self.cancel_button.setEnabled(busy)
         self.cancel_button.setVisible(busy)  # idle, the dock is as short as Segment's
         self.progress_bar.setVisible(busy)
-        for control in (self.model_combo, self.pairs_list, self.add_button, self.epochs_spin):
+        for control in (self.model_combo, self.pairs_list, self.add_button, self.epochs_spin,
+                        self.val_data_button):  # fmt: skip
             control.setEnabled(not busy)
+        self.val_spin.setEnabled(not busy and not self.val_data)
+        self.val_data_clear.setVisible(bool(self.val_data))
+        self.val_data_clear.setEnabled(not busy)
 
 
 __all__ = ["TrainWidget", "trainable_models"]
