@@ -63,6 +63,20 @@ def write_saved(folder: Path, seeds, classes=CLASSES, model=None) -> list[Path]:
     return written
 
 
+def write_spleen_pairs(folder: Path, seeds) -> list[Path]:
+    """Save-widget pairs for a spleen bundle: the ball of each shapes case as the spleen
+    (value 1), the box left out."""
+    import nibabel as nib
+
+    written = write_saved(folder, seeds, classes={0: ("background", "#000000"),
+                                                  1: ("spleen", "#ff0000")})  # fmt: skip
+    for seed, labels_path in zip(seeds, written, strict=True):
+        _, labels = shapes_case(seed)
+        image = nib.load(labels_path)
+        nib.save(nib.Nifti1Image((labels == 1).astype(np.uint8), image.affine), labels_path)
+    return written
+
+
 def write_parent(folder: Path) -> Path:
     """The tiny UNet parent (3 classes, 16^3 windows, 0-100 mapped to 0-1); its spec."""
     from napari_medseg.models.spec import IntensitySpec

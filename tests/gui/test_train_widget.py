@@ -8,7 +8,7 @@ from pathlib import Path
 
 from _helpers import dock
 from qtpy.QtCore import Qt
-from training_factory import shapes_case, write_parent, write_saved
+from training_factory import shapes_case, write_parent, write_saved, write_spleen_pairs
 
 from napari_medseg._napari.label_classes import set_label_class
 
@@ -160,6 +160,37 @@ def test_a_held_out_folder_checks_the_new_model_and_every_ticked_pair_trains(
     train.set_val_data("")  # back to a share of the ticked pairs
     assert train.val_data == "" and train.val_spin.isEnabled()
     assert not train.start_button.isEnabled()
+
+
+def test_a_bundle_folder_trains_once_trusted(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A MONAI bundle from outside the library: its configs run code, so the dock asks
+    for trust first (as Segment does), then fine-tunes it through its own transforms."""
+    from bundle_factory import write_spleen_like
+
+    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(tmp_path / "library"))
+    viewer = make_napari_viewer(show=True)
+    train = dock(viewer, "Train")
+    assert train.trust_check.isHidden()  # a default model runs no bundle code
+    parent = write_spleen_like(tmp_path / "bundles", fit_steps=0, roi=(32, 32, 32))
+    write_spleen_pairs(tmp_path / "data", [0, 1, 2])
+    train.add_data(tmp_path / "data")
+    train.set_model_path(parent)
+    assert train.model_ref == str(parent) and not train.trust_check.isHidden()
+    train.epochs_spin.setValue(1)
+    train.val_spin.setValue(0.34)
+    with qtbot.waitSignal(train.failed, timeout=TIMEOUT) as refused:
+        train.start_button.click()
+    assert "Trust this bundle" in refused.args[0] and not train.busy
+
+    train.trust_check.setChecked(True)
+    with qtbot.waitSignal(train.finished, timeout=TIMEOUT) as blocker:
+        train.start_button.click()
+    outcome = blocker.args[0]
+    log = json.loads((Path(outcome.run_dir) / "log.json").read_text())
+    assert [r["epoch"] for r in outcome.history] == [0, 1]
+    assert log["parent"]["reference"] == str(parent)
+    train.set_model("phantom-abdomen-3d")  # trust is given per bundle
+    assert train.trust_check.isHidden() and not train.trust_check.isChecked()
 
 
 def _pair(train, row: int):

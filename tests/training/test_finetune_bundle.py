@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 from bundle_factory import write_spleen_like
-from training_factory import shapes_case, write_saved
+from training_factory import write_spleen_pairs
 
 from napari_medseg.cli import main
 
@@ -24,19 +24,6 @@ def library(tmp_path, monkeypatch):
     folder = tmp_path / "library"
     monkeypatch.setenv("MEDSEG_MODELS_DIR", str(folder))
     return folder
-
-
-def write_spleen_pairs(folder, seeds):
-    """The ball of each shapes case as the spleen (value 1); the box left out."""
-    import nibabel as nib
-
-    written = write_saved(folder, seeds, classes={0: ("background", "#000000"),
-                                                  1: ("spleen", "#ff0000")})  # fmt: skip
-    for seed, labels_path in zip(seeds, written, strict=True):
-        _, labels = shapes_case(seed)
-        image = nib.load(labels_path)
-        nib.save(nib.Nifti1Image((labels == 1).astype(np.uint8), image.affine), labels_path)
-    return written
 
 
 def test_a_fine_tuned_bundle_is_published_as_a_bundle_and_used_by_name(tmp_path, library, capsys):

@@ -5,9 +5,9 @@ The dock offers the pairs there are: every labels layer saved since the viewer o
 come and go and by *Refresh*, and those of a folder or CSV added with *Add folder or
 CSV...* (a folder of saved corrections, a ``medseg batch`` output folder, or a CSV of
 image and labels columns). The ticked pairs, the parent model (the catalogue's trainable
-models, or a spec file) and the epochs, held-out share (or *Held-out folder or CSV...*:
-pairs of the user's own to check the new model on, all ticked pairs then training) and
-learning rate make a
+models, a spec file, or a MONAI bundle folder once *Trust this bundle* is ticked) and
+the epochs, held-out share (or *Held-out folder or CSV...*: pairs of the user's own to
+check the new model on, every ticked pair then training) and learning rate make a
 :class:`~napari_medseg.training.settings.FinetuneSettings`; *Start* runs
 :func:`~napari_medseg.training.finetune.run_finetune` in a worker (the one job lifecycle,
 :mod:`~napari_medseg._napari.jobs`), with a progress bar over the steps, a live plot of
@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 SPEC_ITEM = "Spec file..."
+BUNDLE_ITEM = "MONAI bundle folder..."
 _DIALOG = object()
 
 
@@ -121,7 +122,16 @@ class TrainWidget(QWidget):
             )
         self.model_combo.insertSeparator(self.model_combo.count())
         self.model_combo.addItem(SPEC_ITEM, _DIALOG)
+        self.model_combo.addItem(BUNDLE_ITEM, _DIALOG)
         self.model_combo.activated.connect(self._on_model_activated)
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.trust_check = QCheckBox("Trust this bundle (its configs run Python code)", self)
+        self.trust_check.setToolTip(
+            "A MONAI bundle's configs run Python code when its transforms are built: train "
+            "only bundles from a source you trust. Bundles published here are hash-checked."
+        )
+        self.trust_check.setVisible(False)
+        self._needs_trust = False
 
         self.pairs_list = QListWidget(self)
         self.pairs_list.setToolTip(
@@ -182,6 +192,7 @@ class TrainWidget(QWidget):
         model = QGroupBox("Model to fine-tune", self)
         model_layout = QVBoxLayout(model)
         model_layout.addWidget(self.model_combo)
+        model_layout.addWidget(self.trust_check)
         data = QGroupBox("Corrected label maps", self)
         data_layout = QVBoxLayout(data)
         data_layout.addWidget(self.pairs_list)
@@ -220,23 +231,38 @@ class TrainWidget(QWidget):
         self.model_combo.setCurrentIndex(index)
 
     def set_model_path(self, path: str | Path) -> None:
-        """Choose a model by its spec JSON (or network file with its spec)."""
+        """Choose a model by its spec JSON (or network file with its spec) or its MONAI
+        bundle folder (which runs only once *Trust this bundle* is ticked)."""
         ref = str(Path(path).expanduser())
         index = self.model_combo.findData(ref)
         if index < 0:
             index = self.model_combo.findData(_DIALOG) - 1  # before the separator
-            self.model_combo.insertItem(index, Path(ref).name, ref)
+            title = f"bundle: {Path(ref).name}" if Path(ref).is_dir() else Path(ref).name
+            self.model_combo.insertItem(index, title, ref)
             self.model_combo.setItemData(index, ref, Qt.ItemDataRole.ToolTipRole)
         self.model_combo.setCurrentIndex(index)
 
     def _on_model_activated(self, index: int) -> None:
         if self.model_combo.itemData(index) is not _DIALOG:
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Model spec", "", "Model spec (*.json)")
+        if self.model_combo.itemText(index) == BUNDLE_ITEM:
+            path = QFileDialog.getExistingDirectory(self, "MONAI bundle folder")
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Model spec", "", "Model spec (*.json)")
         if path:
             self.set_model_path(path)
         else:
             self.model_combo.setCurrentIndex(0)
+
+    def _on_model_changed(self, *_: Any) -> None:
+        """Show *Trust this bundle* for a bundle that runs its code unchecked; trust is
+        given per bundle, so choosing another model unticks it."""
+        from napari_medseg.models.describe import describe_model
+
+        self.trust_check.setChecked(False)
+        ref = self.model_ref
+        self._needs_trust = bool(ref) and describe_model(ref).needs_trust
+        self.trust_check.setVisible(self._needs_trust)
 
     @property
     def model_ref(self) -> str:
@@ -360,6 +386,12 @@ class TrainWidget(QWidget):
             )
         if not self.model_ref:
             raise MedsegError("choose the model to fine-tune.")
+        if self._needs_trust and not self.trust_check.isChecked():
+            raise MedsegError(
+                f"{self.model_ref}: this bundle's configs run Python code when it trains. "
+                "If you trust where it came from, tick 'Trust this bundle' and press Start "
+                "again."
+            )
         keys = "\n".join(sorted(pair.key for pair in pairs))
         digest = hashlib.sha256(keys.encode()).hexdigest()[:12]
         library = default_library_dir()
@@ -371,6 +403,7 @@ class TrainWidget(QWidget):
             epochs=self.epochs_spin.value(),
             val_fraction=round(self.val_spin.value(), 4),
             val_data=self.val_data,
+            trust_bundle=self._needs_trust and self.trust_check.isChecked(),
             lr=self.lr_spin.value(),
         )
 
