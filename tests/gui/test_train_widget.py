@@ -15,6 +15,13 @@ from napari_medseg._napari.label_classes import set_label_class
 TIMEOUT = 180_000  # ms
 
 
+def _viewer_with_library(make_napari_viewer, tmp_path, monkeypatch):
+    """A shown viewer, with the model library (``MEDSEG_MODELS_DIR``) in ``tmp_path``."""
+    library = tmp_path / "library"
+    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(library))
+    return make_napari_viewer(show=True), library
+
+
 def _saved_layer_pair(viewer, qtbot, tmp_path) -> Path:
     """Open a scan and labels drawn for it, name the classes as the model does, save
     them with the Save widget: the labels file the Train dock should offer."""
@@ -45,9 +52,7 @@ def _saved_layer_pair(viewer, qtbot, tmp_path) -> Path:
 def test_fine_tune_from_the_viewer_and_segment_with_the_new_model(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, notes
 ):
-    library = tmp_path / "library"
-    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(library))
-    viewer = make_napari_viewer(show=True)
+    viewer, library = _viewer_with_library(make_napari_viewer, tmp_path, monkeypatch)
     segment = dock(viewer, "Segment")
     train = dock(viewer, "Train")
     assert train.model_combo.findData("phantom-abdomen-3d") >= 0  # trainable defaults
@@ -93,9 +98,7 @@ def test_fine_tune_from_the_viewer_and_segment_with_the_new_model(
 def test_cancel_keeps_the_run_and_continue_finishes_it(
     make_napari_viewer, qtbot, tmp_path, monkeypatch
 ):
-    library = tmp_path / "library"
-    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(library))
-    viewer = make_napari_viewer(show=True)
+    viewer, library = _viewer_with_library(make_napari_viewer, tmp_path, monkeypatch)
     train = dock(viewer, "Train")
     write_saved(tmp_path / "data", range(4))
     train.add_data(tmp_path / "data")
@@ -126,9 +129,7 @@ def test_cancel_keeps_the_run_and_continue_finishes_it(
 def test_a_held_out_folder_checks_the_new_model_and_every_ticked_pair_trains(
     make_napari_viewer, qtbot, tmp_path, monkeypatch, notes
 ):
-    library = tmp_path / "library"
-    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(library))
-    viewer = make_napari_viewer(show=True)
+    viewer, _ = _viewer_with_library(make_napari_viewer, tmp_path, monkeypatch)
     train = dock(viewer, "Train")
     write_saved(tmp_path / "train", range(2))
     held = write_saved(tmp_path / "held", range(10, 13))
@@ -167,8 +168,7 @@ def test_a_bundle_folder_trains_once_trusted(make_napari_viewer, qtbot, tmp_path
     for trust first (as Segment does), then fine-tunes it through its own transforms."""
     from bundle_factory import write_spleen_like
 
-    monkeypatch.setenv("MEDSEG_MODELS_DIR", str(tmp_path / "library"))
-    viewer = make_napari_viewer(show=True)
+    viewer, _ = _viewer_with_library(make_napari_viewer, tmp_path, monkeypatch)
     train = dock(viewer, "Train")
     assert train.trust_check.isHidden()  # a default model runs no bundle code
     parent = write_spleen_like(tmp_path / "bundles", fit_steps=0, roi=(32, 32, 32))

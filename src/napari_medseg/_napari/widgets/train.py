@@ -274,8 +274,10 @@ class TrainWidget(QWidget):
         if folder:
             self.add_data(folder)
 
-    def add_data(self, path: str | Path) -> None:
-        """Offer the pairs of a folder or CSV (a notification says why when it has none)."""
+    @staticmethod
+    def _pairs_of(path: str | Path) -> list[Any] | None:
+        """The pairs of a folder or CSV, the files it skipped notified as warnings; None,
+        with a notification saying why, when it has no usable pair."""
         from napari_medseg._napari.notifications import notify_error, notify_warnings
         from napari_medseg.training.pairs import find_pairs
 
@@ -283,10 +285,17 @@ class TrainWidget(QWidget):
             found = find_pairs(path)
         except MedsegError as error:
             notify_error(error)
-            return
+            return None
         notify_warnings(found.skipped)
+        return found.pairs
+
+    def add_data(self, path: str | Path) -> None:
+        """Offer the pairs of a folder or CSV (a notification says why when it has none)."""
+        pairs = self._pairs_of(path)
+        if pairs is None:
+            return
         known = {pair.key for pair in self._extra}
-        self._extra += [pair for pair in found.pairs if pair.key not in known]
+        self._extra += [pair for pair in pairs if pair.key not in known]
         self.refresh_pairs()
 
     def _browse_val_data(self) -> None:
@@ -297,19 +306,13 @@ class TrainWidget(QWidget):
     def set_val_data(self, path: str | Path) -> None:
         """Check the new model on the pairs of a folder or CSV (``""``: on a share of the
         ticked pairs). A path with no usable pair is refused with a notification."""
-        from napari_medseg._napari.notifications import notify_error, notify_warnings
-        from napari_medseg.training.pairs import find_pairs
-
         path = str(Path(path).expanduser()) if str(path) else ""
         count = 0
         if path:
-            try:
-                found = find_pairs(path)
-            except MedsegError as error:
-                notify_error(error)
+            pairs = self._pairs_of(path)
+            if pairs is None:
                 return
-            notify_warnings(found.skipped)
-            count = len(found.pairs)
+            count = len(pairs)
         self.val_data = path
         self.val_data_label.setText(
             f"Held out: the {count} pair{'s' * (count != 1)} of {path}" if path else ""
