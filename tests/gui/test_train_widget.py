@@ -85,7 +85,9 @@ def test_fine_tune_from_the_viewer_and_segment_with_the_new_model(
     assert len(used) == 5 and Path(_pair(train, 1).labels).name not in used
     assert saved.name in used
 
-    # the Segment widget lists the new model at once, and runs it
+    # the Train dock lists the new model too (to fine-tune it again), and so does the
+    # Segment widget, at once; it runs it
+    assert train.model_combo.findData("tiny-mine") >= 0
     assert segment.model_combo.findData("tiny-mine") >= 0
     segment.set_model("tiny-mine")
     segment.image_combo.set_layer(viewer.layers["patient"])

@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -53,6 +53,7 @@ from napari_medseg._napari.segment_job import (
     probe_devices,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
+from napari_medseg._napari.widgets.model_combo import ModelCombo
 from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg.errors import MedsegError
 from napari_medseg.inference.settings import SegmentSettings
@@ -66,7 +67,6 @@ logger = logging.getLogger(__name__)
 #: Model combo entries that open a dialog instead of naming a model.
 BUNDLE_ITEM = "Bundle folder..."
 FILE_ITEM = "TorchScript file..."
-_DIALOG = object()  # item data of the two entries above
 
 #: What the folder entry takes.
 FOLDER_TIP = (
@@ -79,11 +79,14 @@ FOLDER_TIP = (
 MODEL_FILE_FILTER = "Models (*.ts *.pt *.pth *.torchscript *.jit *.json);;All files (*)"
 
 
-def _folder_kind(path: str) -> str:
-    """How the model list names a model folder: ``nnU-Net`` or ``bundle``."""
+def _model_title(path: str) -> str:
+    """How the model list names a chosen path: a folder as ``nnU-Net: name`` or
+    ``bundle: name``, a file by its name."""
     from napari_medseg.models.nnunet import is_nnunet_folder
 
-    return "nnU-Net" if is_nnunet_folder(path) else "bundle"
+    if not Path(path).is_dir():
+        return Path(path).name
+    return f"{'nnU-Net' if is_nnunet_folder(path) else 'bundle'}: {Path(path).name}"
 
 
 class DeviceCombo(QComboBox):
@@ -138,7 +141,6 @@ class SegmentWidget(QWidget):
         self.segmenter_cache = SegmenterCache()
         self._slot = JobSlot(self, napari_viewer)
         self._choice = ModelChoice("", "file", error="no model chosen")
-        self._model_index = 0
 
         # input
         self.image_combo = LayerCombo(napari_viewer, is_volume_layer("image"), self)
@@ -147,11 +149,10 @@ class SegmentWidget(QWidget):
         self.channel_combos: list[LayerCombo] = []
 
         # model
-        self.model_combo = QComboBox(self)
+        self.model_combo = ModelCombo(self, title_of=_model_title)
         self._fill_models()
         app_events().model_published.connect(self.refresh_models)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
-        self.model_combo.activated.connect(self._on_model_activated)
         self.model_info = QLabel(self)
         self.model_info.setWordWrap(True)
         self.trust_check = QCheckBox("Trust this bundle (its configs run Python code)", self)
@@ -241,38 +242,30 @@ class SegmentWidget(QWidget):
 
     # ------------------------------------------------------------------ models
     def _fill_models(self) -> None:
-        from napari_medseg.models.registry import DEFAULT_MODEL, catalogue
-
-        entries = sorted(catalogue(), key=lambda e: e.name != DEFAULT_MODEL)  # default first
-        for entry in entries:
-            self.model_combo.addItem(entry.name, entry.name)
-            tip = entry.title + (f"\n{entry.description}" if entry.description else "")
-            self.model_combo.setItemData(
-                self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
-            )
-        self.model_combo.insertSeparator(self.model_combo.count())
-        self.model_combo.addItem(BUNDLE_ITEM, _DIALOG)
-        self.model_combo.setItemData(
-            self.model_combo.count() - 1, FOLDER_TIP, Qt.ItemDataRole.ToolTipRole
+        self.refresh_models()
+        self.model_combo.add_chooser(
+            BUNDLE_ITEM,
+            lambda parent: QFileDialog.getExistingDirectory(
+                parent, "MONAI bundle or nnU-Net folder"
+            ),
+            FOLDER_TIP,
         )
-        self.model_combo.addItem(FILE_ITEM, _DIALOG)
+        self.model_combo.add_chooser(
+            FILE_ITEM,
+            lambda parent: QFileDialog.getOpenFileName(parent, "Model file", "", MODEL_FILE_FILTER)[
+                0
+            ],
+        )
 
     def refresh_models(self, *_: Any) -> None:
         """List catalogue models that appeared since the widget was made (a model the
-        Train dock published), before the separator; the current choice stays."""
-        from napari_medseg.models.registry import catalogue
+        Train dock published), the default first; the current choice stays."""
+        from napari_medseg.models.registry import DEFAULT_MODEL, catalogue
 
-        separator = next(
-            (i for i in range(self.model_combo.count()) if not self.model_combo.itemText(i)),
-            self.model_combo.count(),
+        entries = sorted(catalogue(), key=lambda e: e.name != DEFAULT_MODEL)
+        self.model_combo.add_models(
+            (e.name, e.title + (f"\n{e.description}" if e.description else "")) for e in entries
         )
-        for entry in catalogue():
-            if self.model_combo.findData(entry.name) >= 0:
-                continue
-            self.model_combo.insertItem(separator, entry.name, entry.name)
-            tip = entry.title + (f"\n{entry.description}" if entry.description else "")
-            self.model_combo.setItemData(separator, tip, Qt.ItemDataRole.ToolTipRole)
-            separator += 1
 
     @property
     def model_choice(self) -> ModelChoice:
@@ -281,48 +274,18 @@ class SegmentWidget(QWidget):
 
     def set_model(self, name: str) -> None:
         """Choose a catalogue model by name (KeyError when it is not listed)."""
-        index = self.model_combo.findData(name)
-        if index < 0:
-            raise KeyError(f"{name!r} is not in the model list")
-        self.model_combo.setCurrentIndex(index)
+        self.model_combo.select(name)
 
     def set_model_path(self, path: str | Path) -> None:
         """Choose a model by path (what the two dialogs do): a MONAI bundle folder, an
         nnU-Net v2 model folder, a spec JSON, or a network file (``.ts``, ``.pt``...) with
         its JSON spec beside it."""
-        ref = str(Path(path).expanduser())
-        index = self.model_combo.findData(ref)
-        if index < 0:
-            index = self.model_combo.findData(_DIALOG)
-            title = Path(ref).name
-            if Path(ref).is_dir():
-                title = f"{_folder_kind(ref)}: {title}"
-            self.model_combo.insertItem(index - 1, title, ref)  # before the separator
-            self.model_combo.setItemData(index - 1, ref, Qt.ItemDataRole.ToolTipRole)
-            index -= 1
-        if index == self.model_combo.currentIndex():
-            self._on_model_changed()  # no signal: describe the (maybe changed) files again
-        else:
-            self.model_combo.setCurrentIndex(index)
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) is not _DIALOG:
-            return
-        if self.model_combo.itemText(index) == BUNDLE_ITEM:
-            path = QFileDialog.getExistingDirectory(self, "MONAI bundle or nnU-Net folder")
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, "Model file", "", MODEL_FILE_FILTER)
-        if path:
-            self.set_model_path(path)
-        else:
-            self.model_combo.setCurrentIndex(self._model_index)
+        self.model_combo.select_path(path)
 
     def _on_model_changed(self, *_: Any) -> None:
-        index = self.model_combo.currentIndex()
-        ref = self.model_combo.itemData(index)
-        if ref is _DIALOG or ref is None:
+        ref = self.model_combo.ref
+        if not ref:
             return
-        self._model_index = index
         previous, self._choice = self._choice, describe_model(ref)
         choice = self._choice
         if choice.ref != previous.ref:

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QObject, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -48,6 +47,7 @@ from qtpy.QtWidgets import (
 
 from napari_medseg._napari.app_events import app_events
 from napari_medseg._napari.jobs import Job, JobSlot
+from napari_medseg._napari.widgets.model_combo import ModelCombo
 from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg._napari.widgets.training_chart import TrainingChart
 from napari_medseg.errors import MedsegError
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 SPEC_ITEM = "Spec file..."
 BUNDLE_ITEM = "MONAI bundle folder..."
-_DIALOG = object()
 
 
 class EpochRelay(QObject):
@@ -114,17 +113,23 @@ class TrainWidget(QWidget):
         self._relay = EpochRelay(self)
         self._relay.epoch.connect(self._on_epoch)
 
-        self.model_combo = QComboBox(self)
-        for name, tip in trainable_models():
-            self.model_combo.addItem(name, name)
-            self.model_combo.setItemData(
-                self.model_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
-            )
-        self.model_combo.insertSeparator(self.model_combo.count())
-        self.model_combo.addItem(SPEC_ITEM, _DIALOG)
-        self.model_combo.addItem(BUNDLE_ITEM, _DIALOG)
-        self.model_combo.activated.connect(self._on_model_activated)
+        self.model_combo = ModelCombo(
+            self,
+            "the list of trainable models",
+            lambda path: f"bundle: {Path(path).name}" if Path(path).is_dir() else Path(path).name,
+        )
+        self.refresh_models()
+        self.model_combo.add_chooser(
+            SPEC_ITEM,
+            lambda parent: QFileDialog.getOpenFileName(
+                parent, "Model spec", "", "Model spec (*.json)"
+            )[0],
+        )
+        self.model_combo.add_chooser(
+            BUNDLE_ITEM, lambda parent: QFileDialog.getExistingDirectory(parent, BUNDLE_ITEM[:-3])
+        )
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        app_events().model_published.connect(self.refresh_models)
         self.trust_check = QCheckBox("Trust this bundle (its configs run Python code)", self)
         self.trust_check.setToolTip(
             "A MONAI bundle's configs run Python code when its transforms are built: train "
@@ -223,36 +228,19 @@ class TrainWidget(QWidget):
         self._update_state()
 
     # ------------------------------------------------------------------ choices
+    def refresh_models(self, *_: Any) -> None:
+        """List the trainable models, with those published since the dock was made (a
+        fine-tuned model can be fine-tuned again); the current choice stays."""
+        self.model_combo.add_models(trainable_models())
+
     def set_model(self, name: str) -> None:
         """Choose a listed model by name (KeyError when it is not listed)."""
-        index = self.model_combo.findData(name)
-        if index < 0:
-            raise KeyError(f"{name!r} is not in the list of trainable models")
-        self.model_combo.setCurrentIndex(index)
+        self.model_combo.select(name)
 
     def set_model_path(self, path: str | Path) -> None:
         """Choose a model by its spec JSON (or network file with its spec) or its MONAI
         bundle folder (which runs only once *Trust this bundle* is ticked)."""
-        ref = str(Path(path).expanduser())
-        index = self.model_combo.findData(ref)
-        if index < 0:
-            index = self.model_combo.findData(_DIALOG) - 1  # before the separator
-            title = f"bundle: {Path(ref).name}" if Path(ref).is_dir() else Path(ref).name
-            self.model_combo.insertItem(index, title, ref)
-            self.model_combo.setItemData(index, ref, Qt.ItemDataRole.ToolTipRole)
-        self.model_combo.setCurrentIndex(index)
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemData(index) is not _DIALOG:
-            return
-        if self.model_combo.itemText(index) == BUNDLE_ITEM:
-            path = QFileDialog.getExistingDirectory(self, "MONAI bundle folder")
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, "Model spec", "", "Model spec (*.json)")
-        if path:
-            self.set_model_path(path)
-        else:
-            self.model_combo.setCurrentIndex(0)
+        self.model_combo.select_path(path)
 
     def _on_model_changed(self, *_: Any) -> None:
         """Show *Trust this bundle* for a bundle that runs its code unchecked; trust is
@@ -266,8 +254,8 @@ class TrainWidget(QWidget):
 
     @property
     def model_ref(self) -> str:
-        data = self.model_combo.currentData()
-        return "" if data is _DIALOG or data is None else str(data)
+        """The chosen model's name or path ("" while none is)."""
+        return self.model_combo.ref
 
     def _browse_data(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder of corrected label maps")
