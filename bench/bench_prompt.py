@@ -7,6 +7,7 @@ Usage::
     python bench/bench_prompt.py --write-results     # ... and append them to RESULTS.md
     python bench/bench_prompt.py --cases lung1 ph0-liver --clicks 5 --methods grow
     python bench/bench_prompt.py --no-timing         # skip the 512 x 512 x 300 timing
+    python bench/bench_prompt.py --shift-first       # Dice@5 with the first click moved
 
 The simulated user (``napari_medseg.interactive.simulated_user``): the first click at the
 object's most interior point, each next one at the most interior point of the largest
@@ -198,7 +199,7 @@ def timing_case():
 # -- running ---------------------------------------------------------------------------------
 
 
-def run_case(path: Path, method: str, clicks: int) -> dict:
+def run_case(path: Path, method: str, clicks: int, first_shift=(0, 0, 0)) -> dict:
     from napari_medseg.interactive.backends import make_backend
     from napari_medseg.interactive.session import PromptSession
     from napari_medseg.interactive.simulated_user import run_clicks
@@ -206,7 +207,8 @@ def run_case(path: Path, method: str, clicks: int) -> dict:
 
     data = np.load(path)
     volume = Volume(data["image"], data["affine"])
-    run = run_clicks(PromptSession(volume, make_backend(method)), data["truth"], clicks)
+    session = PromptSession(volume, make_backend(method))
+    run = run_clicks(session, data["truth"], clicks, first_shift=first_shift)
     seconds = np.array(run.seconds)
     return {
         "case": path.stem, "kind": str(data["kind"]), "method": method,
@@ -233,6 +235,50 @@ def run_timing(method: str, clicks: int) -> dict:
         "spacing": "x".join(f"{s:.2f}" for s in volume.spacing), "dice": run.dice,
         "seconds": seconds, "signs": "".join("+" if c.positive else "-" for c in run.clicks),
     }
+
+
+def in_plane_shifts(path: Path) -> list[tuple[int, int, int]]:
+    """No shift, then one voxel either way along each of the case's two finest axes."""
+    data = np.load(path)
+    spacing = np.sqrt((np.asarray(data["affine"])[:3, :3] ** 2).sum(axis=0))
+    shifts = [(0, 0, 0)]
+    for axis in np.argsort(spacing, kind="stable")[:2]:
+        for step in (1, -1):
+            shift = [0, 0, 0]
+            shift[int(axis)] = step
+            shifts.append(tuple(shift))
+    return shifts
+
+
+def run_shifts(paths, clicks: int, after: int = 5) -> list[str]:
+    """Dice after ``after`` clicks of ``grow`` with the first click moved by one voxel
+    in-plane (:func:`in_plane_shifts`): the table, and the mean per kind and shift."""
+    rows = []
+    for path in paths:
+        for n, shift in enumerate(in_plane_shifts(path)):
+            row = run_case(path, "grow", min(clicks, after), first_shift=shift)
+            rows.append((row["case"], row["kind"], n, shift, row["dice"][-1]))
+            print(f"{row['case']:22s} shift {shift} Dice@{after} {row['dice'][-1]:.3f}", flush=True)
+    variants = sorted({n for *_, n, _s, _d in rows})
+    lines = [
+        f"Dice after {after} clicks of `grow`, the first click at the object's most interior "
+        "point (shift 0) or moved by one voxel either way along the scan's two finest axes "
+        "(shifts 1-4):",
+        "",
+        "| case | kind | " + " | ".join(f"shift {n}" for n in variants) + " |",
+        "|---|---|" + "---|" * len(variants),
+    ]
+    cases = dict.fromkeys(case for case, *_ in rows)
+    for case in cases:
+        mine = [r for r in rows if r[0] == case]
+        lines.append(f"| {case} | {mine[0][1]} | " + " | ".join(f"{r[4]:.3f}" for r in mine) + " |")
+    lines += ["", "| kind | " + " | ".join(f"shift {n}" for n in variants)
+              + " | mean | min | max |", "|---|" + "---|" * (len(variants) + 3)]  # fmt: skip
+    for kind in dict.fromkeys(r[1] for r in rows):
+        means = [np.mean([r[4] for r in rows if r[1] == kind and r[2] == n]) for n in variants]
+        spread = f" | {np.mean(means):.3f} | {min(means):.3f} | {max(means):.3f} |"
+        lines.append(f"| {kind} | " + " | ".join(f"{m:.3f}" for m in means) + spread)
+    return lines
 
 
 def _table(rows, clicks) -> list[str]:
@@ -281,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing-clicks", type=int, default=10)
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--write-results", action="store_true")
+    parser.add_argument(
+        "--shift-first",
+        action="store_true",
+        help="instead: Dice after 5 clicks of grow with the first click moved by one voxel",
+    )
     args = parser.parse_args(argv)
     info = machine_info()
     prepare_cases()
@@ -290,6 +341,19 @@ def main(argv: list[str] | None = None) -> int:
         paths = [p for p in paths if any(c in p.stem for c in args.cases)]
     load_before = os.getloadavg()
     started = time.perf_counter()
+    if args.shift_first:
+        shifted = run_shifts(paths, args.clicks)
+        text = "\n".join([
+            "`python bench/bench_prompt.py " + " ".join(argv if argv is not None else sys.argv[1:])
+            + "`", "", f"Machine: {info['cpu']}, {info['cores']}, {info['ram']} RAM. Commit "
+            f"{info['commit']}. Wall time of the run: {time.perf_counter() - started:.0f} s.", "",
+            *shifted])  # fmt: skip
+        print(text)
+        if args.write_results:
+            from _results import append_section
+
+            append_section("Interactive segmentation (issue 15): where the first click lands", text)
+        return 0
     rows = []
     for method in args.methods:
         for path in paths:

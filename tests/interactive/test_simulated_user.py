@@ -92,3 +92,19 @@ def test_run_clicks_records_dice_and_time_after_each_click_and_stops_when_done()
     assert len(session.prompts) == 2
     with pytest.raises(ValueError, match="shape"):
         run_clicks(session, reference[:-1], 1)
+
+
+def test_a_shifted_first_click_lands_off_the_interior_point_and_stays_on_the_scan():
+    reference = _ellipsoid((50, 50, 30), (20, 25, 15), (10, 10, 8))
+    volume = Volume(np.zeros(reference.shape, np.float32), np.diag([0.8, 0.8, 2.0, 1.0]))
+    session = PromptSession(volume, _GrowsOneStepPerClick(reference), margin_mm=100.0)
+    centre = next_click(reference, np.zeros_like(reference), (0.8, 0.8, 2.0)).ijk
+    run = run_clicks(session, reference, 2, first_shift=(2, -1, 0))
+    moved = (centre[0] + 2, centre[1] - 1, centre[2])
+    assert run.clicks[0].ijk == moved and run.clicks[0].positive
+    # the prompt the session got is that voxel's centre, in world mm
+    assert np.allclose(session.prompts[0].world_mm[0], np.multiply(moved, (0.8, 0.8, 2.0)))
+    assert next_click(reference, session.mask, (0.8, 0.8, 2.0)) is None  # then as usual
+    edge = run_clicks(PromptSession(volume, _GrowsOneStepPerClick(reference)), reference, 1,
+                      first_shift=(0, 0, 40))  # fmt: skip
+    assert edge.clicks[0].ijk == (*centre[:2], 29) and edge.clicks[0].positive  # off it

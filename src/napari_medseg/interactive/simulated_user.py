@@ -143,8 +143,10 @@ def next_click(reference: np.ndarray, mask: np.ndarray, spacing_mm) -> Click | N
     if box is None:
         return None
     found = []
-    for positive, errors in ((True, reference[box] & ~mask[box]),
-                             (False, mask[box] & ~reference[box])):
+    for positive, errors in (
+        (True, reference[box] & ~mask[box]),
+        (False, mask[box] & ~reference[box]),
+    ):
         largest = _largest_component(errors)
         if largest is not None:
             found.append((largest[0], positive, largest[1]))
@@ -161,6 +163,7 @@ def run_clicks(
     reference: np.ndarray,
     n_clicks: int,
     cancel: threading.Event | None = None,
+    first_shift: tuple[int, int, int] = (0, 0, 0),
 ) -> ClickRun:
     """Give ``session`` up to ``n_clicks`` simulated clicks against ``reference``.
 
@@ -175,6 +178,11 @@ def run_clicks(
         Most clicks; the run stops early when the mask equals the reference.
     cancel : threading.Event, optional
         Passed to each :meth:`PromptSession.add`.
+    first_shift : tuple of int
+        Voxels ``(i, j, k)`` the first click is moved by from the object's most interior
+        point (kept on the scan; still a positive click, wherever it lands; its
+        ``depth_mm`` is the interior point's): how much a result depends on where
+        exactly the user clicks first.
 
     Returns
     -------
@@ -188,10 +196,13 @@ def run_clicks(
     affine = np.asarray(session.volume.affine, dtype=np.float64)
     spacing = session.spacing
     clicks, dices, seconds = [], [], []
-    for _ in range(int(n_clicks)):
+    for n in range(int(n_clicks)):
         click = next_click(reference, session.mask, spacing)
         if click is None:
             break
+        if n == 0 and any(first_shift):
+            moved = np.clip(np.add(click.ijk, first_shift), 0, np.subtract(reference.shape, 1))
+            click = Click(tuple(int(v) for v in moved), True, click.depth_mm)
         world = (affine @ np.r_[np.asarray(click.ijk, dtype=np.float64), 1.0])[:3]
         update = session.add(Prompt.point(world, positive=click.positive), cancel=cancel)
         clicks.append(click)
