@@ -90,6 +90,21 @@ def test_options_are_checked_before_any_work(tmp_path, capsys):
     assert status == 2
 
 
+def test_a_taken_name_is_refused_before_the_data_is_read(tmp_path, library, capsys):
+    """The name is checked first: a user with a large data set is not kept waiting while
+    the parent predicts on every pair, only to hear that the name is taken (here the
+    data hold no pair at all, which would otherwise be the error)."""
+    (library / "mine").mkdir(parents=True)
+    (tmp_path / "empty").mkdir()
+    status = main(
+        ["finetune", "--model", str(write_parent(tmp_path / "parent")), "--data",
+         str(tmp_path / "empty"), "--name", "mine", "--device", "cpu"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{library / 'mine'}: exists already" in err and "no (scan" not in err
+
+
 def test_ctrl_c_keeps_the_best_checkpoint_and_resume_finishes(tmp_path, library):
     """A real SIGINT to `medseg finetune` once epoch 1 is printed: exit status 130,
     nothing published, the checkpoints kept; `--resume` finishes the run."""

@@ -502,6 +502,27 @@ def run_finetune(
     n_classes = max(model_names) + 1
     patch = resolve_patch(spec, settings.patch_size)
 
+    # the model's name first: a name taken is refused before any pair is read or predicted
+    library = Path(settings.out).expanduser() if settings.out else default_library_dir()
+    problem, name = "", ""
+    if ranks.is_main:  # rank 0 decides; every rank raises the same error
+        resumable = find_resumable(library, settings) if resume else None
+        name = resumable.name if resumable else run_name(settings, spec.name)
+        if resume and resumable is None:
+            problem = (
+                f"{library}: no unfinished run of {spec.name} on {settings.data} with these "
+                "settings to resume."
+            )
+        elif (library / name).exists():
+            problem = (
+                f"{library / name}: exists already: a model of that name is published. "
+                "Give another --name."
+            )
+    problem, name = ranks.share((problem, name))
+    if problem:
+        ranks.close()
+        raise MedsegError(problem)
+
     found = find_pairs(settings.data)
     for line in found.skipped:
         say(f"skipped {line}")
@@ -539,25 +560,6 @@ def run_finetune(
         say(f"{corrected} model-grid voxels corrected in the training pairs")
     del train_read
 
-    library = Path(settings.out).expanduser() if settings.out else default_library_dir()
-    problem, name = "", ""
-    if ranks.is_main:  # rank 0 decides; every rank raises the same error
-        resumable = find_resumable(library, settings) if resume else None
-        name = resumable.name if resumable else run_name(settings, spec.name)
-        if resume and resumable is None:
-            problem = (
-                f"{library}: no unfinished run of {spec.name} on {settings.data} with these "
-                "settings to resume."
-            )
-        elif (library / name).exists():
-            problem = (
-                f"{library / name}: exists already: a model of that name is published. "
-                "Give another --name."
-            )
-    problem, name = ranks.share((problem, name))
-    if problem:
-        ranks.close()
-        raise MedsegError(problem)
     run_dir = library / RUNS_FOLDER / name
     if ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
