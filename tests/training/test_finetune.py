@@ -237,6 +237,13 @@ def test_labels_off_the_scan_grid_and_bad_csvs_are_named(parent, tmp_path):
     with pytest.raises(FileError, match="case0_labels.nii.gz: is not on the grid of its scan"):
         run_finetune(settings_for(parent, folder / "pairs.csv", library, val_fraction=0.5))
 
+    # a file that is not a scan, named as one: the error names both
+    (folder / "notes.txt").write_text("not a scan")
+    (folder / "notes.csv").write_text("image,labels\nnotes.txt,case1_labels.nii.gz\n"
+                                      "case2.nii.gz,case2_labels.nii.gz\n")  # fmt: skip
+    with pytest.raises(FileError, match=r"notes.txt: .*named as the scan of .*case1_labels"):
+        run_finetune(settings_for(parent, folder / "notes.csv", library, val_fraction=0.5))
+
     (folder / "bad.csv").write_text("scan,mask\na,b\n")
     with pytest.raises(FileError, match="bad.csv: needs an 'image' column"):
         run_finetune(settings_for(parent, folder / "bad.csv", library))

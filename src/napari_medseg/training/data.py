@@ -88,10 +88,15 @@ def read_pair(
     from napari_medseg.io.reader import read_scan
     from napari_medseg.labels.maps import as_label_array
 
-    channels = [
-        read_scan(path, series_key=pair.series if i == 0 else None)
-        for i, path in enumerate(pair.images)
-    ]
+    try:
+        channels = [
+            read_scan(path, series_key=pair.series if i == 0 else None)
+            for i, path in enumerate(pair.images)
+        ]
+    except FileError as error:  # say which label map named this file as its scan
+        raise type(error)(
+            error.path, f"{error.problem} It is named as the scan of {pair.labels}.", error.fix
+        ) from None
     labels = read_scan(pair.labels)
     array = as_label_array(labels.array, pair.labels)
     source = channels[0]
