@@ -356,6 +356,16 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def merged(self, part: dict) -> dict:
+        """The union of every rank's ``part`` (each rank computed some of the keys)."""
+        if self.world == 1:
+            return part
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * self.world
+        dist.all_gather_object(parts, part)
+        return {key: value for one in parts for key, value in one.items()}
+
     def mean(self, value: float) -> float:
         """The mean of ``value`` over the ranks."""
         if self.world == 1:
@@ -549,12 +559,17 @@ def run_finetune(
 
     # the parent as the user meets it; its network becomes the one trained (same object)
     segmenter = Segmenter(loaded, device=str(device), amp=settings.amp)
-    train_cases = []
-    for read in train_read:
-        parent_labels = None
-        if settings.focus > 0:  # where the user corrected the parent
-            parent_labels = segmenter.predict(read.channels, cancel=cancel).labels
-        train_cases.append(to_model_grid(loaded.preprocess, read, patch, n_classes, parent_labels))
+    parent_labels: dict[int, np.ndarray] = {}
+    if settings.focus > 0:  # where the user corrected the parent; each rank predicts a share
+        for n, read in enumerate(train_read):
+            if n % ranks.world == ranks.rank:
+                parent_labels[n] = segmenter.predict(read.channels, cancel=cancel).labels
+        parent_labels = ranks.merged(parent_labels)
+    train_cases = [
+        to_model_grid(loaded.preprocess, read, patch, n_classes, parent_labels.get(n))
+        for n, read in enumerate(train_read)
+    ]
+    del parent_labels
     if settings.focus > 0:
         corrected = sum(case.corrected.size for case in train_cases)
         say(f"{corrected} model-grid voxels corrected in the training pairs")
