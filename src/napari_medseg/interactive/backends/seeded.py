@@ -504,11 +504,11 @@ def _core(previous, negative, positive, spacing_mm, core_voxels):
         bool: the core, and the voxels of ``previous`` within the same reach of it.
     """
     core_mm = core_voxels * float(np.min(spacing_mm))
-    core = _erode_mm(previous, spacing_mm, core_mm)
-    if (_pieces_with(core, negative) & positive).any():
+    eroded = _erode_mm(previous, spacing_mm, core_mm)
+    core = _pieces_without(eroded, negative)
+    if (eroded & ~core & positive).any():  # a piece holds a negative and a positive seed
         core = _pieces_without(ndimage.binary_erosion(previous, iterations=core_voxels), negative)
         return core, ndimage.binary_dilation(core, iterations=core_voxels) & previous
-    core = _pieces_without(core, negative)
     return core, _dilate_mm(core, spacing_mm, core_mm) & previous
 
 
@@ -888,8 +888,7 @@ class SeededGrowBackend(PromptBackend):
         else:  # a negative prompt only takes away
             out &= previous
             if settings["edgeless"]:  # and leaves no piece apart from the positive seeds
-                codes = prompt_seeds(request.prompts, shape)
-                positive = (codes == OLD_OBJECT) | (codes == NEW_OBJECT)
+                positive = _refine_seeds(request.prompts, shape) == OLD_OBJECT
                 if (positive & out).any():
                     out = _pieces_with(out, positive)
         if reached_face:  # make sure the session sees the object reach the crop's side
