@@ -14,10 +14,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QWidget
 
 #: Item data of the entries that open a dialog.
 DIALOG = object()
+#: The check box a dock shows for a MONAI bundle whose configs would run unchecked.
+TRUST_TEXT = "Trust this bundle (its configs run Python code)"
+
+
+def path_title(path: str) -> str:
+    """How the list names a chosen path: a folder as ``nnU-Net: name`` or
+    ``bundle: name``, a file by its name."""
+    from napari_medseg.models.nnunet import is_nnunet_folder
+
+    if not Path(path).is_dir():
+        return Path(path).name
+    return f"{'nnU-Net' if is_nnunet_folder(path) else 'bundle'}: {Path(path).name}"
 
 
 class ModelCombo(QComboBox):
@@ -29,20 +41,12 @@ class ModelCombo(QComboBox):
         The dock (parent of the dialogs too).
     what : str
         What the list is called in the error of :meth:`select` ("the model list").
-    title_of : callable, optional
-        ``title_of(path)``: how a chosen path is listed (default: its file name).
     """
 
-    def __init__(
-        self,
-        parent: QWidget,
-        what: str = "the model list",
-        title_of: Callable[[str], str] | None = None,
-    ) -> None:
+    def __init__(self, parent: QWidget, what: str = "the model list") -> None:
         super().__init__(parent)
         self._what = what
-        self._title_of = title_of or (lambda path: Path(path).name)
-        self._choosers: dict[str, Callable[[QWidget], str]] = {}
+        self._choosers: dict[str, Callable[[], str]] = {}
         self._last_model = 0
         self.currentIndexChanged.connect(self._remember)
         self.activated.connect(self._on_activated)
@@ -62,15 +66,22 @@ class ModelCombo(QComboBox):
             self.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
             index += 1
 
-    def add_chooser(self, text: str, choose: Callable[[QWidget], str], tip: str = "") -> None:
-        """Add an entry that asks for a path: ``choose(parent)`` returns it ("" when the
-        user cancels). The first one comes after a separator."""
+    def add_chooser(self, text: str, caption: str, file_filter: str = "", tip: str = "") -> None:
+        """Add an entry that asks for a path: a folder, or with ``file_filter`` a file
+        (Qt's filter string), in a dialog titled ``caption``. The first one comes after a
+        separator."""
         if self._separator() == self.count():
             self.insertSeparator(self.count())
         self.addItem(text, DIALOG)
         if tip:
             self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-        self._choosers[text] = choose
+        parent = self.parentWidget() or self
+        if file_filter:
+            self._choosers[text] = lambda: QFileDialog.getOpenFileName(
+                parent, caption, "", file_filter
+            )[0]
+        else:
+            self._choosers[text] = lambda: QFileDialog.getExistingDirectory(parent, caption)
 
     # -- choosing --------------------------------------------------------------------------
     @property
@@ -94,7 +105,7 @@ class ModelCombo(QComboBox):
         index = self.findData(ref)
         if index < 0:
             index = self._separator()
-            self.insertItem(index, self._title_of(ref), ref)
+            self.insertItem(index, path_title(ref), ref)
             self.setItemData(index, ref, Qt.ItemDataRole.ToolTipRole)
         if index == self.currentIndex():
             self.currentIndexChanged.emit(index)
@@ -108,11 +119,11 @@ class ModelCombo(QComboBox):
     def _on_activated(self, index: int) -> None:
         if self.itemData(index) is not DIALOG:
             return
-        path = self._choosers[self.itemText(index)](self.parentWidget() or self)
+        path = self._choosers[self.itemText(index)]()
         if path:
             self.select_path(path)
         else:
             self.setCurrentIndex(self._last_model)
 
 
-__all__ = ["DIALOG", "ModelCombo"]
+__all__ = ["DIALOG", "TRUST_TEXT", "ModelCombo", "path_title"]

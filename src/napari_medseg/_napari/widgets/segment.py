@@ -32,7 +32,6 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QLabel,
@@ -53,7 +52,7 @@ from napari_medseg._napari.segment_job import (
     probe_devices,
 )
 from napari_medseg._napari.widgets.layer_combo import LayerCombo, is_volume_layer
-from napari_medseg._napari.widgets.model_combo import ModelCombo
+from napari_medseg._napari.widgets.model_combo import TRUST_TEXT, ModelCombo
 from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg.errors import MedsegError
 from napari_medseg.inference.settings import SegmentSettings
@@ -77,16 +76,6 @@ FOLDER_TIP = (
 
 #: File dialog filter for model files.
 MODEL_FILE_FILTER = "Models (*.ts *.pt *.pth *.torchscript *.jit *.json);;All files (*)"
-
-
-def _model_title(path: str) -> str:
-    """How the model list names a chosen path: a folder as ``nnU-Net: name`` or
-    ``bundle: name``, a file by its name."""
-    from napari_medseg.models.nnunet import is_nnunet_folder
-
-    if not Path(path).is_dir():
-        return Path(path).name
-    return f"{'nnU-Net' if is_nnunet_folder(path) else 'bundle'}: {Path(path).name}"
 
 
 class DeviceCombo(QComboBox):
@@ -149,13 +138,13 @@ class SegmentWidget(QWidget):
         self.channel_combos: list[LayerCombo] = []
 
         # model
-        self.model_combo = ModelCombo(self, title_of=_model_title)
+        self.model_combo = ModelCombo(self)
         self._fill_models()
         app_events().model_published.connect(self.refresh_models)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.model_info = QLabel(self)
         self.model_info.setWordWrap(True)
-        self.trust_check = QCheckBox("Trust this bundle (its configs run Python code)", self)
+        self.trust_check = QCheckBox(TRUST_TEXT, self)
         self.trust_check.setToolTip(
             "MONAI bundle configs run Python code when they are loaded. Tick only for "
             "bundles from a source you trust. Catalogue bundles are hash-checked instead."
@@ -244,18 +233,9 @@ class SegmentWidget(QWidget):
     def _fill_models(self) -> None:
         self.refresh_models()
         self.model_combo.add_chooser(
-            BUNDLE_ITEM,
-            lambda parent: QFileDialog.getExistingDirectory(
-                parent, "MONAI bundle or nnU-Net folder"
-            ),
-            FOLDER_TIP,
+            BUNDLE_ITEM, "MONAI bundle or nnU-Net folder", tip=FOLDER_TIP
         )
-        self.model_combo.add_chooser(
-            FILE_ITEM,
-            lambda parent: QFileDialog.getOpenFileName(parent, "Model file", "", MODEL_FILE_FILTER)[
-                0
-            ],
-        )
+        self.model_combo.add_chooser(FILE_ITEM, "Model file", MODEL_FILE_FILTER)
 
     def refresh_models(self, *_: Any) -> None:
         """List catalogue models that appeared since the widget was made (a model the

@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
 
 from napari_medseg._napari.app_events import app_events
 from napari_medseg._napari.jobs import Job, JobSlot
-from napari_medseg._napari.widgets.model_combo import ModelCombo
+from napari_medseg._napari.widgets.model_combo import TRUST_TEXT, ModelCombo
 from napari_medseg._napari.widgets.scroll import scrolled_with_footer
 from napari_medseg._napari.widgets.training_chart import TrainingChart
 from napari_medseg.errors import MedsegError
@@ -113,24 +113,13 @@ class TrainWidget(QWidget):
         self._relay = EpochRelay(self)
         self._relay.epoch.connect(self._on_epoch)
 
-        self.model_combo = ModelCombo(
-            self,
-            "the list of trainable models",
-            lambda path: f"bundle: {Path(path).name}" if Path(path).is_dir() else Path(path).name,
-        )
+        self.model_combo = ModelCombo(self, "the list of trainable models")
         self.refresh_models()
-        self.model_combo.add_chooser(
-            SPEC_ITEM,
-            lambda parent: QFileDialog.getOpenFileName(
-                parent, "Model spec", "", "Model spec (*.json)"
-            )[0],
-        )
-        self.model_combo.add_chooser(
-            BUNDLE_ITEM, lambda parent: QFileDialog.getExistingDirectory(parent, BUNDLE_ITEM[:-3])
-        )
+        self.model_combo.add_chooser(SPEC_ITEM, "Model spec", "Model spec (*.json)")
+        self.model_combo.add_chooser(BUNDLE_ITEM, "MONAI bundle folder")
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         app_events().model_published.connect(self.refresh_models)
-        self.trust_check = QCheckBox("Trust this bundle (its configs run Python code)", self)
+        self.trust_check = QCheckBox(TRUST_TEXT, self)
         self.trust_check.setToolTip(
             "A MONAI bundle's configs run Python code when its transforms are built: train "
             "only bundles from a source you trust. Bundles published here are hash-checked."
@@ -394,7 +383,7 @@ class TrainWidget(QWidget):
             epochs=self.epochs_spin.value(),
             val_fraction=round(self.val_spin.value(), 4),
             val_data=self.val_data,
-            trust_bundle=self._needs_trust and self.trust_check.isChecked(),
+            trust_bundle=self._needs_trust,  # ticked: refused above otherwise
             lr=self.lr_spin.value(),
         )
 
