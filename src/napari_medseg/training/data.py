@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_medseg.errors import FileError
+from napari_medseg.errors import FileError, shown_path
 from napari_medseg.training.pairs import TrainingPair, check_pair_classes
 from napari_medseg.volume import Volume
 
@@ -95,7 +95,9 @@ def read_pair(
         ]
     except FileError as error:  # say which label map named this file as its scan
         raise type(error)(
-            error.path, f"{error.problem} It is named as the scan of {pair.labels}.", error.fix
+            error.path,
+            f"{error.problem} It is named as the scan of {shown_path(pair.labels)}.",
+            error.fix,
         ) from None
     labels = read_scan(pair.labels)
     array = as_label_array(labels.array, pair.labels)
@@ -105,8 +107,8 @@ def read_pair(
     ):
         raise FileError(
             pair.labels,
-            f"is not on the grid of its scan {pair.images[0]} (labels {array.shape}, scan "
-            f"{source.shape}, or the voxel-to-patient matrices differ).",
+            f"is not on the grid of its scan {shown_path(pair.images[0])} (labels "
+            f"{array.shape}, scan {source.shape}, or the voxel-to-patient matrices differ).",
             "Save the labels from the scan they were drawn on (napari's Save widget does).",
         )
     values = np.unique(array)
