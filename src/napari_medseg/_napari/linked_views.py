@@ -188,9 +188,9 @@ class LinkedViews(QSplitter):
         viewer.mouse_drag_callbacks.append(self._crosshair_drag)
         self._disconnects.append(lambda: _remove(viewer.mouse_drag_callbacks,
                                                  self._crosshair_drag))
-        for plane in self.models():
-            self._listen(self.models()[plane].dims.events.ndisplay, self._on_point)
-            self._listen(self.models()[plane].dims.events.order, self._on_point)
+        for model in self.models().values():
+            self._listen(model.dims.events.ndisplay, self._on_point)
+            self._listen(model.dims.events.order, self._on_point)
         for view in self.views.values():
             refit_on_resize(view.model, view.widget)
         self._attach_window_level()
