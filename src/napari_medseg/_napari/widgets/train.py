@@ -6,7 +6,7 @@ come and go and by *Refresh*, and those of a folder or CSV added with *Add folde
 CSV...* (a folder of saved corrections, a ``medseg batch`` output folder, or a CSV of
 image and labels columns). The ticked pairs, the parent model (the catalogue's trainable
 models, a spec file, or a MONAI bundle folder once *Trust this bundle* is ticked) and
-the epochs, held-out share (or *Held-out folder or CSV...*: pairs of the user's own to
+the epochs, held-out share (or *Held-out pairs...*: pairs of the user's own to
 check the new model on, every ticked pair then training) and learning rate make a
 :class:`~napari_medseg.training.settings.FinetuneSettings`; *Start* runs
 :func:`~napari_medseg.training.finetune.run_finetune` in a worker (the one job lifecycle,
@@ -147,13 +147,13 @@ class TrainWidget(QWidget):
         self.val_spin.setValue(0.2)
         self.val_spin.setToolTip("Share of the pairs held out to decide whether it got better")
         self.val_data = ""  # a folder or CSV of held-out pairs ("" = hold out a share)
-        self.val_data_button = QPushButton("Held-out folder or CSV...", self)
+        self.val_data_button = QPushButton("Held-out pairs...", self)
         self.val_data_button.setToolTip(
             "Check the new model on pairs of your own instead of a share of the ticked "
             "ones (all ticked pairs then train): e.g. scans from another site or scanner"
         )
         self.val_data_button.clicked.connect(self._browse_val_data)
-        self.val_data_clear = QPushButton("Hold out a share", self)
+        self.val_data_clear = QPushButton("Use a share", self)
         self.val_data_clear.clicked.connect(lambda: self.set_val_data(""))
         self.val_data_label = QLabel("", self)
         self.val_data_label.setWordWrap(True)
